@@ -1,0 +1,69 @@
+"""/api/auth: register, login, refresh, logout, me."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from http_api import schemas as s
+from http_api.routing import Call, RouteTable
+from reelwire.domain import accounts
+
+routes = RouteTable()
+
+
+@routes.post(
+    "/api/auth/register",
+    tag="auth",
+    body=s.RegisterBody,
+    response=s.AuthOut,
+    status=201,
+    errors=(400, 409, 415),
+)
+async def register(call: Call[s.RegisterBody]) -> dict[str, Any]:
+    """Create an account and start a session."""
+    body = call.body
+    return await accounts.register(
+        call.services,
+        username=body.username,
+        email=body.email,
+        password=body.password,
+        display_name=body.display_name,
+    )
+
+
+@routes.post("/api/auth/login", tag="auth", body=s.LoginBody, response=s.AuthOut, errors=(400, 401))
+async def login(call: Call[s.LoginBody]) -> dict[str, Any]:
+    """Log in by username or email."""
+    return await accounts.login(
+        call.services, login=call.body.identifier, password=call.body.password
+    )
+
+
+@routes.post(
+    "/api/auth/refresh", tag="auth", body=s.RefreshBody, response=s.RefreshOut, errors=(400, 401)
+)
+async def refresh(call: Call[s.RefreshBody]) -> dict[str, Any]:
+    """Trade a refresh token for a new pair (the old refresh token stops working)."""
+    return await accounts.refresh(call.services, call.body.token)
+
+
+@routes.post(
+    "/api/auth/logout",
+    tag="auth",
+    auth="required",
+    body=s.LogoutBody,
+    body_required=False,
+    response=s.LogoutOut,
+    errors=(401,),
+)
+async def logout(call: Call[s.LogoutBody]) -> dict[str, Any]:
+    """End the session: its refresh and access tokens stop working."""
+    return await accounts.logout(
+        call.services, call.user, call.body.refresh_token or call.body.refresh
+    )
+
+
+@routes.get("/api/auth/me", tag="auth", auth="required", response=s.CurrentUserOut, errors=(401,))
+async def me(call: Call[Any]) -> dict[str, Any]:
+    """The caller's own account and creator figures."""
+    return await accounts.me(call.services, call.user)

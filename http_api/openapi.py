@@ -1,0 +1,102 @@
+"""The OpenAPI 3.1 document, generated from the route table's own schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+import reelwire
+from http_api.routing import Route
+from http_api.schemas import ErrorOut
+
+_REF = "#/components/schemas/{model}"
+_ERROR_TEXT = {
+    400: "Validation failed",
+    401: "Missing, invalid or revoked token",
+    403: "Forbidden",
+    404: "Not found",
+    409: "Conflict",
+    413: "Body too large",
+    415: "Wrong content type",
+    429: "Rate limited",
+    503: "A backend is unavailable",
+}
+
+
+def build_openapi(routes: list[Route]) -> dict[str, Any]:
+    """One document describing every declared route."""
+    models: set[type[BaseModel]] = {ErrorOut}
+    for route in routes:
+        models.update(m for m in (route.body, route.query, route.response) if m is not None)
+    ordered = sorted(models, key=lambda m: m.__name__)
+    mapping, top = models_json_schema([(m, "validation") for m in ordered], ref_template=_REF)
+    schemas = top.get("$defs", {})
+
+    def ref(model: type[BaseModel]) -> dict[str, Any]:
+        return mapping[(model, "validation")]
+
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        operation: dict[str, Any] = {
+            "operationId": route.handler.__name__,
+            "summary": route.summary,
+            "tags": [route.tag],
+            "parameters": [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                for p in route.path_params
+            ],
+            "responses": {
+                str(route.status): {
+                    "description": "OK",
+                    "content": {
+                        "application/json": {
+                            "schema": ref(route.response) if route.response else {"type": "object"}
+                        }
+                    },
+                },
+            },
+        }
+        if route.query is not None:
+            for name, field in route.query.model_fields.items():
+                operation["parameters"].append(
+                    {
+                        "name": name,
+                        "in": "query",
+                        "required": field.is_required(),
+                        "description": field.description or "",
+                        "schema": route.query.model_json_schema()["properties"][name],
+                    }
+                )
+        if route.body is not None:
+            operation["requestBody"] = {
+                "required": route.body_required,
+                "content": {"application/json": {"schema": ref(route.body)}},
+            }
+        if route.auth != "none":
+            operation["security"] = [{"bearerAuth": []}] + (
+                [{}] if route.auth == "optional" else []
+            )
+        for status in (*route.errors, 500):
+            operation["responses"][str(status)] = {
+                "description": _ERROR_TEXT.get(status, "Server error"),
+                "content": {"application/json": {"schema": ref(ErrorOut)}},
+            }
+        paths.setdefault(route.openapi_path, {})[route.method.lower()] = operation
+
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Reelwire API",
+            "version": reelwire.__version__,
+            "description": "REST half of Reelwire; the WebSocket protocol is in docs/protocol.md.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }

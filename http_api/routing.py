@@ -1,0 +1,239 @@
+"""A route table: each handler declared once with its schemas, auth rule and docs.
+
+The same declarations register the aiohttp routes (with and without a trailing slash), validate
+requests, and generate the OpenAPI document, so what is documented is what is enforced.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar
+from uuid import UUID
+
+import orjson
+import pydantic
+from aiohttp import web
+
+from reelwire.appkeys import SERVICES, SETTINGS
+from reelwire.domain import accounts
+from reelwire.domain.context import Principal, Services
+from reelwire.domain.errors import (
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+
+B = TypeVar("B", bound=pydantic.BaseModel)
+AuthRule = Literal["required", "optional", "none"]
+_PARAM_RE = re.compile(r"\{([^}:]+)(:[^}]*)?\}")
+
+
+@dataclass
+class Call(Generic[B]):
+    """One validated request, as a handler sees it."""
+
+    request: web.Request
+    services: Services
+    principal: Principal | None
+    body: B
+    query: Any
+
+    @property
+    def user(self) -> Principal:
+        """The caller, on routes that require auth."""
+        assert self.principal is not None, "route does not require auth"
+        return self.principal
+
+    def path_uuid(self, name: str, what: str = "Resource") -> UUID:
+        """A UUID path parameter; anything else cannot name a row, so it is a 404."""
+        try:
+            return UUID(self.request.match_info[name])
+        except ValueError:
+            raise NotFound(f"{what} not found") from None
+
+
+Handler = Callable[[Call[Any]], Awaitable[dict[str, Any] | web.StreamResponse]]
+
+
+@dataclass
+class Route:
+    """A declared route."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    auth: AuthRule = "none"
+    body: type[pydantic.BaseModel] | None = None
+    body_required: bool = True
+    query: type[pydantic.BaseModel] | None = None
+    response: type[pydantic.BaseModel] | None = None
+    status: int = 200
+    errors: tuple[int, ...] = ()
+
+    @property
+    def openapi_path(self) -> str:
+        """The path with aiohttp's `{name:regex}` written as OpenAPI's `{name}`."""
+        return _PARAM_RE.sub(lambda m: "{" + m.group(1) + "}", self.path)
+
+    @property
+    def path_params(self) -> list[str]:
+        """Names of the path parameters."""
+        return [m.group(1) for m in _PARAM_RE.finditer(self.path)]
+
+
+@dataclass
+class RouteTable:
+    """Collects routes; `register` adds them to an app."""
+
+    routes: list[Route] = field(default_factory=list)
+
+    def route(self, method: str, path: str, **options: Any) -> Callable[[Handler], Handler]:
+        """Declare a handler for `method path`."""
+
+        def decorate(handler: Handler) -> Handler:
+            summary = options.pop("summary", None) or (handler.__doc__ or "").strip()
+            self.routes.append(Route(method, path, handler, summary=summary, **options))
+            return handler
+
+        return decorate
+
+    def get(self, path: str, **options: Any) -> Callable[[Handler], Handler]:
+        """Declare a GET route."""
+        return self.route("GET", path, **options)
+
+    def post(self, path: str, **options: Any) -> Callable[[Handler], Handler]:
+        """Declare a POST route."""
+        return self.route("POST", path, **options)
+
+    def put(self, path: str, **options: Any) -> Callable[[Handler], Handler]:
+        """Declare a PUT route."""
+        return self.route("PUT", path, **options)
+
+    def patch(self, path: str, **options: Any) -> Callable[[Handler], Handler]:
+        """Declare a PATCH route."""
+        return self.route("PATCH", path, **options)
+
+    def delete(self, path: str, **options: Any) -> Callable[[Handler], Handler]:
+        """Declare a DELETE route."""
+        return self.route("DELETE", path, **options)
+
+    def extend(self, other: RouteTable) -> None:
+        """Take another table's routes."""
+        self.routes.extend(other.routes)
+
+    def register(self, app: web.Application) -> list[web.AbstractRoute]:
+        """Add every route to `app`, each also answering with a trailing slash."""
+        added = []
+        for route in self.routes:
+            view = _make_view(route)
+            added.append(app.router.add_route(route.method, route.path, view))
+            if route.path != "/" and not route.path.endswith("/"):
+                added.append(app.router.add_route(route.method, route.path + "/", view))
+        return added
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A JSON response encoded with orjson."""
+    return web.Response(
+        body=orjson.dumps(data),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def bearer_token(request: web.Request) -> str | None:
+    """The token of an `Authorization: Bearer ...` header, if any."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _make_view(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def view(request: web.Request) -> web.StreamResponse:
+        services = request.app[SERVICES]
+        principal = await _principal(request, services, route.auth)
+        query = _validate(route.query, dict(request.query), "query") if route.query else None
+        body = await _read_body(request, route) if route.body else None
+        result = await route.handler(Call(request, services, principal, body, query))
+        if isinstance(result, web.StreamResponse):
+            return result
+        return json_response(result, status=route.status)
+
+    view.__name__ = route.handler.__name__
+    view.__doc__ = route.summary
+    return view
+
+
+async def _principal(request: web.Request, services: Services, rule: AuthRule) -> Principal | None:
+    if rule == "none":
+        return None
+    token = bearer_token(request)
+    if token is None:
+        if rule == "required":
+            raise Unauthorized("Authentication required")
+        return None
+    return await accounts.authenticate(services, token)
+
+
+async def _read_body(request: web.Request, route: Route) -> pydantic.BaseModel:
+    assert route.body is not None
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[SETTINGS].max_json_bytes
+        raise PayloadTooLarge(
+            f"Request body is larger than {limit} bytes", details={"max_bytes": limit}
+        ) from None
+    if not raw.strip():
+        if route.body_required:
+            raise ValidationFailed("Request body is required")
+        return route.body()
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType(
+            f"Expected Content-Type application/json, got {request.content_type or 'none'}"
+        )
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationFailed("Malformed JSON body", details={"reason": str(exc)}) from None
+    if not isinstance(data, dict):
+        raise ValidationFailed("Request body must be a JSON object")
+    return _validate(route.body, data, "body")
+
+
+def _validate(model: type[pydantic.BaseModel], data: dict[str, Any], where: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise ValidationFailed(
+            "Request validation failed", field_errors=field_errors(exc), details={"in": where}
+        ) from None
+
+
+_FRIENDLY = {
+    "missing": "This field is required.",
+    "extra_forbidden": "Unknown field.",
+    "uuid_parsing": "Must be a UUID.",
+    "int_parsing": "Must be a whole number.",
+}
+
+
+def field_errors(exc: pydantic.ValidationError) -> dict[str, list[str]]:
+    """Pydantic's errors as seed 001's `field_errors`: {field: [messages]}."""
+    errors: dict[str, list[str]] = {}
+    for err in exc.errors(include_url=False):
+        name = ".".join(str(part) for part in err["loc"]) or "body"
+        message = _FRIENDLY.get(err["type"]) or err["msg"].removeprefix("Value error, ")
+        errors.setdefault(name, []).append(message)
+    return errors

@@ -1,0 +1,324 @@
+"""Request and response schemas. They validate input and generate the OpenAPI document."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+USERNAME_RE = re.compile(r"^[a-zA-Z0-9_]{3,30}$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class Strict(BaseModel):
+    """Unknown fields are an error: a typo must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+def _username(value: str) -> str:
+    if not USERNAME_RE.match(value):
+        raise ValueError("Username must be 3-30 characters: letters, digits and underscores.")
+    return value
+
+
+def _email(value: str) -> str:
+    value = value.strip()
+    if len(value) > 254 or not EMAIL_RE.match(value):
+        raise ValueError("Enter a valid email address.")
+    return value
+
+
+def _password(value: str) -> str:
+    problems = []
+    if len(value) < 8:
+        problems.append("at least 8 characters")
+    if not re.search(r"[A-Z]", value):
+        problems.append("an uppercase letter")
+    if not re.search(r"\d", value):
+        problems.append("a number")
+    if problems:
+        raise ValueError("Password must contain " + ", ".join(problems) + ".")
+    return value
+
+
+def _display_name(value: str) -> str:
+    value = value.strip()
+    if not 1 <= len(value) <= 50:
+        raise ValueError("Display name must be 1-50 characters.")
+    return value
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^\s]+$", value) or len(value) > 1000:
+        raise ValueError("Must be an http(s) URL of at most 1000 characters.")
+    return value
+
+
+Username = Annotated[str, Field(max_length=64), AfterValidator(_username)]
+Email = Annotated[str, Field(max_length=320), AfterValidator(_email)]
+Password = Annotated[str, Field(max_length=128), AfterValidator(_password)]
+DisplayName = Annotated[str, Field(max_length=200), AfterValidator(_display_name)]
+HttpUrl = Annotated[str, Field(max_length=1000), AfterValidator(_http_url)]
+
+
+class RegisterBody(Strict):
+    """POST /api/auth/register (seed 001)."""
+
+    username: Username
+    email: Email
+    password: Password
+    display_name: DisplayName | None = None
+
+
+class LoginBody(Strict):
+    """POST /api/auth/login: `login` (seed 001) or `username` (seed 004) or `email`."""
+
+    login: str | None = Field(None, max_length=320)
+    username: str | None = Field(None, max_length=320)
+    email: str | None = Field(None, max_length=320)
+    password: str = Field(max_length=128)
+
+    @model_validator(mode="after")
+    def _one_identifier(self) -> LoginBody:
+        if not (self.login or self.username or self.email):
+            raise ValueError("Provide login (username or email) and password.")
+        return self
+
+    @property
+    def identifier(self) -> str:
+        """The username or email the caller gave, whichever field they used."""
+        return (self.login or self.username or self.email or "").strip()
+
+
+class RefreshBody(Strict):
+    """POST /api/auth/refresh: `refresh_token` (seed 001) or `refresh` (seed 004)."""
+
+    refresh_token: str | None = Field(None, max_length=4096)
+    refresh: str | None = Field(None, max_length=4096)
+
+    @model_validator(mode="after")
+    def _one_token(self) -> RefreshBody:
+        if not (self.refresh_token or self.refresh):
+            raise ValueError("Provide refresh_token.")
+        return self
+
+    @property
+    def token(self) -> str:
+        """Whichever of the two fields was given."""
+        return self.refresh_token or self.refresh or ""
+
+
+class LogoutBody(Strict):
+    """POST /api/auth/logout: optionally also revoke this refresh token's session."""
+
+    refresh_token: str | None = Field(None, max_length=4096)
+    refresh: str | None = Field(None, max_length=4096)
+
+
+class NotificationSettings(Strict):
+    """Seed 001's `settings.notifications`."""
+
+    email: bool | None = None
+    push: bool | None = None
+    comments: bool | None = None
+    followers: bool | None = None
+
+
+class PrivacySettings(Strict):
+    """Seed 001's `settings.privacy`."""
+
+    profile_visibility: Literal["public", "followers", "private"] | None = None
+    show_following: bool | None = None
+    show_followers: bool | None = None
+
+
+class UserSettings(Strict):
+    """Seed 001's user settings; sections given are merged into what is stored."""
+
+    notifications: NotificationSettings | None = None
+    privacy: PrivacySettings | None = None
+
+
+class UpdateMeBody(Strict):
+    """PATCH /api/users/me."""
+
+    display_name: DisplayName | None = None
+    bio: str | None = Field(None, max_length=500)
+    avatar_url: HttpUrl | None = None
+    settings: UserSettings | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """Only the fields the caller sent, settings without unset keys."""
+        return self.model_dump(exclude_unset=True, exclude_none=True)
+
+
+class PageQuery(BaseModel):
+    """Seed 001 page pagination, or `cursor` from a previous page's `next_cursor`."""
+
+    page: int = Field(1, ge=1, le=100_000)
+    limit: int = Field(20, ge=1, le=50)
+    cursor: str | None = Field(None, max_length=512)
+
+
+# --- responses (documented; handlers build the same shapes in reelwire.domain.present) ---
+
+
+class UserOut(BaseModel):
+    """A user as anyone may see them."""
+
+    id: str
+    username: str
+    display_name: str
+    avatar_url: str
+    bio: str
+    verified: bool
+    role: Literal["user", "creator", "admin"]
+    follower_count: int
+    following_count: int
+    created_at: str
+
+
+class MeOut(UserOut):
+    """A user as they see themselves."""
+
+    email: str
+    email_verified: bool
+    settings: dict[str, Any]
+    updated_at: str | None
+
+
+class TokensOut(BaseModel):
+    """The token pair."""
+
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"]
+    expires_in: int
+
+
+class AuthOut(BaseModel):
+    """Register and login (seed 001 body plus seed 004's `access`/`refresh`)."""
+
+    success: bool
+    message: str
+    user: MeOut
+    tokens: TokensOut
+    access: str
+    refresh: str
+
+
+class RefreshOut(TokensOut):
+    """A rotated token pair."""
+
+    success: bool
+    access: str
+    refresh: str
+
+
+class LogoutOut(BaseModel):
+    """Logout (seed 004's `detail`)."""
+
+    success: bool
+    detail: str
+
+
+class ProfileFigures(BaseModel):
+    """Creator figures on /api/auth/me."""
+
+    total_views: int
+    total_videos: int
+    total_likes_received: int
+
+
+class CurrentUserOut(BaseModel):
+    """GET /api/auth/me."""
+
+    success: bool
+    user: MeOut
+    profile: ProfileFigures
+
+
+class ProfileUser(UserOut):
+    """A profile, with whether the viewer follows them."""
+
+    is_following: bool
+
+
+class ProfileOut(BaseModel):
+    """GET /api/users/{user_id}."""
+
+    success: bool
+    user: ProfileUser
+
+
+class UpdateMeOut(BaseModel):
+    """PATCH /api/users/me."""
+
+    success: bool
+    user: MeOut
+
+
+class FollowOut(BaseModel):
+    """Follow and unfollow (seed 001)."""
+
+    success: bool
+    following: bool
+    follower_count: int
+
+
+class Pagination(BaseModel):
+    """Seed 001's pagination object; `current_page` is null in cursor mode."""
+
+    current_page: int | None
+    total_pages: int
+    total_items: int
+    has_next: bool
+    has_prev: bool
+
+
+class FollowEntry(BaseModel):
+    """One row of a followers/following list."""
+
+    id: str
+    username: str
+    display_name: str
+    avatar_url: str
+    verified: bool
+    follower_count: int
+    followed_at: str
+
+
+class FollowersOut(BaseModel):
+    """GET /api/users/{user_id}/followers."""
+
+    success: bool
+    followers: list[FollowEntry]
+    pagination: Pagination
+    next_cursor: str | None
+
+
+class FollowingOut(BaseModel):
+    """GET /api/users/{user_id}/following."""
+
+    success: bool
+    following: list[FollowEntry]
+    pagination: Pagination
+    next_cursor: str | None
+
+
+class ErrorBody(BaseModel):
+    """The error object inside the envelope."""
+
+    code: str
+    message: str
+    details: dict[str, Any] | None = None
+    field_errors: dict[str, list[str]] | None = None
+
+
+class ErrorOut(BaseModel):
+    """Every error (seed 001)."""
+
+    success: Literal[False]
+    error: ErrorBody

@@ -1,0 +1,81 @@
+"""Service routes: /api/, /healthz, /readyz, the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+import reelwire
+from http_api.routing import Call, RouteTable, json_response
+from reelwire.appkeys import SERVICES
+from storage.db import ping
+
+routes = RouteTable()
+OPENAPI = web.AppKey("openapi", dict)
+
+
+class ApiInfoOut(BaseModel):
+    """GET /api/."""
+
+    name: str
+    version: str
+    message: str
+    docs: str
+
+
+class HealthOut(BaseModel):
+    """Liveness and readiness."""
+
+    status: str
+    checks: dict[str, str] | None = None
+
+
+@routes.get("/api", tag="service", response=ApiInfoOut)
+async def api_root(call: Call[Any]) -> dict[str, Any]:
+    """Name and version of this API."""
+    return {
+        "name": "reelwire",
+        "version": reelwire.__version__,
+        "message": "Reelwire API",
+        "docs": "/api/openapi.json",
+    }
+
+
+@routes.get("/healthz", tag="service", response=HealthOut)
+async def healthz(call: Call[Any]) -> dict[str, Any]:
+    """The process is up and serving."""
+    return {"status": "ok"}
+
+
+@routes.get("/readyz", tag="service", response=HealthOut, errors=(503,))
+async def readyz(call: Call[Any]) -> web.Response:
+    """PostgreSQL and Redis both answer; 503 naming the one that does not."""
+    services = call.request.app[SERVICES]
+
+    async def check(name: str, probe: Any) -> tuple[str, str]:
+        try:
+            async with asyncio.timeout(2):
+                await probe
+            return name, "ok"
+        except Exception as exc:  # any failure means not ready; say what it was
+            return name, f"unavailable: {type(exc).__name__}"
+
+    checks = dict(
+        await asyncio.gather(
+            check("postgres", ping(services.db)),
+            check("redis", services.redis.ping()),
+        )
+    )
+    ready = all(v == "ok" for v in checks.values())
+    return json_response(
+        {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
+    )
+
+
+@routes.get("/api/openapi.json", tag="service")
+async def openapi(call: Call[Any]) -> web.Response:
+    """This document."""
+    return json_response(call.request.app[OPENAPI])

@@ -1,0 +1,95 @@
+"""/api/users: profiles and follows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from http_api import schemas as s
+from http_api.routing import Call, RouteTable
+from reelwire.domain import users
+from reelwire.domain.paging import PageRequest
+
+routes = RouteTable()
+
+
+@routes.patch(
+    "/api/users/me",
+    tag="users",
+    auth="required",
+    body=s.UpdateMeBody,
+    response=s.UpdateMeOut,
+    errors=(400, 401, 415),
+)
+async def update_me(call: Call[s.UpdateMeBody]) -> dict[str, Any]:
+    """Change your display name, bio, avatar or settings."""
+    return await users.update_me(call.services, call.user, call.body.changes())
+
+
+@routes.get(
+    "/api/users/{user_id}", tag="users", auth="optional", response=s.ProfileOut, errors=(404,)
+)
+async def profile(call: Call[Any]) -> dict[str, Any]:
+    """A user's public profile."""
+    return await users.profile(call.services, call.path_uuid("user_id", "User"), call.principal)
+
+
+@routes.post(
+    "/api/users/{user_id}/follow",
+    tag="users",
+    auth="required",
+    response=s.FollowOut,
+    errors=(400, 401, 404),
+)
+async def follow(call: Call[Any]) -> dict[str, Any]:
+    """Follow a user (idempotent)."""
+    return await users.follow(call.services, call.user, call.path_uuid("user_id", "User"))
+
+
+@routes.delete(
+    "/api/users/{user_id}/follow",
+    tag="users",
+    auth="required",
+    response=s.FollowOut,
+    errors=(400, 401, 404),
+)
+async def unfollow(call: Call[Any]) -> dict[str, Any]:
+    """Stop following a user (idempotent)."""
+    return await users.unfollow(call.services, call.user, call.path_uuid("user_id", "User"))
+
+
+@routes.get(
+    "/api/users/{user_id}/followers",
+    tag="users",
+    auth="optional",
+    query=s.PageQuery,
+    response=s.FollowersOut,
+    errors=(400, 403, 404),
+)
+async def followers(call: Call[Any]) -> dict[str, Any]:
+    """Who follows this user, newest first."""
+    return await users.follow_list(
+        call.services,
+        call.path_uuid("user_id", "User"),
+        "followers",
+        PageRequest(**call.query.model_dump()),
+        call.principal,
+    )
+
+
+@routes.get(
+    "/api/users/{user_id}/following",
+    tag="users",
+    auth="optional",
+    query=s.PageQuery,
+    response=s.FollowingOut,
+    errors=(400, 403, 404),
+)
+async def following(call: Call[Any]) -> dict[str, Any]:
+    """Whom this user follows, newest first."""
+    return await users.follow_list(
+        call.services,
+        call.path_uuid("user_id", "User"),
+        "following",
+        PageRequest(**call.query.model_dump()),
+        call.principal,
+    )

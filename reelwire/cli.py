@@ -1,0 +1,174 @@
+"""The `reelwire` command: serve, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from reelwire.embedded import (
+    DataDirLock,
+    EmbeddedError,
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    load_or_create_secret,
+)
+from reelwire.settings import Settings, SettingsError
+
+logger = logging.getLogger("reelwire")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = argparse.ArgumentParser(prog="reelwire", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the web server (REST + WebSocket)")
+    serve.add_argument("--host", help="overrides HOST")
+    serve.add_argument("--port", type=int, help="overrides PORT")
+    serve.add_argument(
+        "--migrate",
+        action="store_true",
+        help="apply pending migrations first (always done on the embedded default)",
+    )
+    commands.add_parser("migrate", help="apply pending database migrations")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"reelwire: configuration error: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings.log_level)
+    try:
+        if args.command == "migrate":
+            return _migrate(settings)
+        overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v}
+        return _serve(settings.replace(**overrides), migrate=args.migrate)
+    except EmbeddedError as exc:
+        print(f"reelwire: {exc}", file=sys.stderr)
+        return 1
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    for noisy in ("aiohttp.access",):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+@contextlib.contextmanager
+def backends(settings: Settings) -> Iterator[Settings]:
+    """Start whatever is embedded, yield fully resolved settings, stop it all on exit."""
+    if not (settings.embedded_postgres or settings.embedded_redis):
+        yield settings
+        return
+    home = Path(settings.home)
+    lock = DataDirLock(home)
+    lock.acquire()
+    postgres = EmbeddedPostgres(home / "postgres") if settings.embedded_postgres else None
+    redis = EmbeddedRedis(home / "redis") if settings.embedded_redis else None
+    try:
+        changes: dict[str, object] = {}
+        if postgres is not None:
+            postgres.start()
+            changes["database_url"] = postgres.url
+        if redis is not None:
+            redis.start()
+            changes["redis_url"] = redis.url
+        if settings.jwt_secret_key is None:
+            changes["jwt_secret_key"] = load_or_create_secret(home)
+        yield settings.replace(**changes)
+    finally:
+        if redis is not None:
+            redis.stop()
+        if postgres is not None:
+            postgres.stop()
+        lock.release()
+
+
+def _migrate(settings: Settings) -> int:
+    from storage.migrations import migrate_url
+
+    with backends(settings) as resolved:
+        assert resolved.database_url is not None
+        applied = asyncio.run(migrate_url(resolved.database_url))
+    print(f"applied {len(applied)} migration(s)" + (f": {applied}" if applied else ""))
+    return 0
+
+
+def _serve(settings: Settings, *, migrate: bool) -> int:
+    from aiohttp import web
+
+    from reelwire.app import create_app
+    from storage.migrations import load_migrations, migrate_url, pending_url
+
+    with backends(settings) as resolved:
+        assert resolved.database_url is not None
+        if settings.embedded_postgres or migrate:
+            asyncio.run(migrate_url(resolved.database_url))
+        else:
+            pending = asyncio.run(pending_url(resolved.database_url, load_migrations()))
+            if pending:
+                print(
+                    f"reelwire: the database lacks migrations {pending}; run `reelwire migrate`"
+                    " (the Procfile's release step) or start with --migrate",
+                    file=sys.stderr,
+                )
+                return 1
+        _log_backends(settings, resolved)
+        loop = _new_loop()
+        web.run_app(
+            create_app(resolved),
+            host=resolved.host,
+            port=resolved.port,
+            shutdown_timeout=10,
+            print=None,
+            loop=loop,
+            access_log=logging.getLogger("aiohttp.access"),
+        )
+    return 0
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # uvloop is not built for every platform; asyncio's loop works too
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def _log_backends(configured: Settings, resolved: Settings) -> None:
+    where = configured.home
+    postgres = (
+        f"embedded PostgreSQL in {where}/postgres"
+        if configured.embedded_postgres
+        else "PostgreSQL at DATABASE_URL"
+    )
+    redis = (
+        f"embedded Redis in {where}/redis" if configured.embedded_redis else "Redis at REDIS_URL"
+    )
+    logger.info("backends: %s; %s; media on local disk", postgres, redis)
+    host = "[" + resolved.host + "]" if ":" in resolved.host else resolved.host
+    logger.info(
+        "Reelwire %s listening on http://%s:%d/api/  (docs: /api/openapi.json)",
+        _version(),
+        host,
+        resolved.port,
+    )
+
+
+def _version() -> str:
+    import reelwire
+
+    return reelwire.__version__
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Transport-agnostic operations: REST handlers and WebSocket commands both call these."""

@@ -1,0 +1,199 @@
+"""Accounts: register, log in, refresh, log out, and who-is-calling."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from pubsub import keys
+from reelwire.domain import present
+from reelwire.domain.context import Principal, Services
+from reelwire.domain.errors import Conflict, NotFound, Unauthorized
+from reelwire.domain.tokens import ACCESS, REFRESH, Claims
+from storage import tokens as token_rows
+from storage import users as user_rows
+
+logger = logging.getLogger(__name__)
+
+BAD_CREDENTIALS = "No active account found with the given credentials"
+
+
+async def register(
+    ctx: Services,
+    *,
+    username: str,
+    email: str,
+    password: str,
+    display_name: str | None,
+) -> dict[str, Any]:
+    """Create the account and a first session; 409 naming the field when a name is taken."""
+    password_hash = await ctx.passwords.hash(password)
+    async with ctx.db.acquire() as conn, conn.transaction():
+        try:
+            row = await user_rows.insert(
+                conn,
+                username=username,
+                email=email,
+                password_hash=password_hash,
+                display_name=display_name or username,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            field = "email" if "email" in (exc.constraint_name or "") else "username"
+            message = f"{'Email' if field == 'email' else 'Username'} is already taken"
+            raise Conflict(message, field_errors={field: [message]}) from None
+        pair = await _start_session(ctx, conn, row)
+    return _auth_body("Account created successfully", row, pair)
+
+
+async def login(ctx: Services, *, login: str, password: str) -> dict[str, Any]:
+    """Check the password (same cost whether or not the login exists) and start a session."""
+    async with ctx.db.acquire() as conn:
+        creds = await user_rows.get_credentials(conn, login)
+    ok, new_hash = await ctx.passwords.verify(creds["password_hash"] if creds else None, password)
+    if not ok or creds is None:
+        raise Unauthorized(BAD_CREDENTIALS)
+    async with ctx.db.acquire() as conn, conn.transaction():
+        await user_rows.record_login(conn, creds["id"], new_hash)
+        row = await user_rows.get_private(conn, creds["id"])
+        if row is None:
+            raise Unauthorized(BAD_CREDENTIALS)
+        pair = await _start_session(ctx, conn, row)
+    return _auth_body("Login successful", row, pair)
+
+
+async def refresh(ctx: Services, refresh_token: str) -> dict[str, Any]:
+    """Rotate: the presented token must be its family's current one, else the family dies."""
+    claims = ctx.tokens.verify(refresh_token, REFRESH)
+    reused = False
+    async with ctx.db.acquire() as conn, conn.transaction():
+        family = await token_rows.lock_family(conn, claims.family)
+        if family is None or family["revoked_at"] is not None:
+            raise Unauthorized("Refresh token has been revoked")
+        if family["current_jti"] != claims.jti:
+            # An already-rotated token came back: someone else holds a copy. Revoke the
+            # family (committed below) so neither holder can continue the session.
+            await token_rows.revoke(conn, claims.family, "refresh token reused")
+            reused = True
+        else:
+            row = await user_rows.get_private(conn, claims.user_id)
+            if row is None:
+                raise Unauthorized("Account no longer exists")
+            pair = _issue_pair(ctx, row, claims.family)
+            await token_rows.rotate(conn, claims.family, pair.refresh_jti, pair.refresh_expires)
+    if reused:
+        await _deny_access_tokens(ctx, claims.family)
+        logger.warning(
+            "refresh token reuse for user %s; session %s revoked", claims.user_id, claims.family
+        )
+        raise Unauthorized("Refresh token has already been used; please log in again")
+    return {"success": True, **pair.body()}
+
+
+async def logout(ctx: Services, principal: Principal, refresh_token: str | None) -> dict[str, Any]:
+    """Revoke the caller's session, and the session of `refresh_token` when it is theirs."""
+    families = {principal.family}
+    if refresh_token:
+        try:
+            claims = ctx.tokens.verify(refresh_token, REFRESH)
+        except Unauthorized:
+            claims = None
+        if claims is not None and claims.user_id == principal.user_id:
+            families.add(claims.family)
+    async with ctx.db.acquire() as conn:
+        for family in families:
+            await token_rows.revoke(conn, family, "logout")
+    for family in families:
+        await _deny_access_tokens(ctx, family)
+    return {"success": True, "detail": "Successfully logged out"}
+
+
+async def authenticate(ctx: Services, access_token: str) -> Principal:
+    """The caller of a verified, unrevoked access token."""
+    claims: Claims = ctx.tokens.verify(access_token, ACCESS)
+    if await ctx.redis.exists(keys.revoked_session(claims.family)):
+        raise Unauthorized("Session has been logged out")
+    return Principal(user_id=claims.user_id, role=claims.role, family=claims.family)
+
+
+async def me(ctx: Services, principal: Principal) -> dict[str, Any]:
+    """The caller's own user object and creator figures."""
+    async with ctx.db.acquire() as conn:
+        row = await user_rows.get_private(conn, principal.user_id)
+    if row is None:
+        raise NotFound("User not found")
+    # Videos arrive with the media pipeline (#3); until a user has any, their totals are zero.
+    profile = {"total_views": 0, "total_videos": 0, "total_likes_received": 0}
+    return {"success": True, "user": present.user_private(row), "profile": profile}
+
+
+@dataclass(frozen=True)
+class _Pair:
+    access: str
+    refresh: str
+    refresh_jti: UUID
+    refresh_expires: datetime
+    expires_in: int
+
+    def body(self) -> dict[str, Any]:
+        # Seed 001 names (access_token/refresh_token) plus seed 004's (access/refresh).
+        return {
+            "access_token": self.access,
+            "refresh_token": self.refresh,
+            "token_type": "bearer",
+            "expires_in": self.expires_in,
+            "access": self.access,
+            "refresh": self.refresh,
+        }
+
+
+def _issue_pair(ctx: Services, row: asyncpg.Record, family: UUID) -> _Pair:
+    extra = {
+        "username": row["username"],
+        "email": row["email"],
+        "display_name": row["display_name"],
+        "avatar_url": row["avatar_url"] or present.DEFAULT_AVATAR_URL,
+        "role": row["role"],
+    }
+    access = ctx.tokens.issue(ACCESS, row["id"], family, extra)
+    refresh_token = ctx.tokens.issue(REFRESH, row["id"], family)
+    return _Pair(
+        access.token,
+        refresh_token.token,
+        refresh_token.jti,
+        refresh_token.expires_at,
+        int(ctx.tokens.access_ttl.total_seconds()),
+    )
+
+
+async def _start_session(ctx: Services, conn: asyncpg.Connection, row: asyncpg.Record) -> _Pair:
+    family = uuid.uuid4()
+    pair = _issue_pair(ctx, row, family)
+    await token_rows.create_family(conn, family, row["id"], pair.refresh_jti, pair.refresh_expires)
+    return pair
+
+
+async def _deny_access_tokens(ctx: Services, family: UUID) -> None:
+    # Access tokens are checked against Redis, not PostgreSQL: the deny entry only has to
+    # outlive the longest access token of the session.
+    ttl = int(ctx.tokens.access_ttl.total_seconds()) + 60
+    await ctx.redis.set(keys.revoked_session(family), 1, ex=ttl)
+
+
+def _auth_body(message: str, row: asyncpg.Record, pair: _Pair) -> dict[str, Any]:
+    tokens = pair.body()
+    return {
+        "success": True,
+        "message": message,
+        "user": present.user_private(row),
+        "tokens": {
+            k: tokens[k] for k in ("access_token", "refresh_token", "token_type", "expires_in")
+        },
+        "access": pair.access,
+        "refresh": pair.refresh,
+    }

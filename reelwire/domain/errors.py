@@ -1,0 +1,63 @@
+"""Domain errors. Raised by operations, mapped to the error envelope in one place per transport."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """Base: a code from seed 001's list, an HTTP status, and a message a person can read."""
+
+    code = "SERVER_ERROR"
+    status = 500
+    default_message = "Internal server error"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        details: dict[str, Any] | None = None,
+        field_errors: dict[str, list[str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        self.details = details
+        self.field_errors = field_errors
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+
+class ValidationFailed(DomainError):
+    code, status, default_message = "VALIDATION_ERROR", 400, "Request validation failed"
+
+
+class Unauthorized(DomainError):
+    code, status, default_message = "UNAUTHORIZED", 401, "Authentication required"
+
+
+class Forbidden(DomainError):
+    code, status, default_message = "FORBIDDEN", 403, "You do not have permission to do this"
+
+
+class NotFound(DomainError):
+    code, status, default_message = "NOT_FOUND", 404, "Not found"
+
+
+class Conflict(DomainError):
+    code, status, default_message = "CONFLICT", 409, "Resource already exists"
+
+
+class PayloadTooLarge(DomainError):
+    code, status, default_message = "PAYLOAD_TOO_LARGE", 413, "Request body is too large"
+
+
+class UnsupportedMediaType(DomainError):
+    code, status, default_message = "UNSUPPORTED_MEDIA_TYPE", 415, "Unsupported content type"
+
+
+class RateLimited(DomainError):
+    code, status, default_message = "RATE_LIMITED", 429, "Too many requests"
+
+
+class ServiceUnavailable(DomainError):
+    code, status, default_message = "SERVICE_UNAVAILABLE", 503, "Service temporarily unavailable"

@@ -1,0 +1,67 @@
+"""Seed 001's page pagination plus opaque keyset cursors for large lists."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from reelwire.domain.errors import ValidationFailed
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """`page`/`limit` as seed 001 defines them, or a `cursor` from a previous page."""
+
+    page: int = 1
+    limit: int = 20
+    cursor: str | None = None
+
+    @property
+    def offset(self) -> int:
+        """Rows to skip in page mode."""
+        return (self.page - 1) * self.limit
+
+
+def encode_cursor(moment: datetime, row_id: UUID) -> str:
+    """An opaque cursor pointing just after (moment, row_id) in newest-first order."""
+    raw = orjson.dumps([moment.isoformat(), str(row_id)])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    """The position a cursor points after; 400 when it was not made by encode_cursor."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        moment, row_id = orjson.loads(raw)
+        return datetime.fromisoformat(moment), UUID(row_id)
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise ValidationFailed(
+            "Invalid cursor", field_errors={"cursor": ["Invalid or expired cursor"]}
+        ) from None
+
+
+def pagination(request: PageRequest, total: int, returned: int) -> dict[str, Any]:
+    """The pagination object; in cursor mode the page number is unknown and is null."""
+    total_pages = max(1, math.ceil(total / request.limit)) if total else 0
+    if request.cursor:
+        return {
+            "current_page": None,
+            "total_pages": total_pages,
+            "total_items": total,
+            "has_next": returned == request.limit,
+            "has_prev": True,
+        }
+    return {
+        "current_page": request.page,
+        "total_pages": total_pages,
+        "total_items": total,
+        "has_next": request.page < total_pages,
+        "has_prev": request.page > 1,
+    }

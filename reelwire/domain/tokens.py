@@ -1,0 +1,114 @@
+"""JWT access and refresh tokens: HS256 pinned, iss/aud/exp/iat/sub/jti, and a type claim."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import jwt
+
+from reelwire.domain.errors import Unauthorized
+
+ALGORITHM = "HS256"
+ACCESS, REFRESH = "access", "refresh"
+_REQUIRED = ["exp", "iat", "iss", "aud", "sub", "jti", "typ", "fam"]
+
+
+@dataclass(frozen=True)
+class Claims:
+    """What a verified token says."""
+
+    user_id: UUID
+    jti: UUID
+    family: UUID
+    token_type: str
+    expires_at: datetime
+    role: str
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A signed token and when it stops working."""
+
+    token: str
+    jti: UUID
+    expires_at: datetime
+
+
+class TokenCodec:
+    """Signs and verifies this deployment's tokens."""
+
+    def __init__(
+        self,
+        secret: str,
+        *,
+        issuer: str,
+        audience: str,
+        access_ttl: timedelta,
+        refresh_ttl: timedelta,
+    ) -> None:
+        self._secret = secret
+        self.issuer = issuer
+        self.audience = audience
+        self.access_ttl = access_ttl
+        self.refresh_ttl = refresh_ttl
+
+    def issue(
+        self,
+        token_type: str,
+        user_id: UUID,
+        family: UUID,
+        extra: dict[str, Any] | None = None,
+    ) -> IssuedToken:
+        """Sign a new token of `token_type` for the user's session `family`."""
+        now = datetime.now(UTC)
+        ttl = self.access_ttl if token_type == ACCESS else self.refresh_ttl
+        jti = uuid.uuid4()
+        expires_at = now + ttl
+        payload: dict[str, Any] = {
+            **(extra or {}),
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": str(user_id),
+            "user_id": str(user_id),
+            "jti": str(jti),
+            "fam": str(family),
+            "typ": token_type,
+            "iat": int(now.timestamp()),
+            "exp": int(expires_at.timestamp()),
+        }
+        token = jwt.encode(payload, self._secret, algorithm=ALGORITHM, headers={"typ": "JWT"})
+        return IssuedToken(token, jti, expires_at)
+
+    def verify(self, token: str, token_type: str) -> Claims:
+        """Check signature, algorithm, issuer, audience, expiry and type; raise Unauthorized."""
+        try:
+            payload = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": _REQUIRED},
+                leeway=5,
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("Token has expired") from None
+        except jwt.InvalidTokenError:
+            raise Unauthorized("Invalid token") from None
+        if payload.get("typ") != token_type:
+            raise Unauthorized(f"Expected a {token_type} token") from None
+        try:
+            return Claims(
+                user_id=UUID(payload["sub"]),
+                jti=UUID(payload["jti"]),
+                family=UUID(payload["fam"]),
+                token_type=token_type,
+                expires_at=datetime.fromtimestamp(payload["exp"], UTC),
+                role=str(payload.get("role", "user")),
+            )
+        except (ValueError, TypeError):
+            raise Unauthorized("Invalid token") from None

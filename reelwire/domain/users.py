@@ -1,0 +1,116 @@
+"""Profiles and the follow graph."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from reelwire.domain import present
+from reelwire.domain.context import Principal, Services
+from reelwire.domain.errors import Forbidden, NotFound, ValidationFailed
+from reelwire.domain.paging import PageRequest, decode_cursor, encode_cursor, pagination
+from storage import follows as follow_rows
+from storage import users as user_rows
+
+USER_NOT_FOUND = "User not found"
+
+
+async def profile(ctx: Services, user_id: UUID, viewer: Principal | None) -> dict[str, Any]:
+    """A user's public profile, with whether the viewer follows them."""
+    async with ctx.db.acquire() as conn:
+        row = await user_rows.get_public(conn, user_id)
+        if row is None:
+            raise NotFound(USER_NOT_FOUND)
+        following = (
+            viewer is not None
+            and viewer.user_id != user_id
+            and await follow_rows.is_following(conn, viewer.user_id, user_id)
+        )
+    return {"success": True, "user": {**present.user_public(row), "is_following": following}}
+
+
+async def update_me(ctx: Services, principal: Principal, changes: dict[str, Any]) -> dict[str, Any]:
+    """Change the caller's own profile; `settings` merges into what is stored."""
+    async with ctx.db.acquire() as conn, conn.transaction():
+        stored = await user_rows.lock_settings(conn, principal.user_id)
+        if stored is None:
+            raise NotFound(USER_NOT_FOUND)
+        if "settings" in changes:
+            changes = {**changes, "settings": _merge(stored, changes["settings"])}
+        row = await user_rows.update_profile(conn, principal.user_id, changes)
+    assert row is not None
+    return {"success": True, "user": present.user_private(row)}
+
+
+async def follow(ctx: Services, principal: Principal, target: UUID) -> dict[str, Any]:
+    """Follow `target` (idempotent); counts move only when the edge is new."""
+    if target == principal.user_id:
+        raise ValidationFailed("You cannot follow yourself")
+    async with ctx.db.acquire() as conn, conn.transaction():
+        if not await user_rows.exists(conn, target):
+            raise NotFound(USER_NOT_FOUND)
+        if await follow_rows.insert(conn, principal.user_id, target):
+            count = await follow_rows.adjust_counts(conn, principal.user_id, target, +1)
+        else:
+            count = await follow_rows.follower_count(conn, target) or 0
+    return {"success": True, "following": True, "follower_count": count}
+
+
+async def unfollow(ctx: Services, principal: Principal, target: UUID) -> dict[str, Any]:
+    """Stop following `target` (idempotent)."""
+    if target == principal.user_id:
+        raise ValidationFailed("You cannot unfollow yourself")
+    async with ctx.db.acquire() as conn, conn.transaction():
+        if await follow_rows.delete(conn, principal.user_id, target):
+            count = await follow_rows.adjust_counts(conn, principal.user_id, target, -1)
+        else:
+            found = await follow_rows.follower_count(conn, target)
+            if found is None:
+                raise NotFound(USER_NOT_FOUND)
+            count = found
+    return {"success": True, "following": False, "follower_count": count}
+
+
+async def follow_list(
+    ctx: Services,
+    user_id: UUID,
+    direction: str,
+    page: PageRequest,
+    viewer: Principal | None,
+) -> dict[str, Any]:
+    """`followers` or `following` of a user, newest first, by page or by cursor."""
+    async with ctx.db.acquire() as conn:
+        owner = await user_rows.get_public(conn, user_id)
+        if owner is None:
+            raise NotFound(USER_NOT_FOUND)
+        privacy = (owner["settings"] or {}).get("privacy", {})
+        if privacy.get(f"show_{direction}", True) is False and (
+            viewer is None or viewer.user_id != user_id
+        ):
+            raise Forbidden(f"This user's {direction} list is private")
+        after = decode_cursor(page.cursor) if page.cursor else None
+        rows = await follow_rows.list_page(
+            conn,
+            user_id,
+            direction,
+            limit=page.limit,
+            offset=page.offset,
+            after=after,
+        )
+    total = owner["follower_count" if direction == "followers" else "following_count"]
+    next_cursor = (
+        encode_cursor(rows[-1]["followed_at"], rows[-1]["id"]) if len(rows) == page.limit else None
+    )
+    return {
+        "success": True,
+        direction: [present.follow_entry(r) for r in rows],
+        "pagination": pagination(page, total, len(rows)),
+        "next_cursor": next_cursor,
+    }
+
+
+def _merge(stored: dict[str, Any] | None, update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(stored or {})
+    for section, values in update.items():
+        merged[section] = {**merged.get(section, {}), **values}
+    return merged

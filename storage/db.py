@@ -1,0 +1,59 @@
+"""The PostgreSQL pool and the transaction helper every query module is called through."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import asyncpg
+import orjson
+
+logger = logging.getLogger(__name__)
+
+Pool = asyncpg.Pool
+Connection = asyncpg.Connection
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for kind in ("json", "jsonb"):
+        await conn.set_type_codec(
+            kind,
+            encoder=lambda v: orjson.dumps(v).decode(),
+            decoder=orjson.loads,
+            schema="pg_catalog",
+        )
+
+
+async def create_pool(dsn: str, *, size: int = 10, attempts: int = 20) -> asyncpg.Pool:
+    """Open a pool, retrying briefly so a database that is still starting is waited for."""
+    delay = 0.1
+    for attempt in range(1, attempts + 1):
+        try:
+            pool: asyncpg.Pool = await asyncpg.create_pool(
+                dsn,
+                min_size=min(2, size),
+                max_size=size,
+                init=_init_connection,
+                command_timeout=30,
+                max_inactive_connection_lifetime=300,
+            )
+            return pool
+        except (OSError, asyncpg.CannotConnectNowError) as exc:
+            if attempt == attempts:
+                raise
+            logger.warning("PostgreSQL not reachable yet (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable")
+
+
+async def ping(pool: asyncpg.Pool) -> None:
+    """Raise unless a pooled connection answers SELECT 1 (callers bound the wait)."""
+    async with pool.acquire() as conn:
+        await conn.fetchval("SELECT 1")
+
+
+def row_dict(record: asyncpg.Record | None) -> dict[str, Any] | None:
+    """A record as a plain dict (None stays None)."""
+    return None if record is None else dict(record)
