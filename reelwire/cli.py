@@ -94,7 +94,7 @@ def backends(settings: Settings) -> Iterator[Settings]:
 
 
 def _migrate(settings: Settings) -> int:
-    from storage.migrations import migrate_url
+    from storage.migrate import migrate_url
 
     with backends(settings) as resolved:
         assert resolved.database_url is not None
@@ -107,7 +107,7 @@ def _serve(settings: Settings, *, migrate: bool) -> int:
     from aiohttp import web
 
     from reelwire.app import create_app
-    from storage.migrations import load_migrations, migrate_url, pending_url
+    from storage.migrate import load_migrations, migrate_url, pending_url
 
     with backends(settings) as resolved:
         assert resolved.database_url is not None

@@ -33,10 +33,14 @@ ensure_venv() {
     want="$(cat pyproject.toml | sha256sum | cut -d' ' -f1) [${extras}]"
     if [ ! -f "$stamp" ] || ! grep -qxF "$want" "$stamp"; then
         echo "reelwire: installing dependencies into .venv${extras:+ (with $extras extras)}" >&2
-        .venv/bin/python -m pip install --quiet --upgrade pip
-        local target="."
+        local target="." log=".venv/install.log"
         [ -n "$extras" ] && target=".[${extras}]"
-        .venv/bin/python -m pip install --quiet --editable "$target"
+        if ! { .venv/bin/python -m pip install --upgrade pip &&
+               .venv/bin/python -m pip install --editable "$target"; } >"$log" 2>&1; then
+            tail -n 40 "$log" >&2
+            echo "reelwire: installing into .venv failed; full log in $log" >&2
+            return 1
+        fi
         echo "$want" >> "$stamp"
     fi
 }

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from reelwire.app import create_app
 from reelwire.embedded import EmbeddedPostgres, EmbeddedRedis
 from reelwire.settings import PasswordHashing, Settings
-from storage.migrations import migrate_url
+from storage.migrate import migrate_url
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from storage.migrations import Migration, load_migrations, migrate
+from storage.migrate import Migration, load_migrations, migrate
 from tests.conftest import TEST_SECRET, Backends
 
 
