@@ -6,9 +6,11 @@ import asyncio
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 import reelwire
+from http_api.metrics import METRICS
 from http_api.routing import Call, RouteTable, json_response
 from reelwire.appkeys import SERVICES
 from storage.db import ping
@@ -73,6 +75,13 @@ async def readyz(call: Call[Any]) -> web.Response:
     return json_response(
         {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
     )
+
+
+@routes.get("/metrics", tag="service")
+async def metrics(call: Call[Any]) -> web.Response:
+    """Prometheus metrics of this process."""
+    body = generate_latest(call.request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @routes.get("/api/openapi.json", tag="service")

@@ -11,6 +11,7 @@ from datetime import timedelta
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from http_api.metrics import METRICS, HttpMetrics, metrics_middleware
 from http_api.middlewares import add_response_headers, error_middleware, request_id_middleware
 from http_api.routes import setup_routes
 from reelwire.appkeys import DB, EXECUTOR, REDIS, SERVICES, SETTINGS
@@ -28,10 +29,11 @@ def create_app(settings: Settings) -> web.Application:
     if not (settings.database_url and settings.redis_url and settings.jwt_secret_key):
         raise ValueError("create_app needs database_url, redis_url and jwt_secret_key resolved")
     app = web.Application(
-        middlewares=[request_id_middleware, error_middleware],
+        middlewares=[request_id_middleware, metrics_middleware, error_middleware],
         client_max_size=settings.max_json_bytes,
     )
     app[SETTINGS] = settings
+    app[METRICS] = HttpMetrics.create()
     app.on_response_prepare.append(add_response_headers)
     app.cleanup_ctx.extend([executor_ctx, postgres_ctx, redis_ctx, services_ctx])
     setup_routes(app, settings.cors_origins)

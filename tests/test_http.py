@@ -269,3 +269,20 @@ async def test_static_default_avatar_is_served(client: Any) -> None:
     resp = await client.get("/static/avatar-default.svg")
     assert resp.status == 200
     assert resp.content_type == "image/svg+xml"
+
+
+async def test_metrics_count_requests_by_route_template(api: Api) -> None:
+    user = await api.register("metered")
+    await api.client.get(f"/api/users/{user['id']}")
+    await api.client.get("/api/nowhere")
+    resp = await api.client.get("/metrics")
+    assert resp.status == 200
+    assert resp.content_type == "text/plain"
+    text = await resp.text()
+    assert (
+        'reelwire_http_requests_total{method="POST",route="/api/auth/register",status="201"} 1.0'
+        in text
+    )
+    assert 'route="/api/users/{user_id}",status="200"' in text
+    assert 'route="unmatched",status="404"' in text
+    assert user["id"] not in text
