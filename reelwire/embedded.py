@@ -89,6 +89,22 @@ def _die_with_parent(sig: int) -> Any:
     return preexec
 
 
+def _spawn_supervised(
+    args: list[str], log_path: Path, death_signal: int, user: str | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a server child logging to `log_path`, in its own session, dying with us."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            user=user,
+            preexec_fn=_die_with_parent(death_signal),
+        )
+
+
 def _pgserver_bin_dir() -> Path:
     # Found without importing pgserver: its import has side effects (lock files, warnings)
     # and only the PostgreSQL binaries it ships are wanted.
@@ -199,17 +215,7 @@ class EmbeddedPostgres:
                 "-c",
                 "full_page_writes=off",
             ]
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self._proc = subprocess.Popen(
-            args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            user=self._run_as,
-            preexec_fn=_die_with_parent(signal.SIGINT),
-        )
-        log.close()
+        self._proc = _spawn_supervised(args, self.log_path, signal.SIGINT, user=self._run_as)
         self._wait_ready(timeout)
         self._ensure_database(bin_dir)
 
@@ -374,16 +380,7 @@ class EmbeddedRedis:
             args += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", "300 1"]
         else:
             args += ["--appendonly", "no", "--save", ""]
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self._proc = subprocess.Popen(
-            args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=_die_with_parent(signal.SIGTERM),
-        )
-        log.close()
+        self._proc = _spawn_supervised(args, self.log_path, signal.SIGTERM)
         self._wait_ready(timeout)
 
     def stop(self, timeout: float = 20.0) -> None:

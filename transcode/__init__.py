@@ -1,0 +1,1 @@
+"""Probe, ladder planning, FFmpeg commands, the subprocess pool and the durable job queue."""
