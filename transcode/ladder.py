@@ -1,0 +1,211 @@
+"""The HLS ladder: which rungs a source gets, and the one FFmpeg command that makes them all.
+
+One process decodes the source once, splits the picture, scales and encodes every rung with
+keyframes forced at the same instants (so segments align across rungs and players can switch
+at any boundary), encodes audio once as a shared rendition, and writes the master playlist, a
+thumbnail and a storyboard sprite from the same decode.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from transcode.ffmpeg import INPUT_GUARDS
+from transcode.probe import MediaInfo
+
+SEGMENT_SECONDS = 4
+KEYFRAME_SECONDS = 2
+AUDIO_KBPS = 128
+MAX_FPS = 60
+STORYBOARD_TILE = 160  # long side of one storyboard tile, px
+STORYBOARD_MAX_TILES = 100
+IMAGE_MAX_SIDE = 1080
+THUMBNAIL_LONG_SIDE = 1280
+
+
+@dataclass(frozen=True)
+class RungSpec:
+    """A rung of seed 004's ladder, named by the short side of the picture."""
+
+    name: str
+    short_side: int
+    video_kbps: int
+
+
+LADDER = (
+    RungSpec("360p", 360, 800),
+    RungSpec("480p", 480, 1400),
+    RungSpec("720p", 720, 2800),
+    RungSpec("1080p", 1080, 5000),
+)
+
+
+@dataclass(frozen=True)
+class Rung:
+    """A rung sized for one source."""
+
+    name: str
+    width: int
+    height: int
+    video_kbps: int
+
+    @property
+    def resolution(self) -> str:
+        """`WIDTHxHEIGHT`."""
+        return f"{self.width}x{self.height}"
+
+    @property
+    def bandwidth(self) -> int:
+        """Nominal bits per second of this rung's video plus the shared audio."""
+        return (self.video_kbps + AUDIO_KBPS) * 1000
+
+
+@dataclass(frozen=True)
+class Storyboard:
+    """Geometry of the scrubbing sprite: `count` tiles every `interval` seconds."""
+
+    interval: float
+    count: int
+    columns: int
+    rows: int
+    tile_width: int
+    tile_height: int
+
+    def webvtt(self, sprite_url: str, duration: float) -> str:
+        """The WebVTT index players use to show a tile while scrubbing."""
+        lines = ["WEBVTT", ""]
+        for i in range(self.count):
+            start, end = i * self.interval, min(duration, (i + 1) * self.interval)
+            x, y = (i % self.columns) * self.tile_width, (i // self.columns) * self.tile_height
+            lines += [
+                f"{_vtt_time(start)} --> {_vtt_time(end)}",
+                f"{sprite_url}#xywh={x},{y},{self.tile_width},{self.tile_height}",
+                "",
+            ]
+        return "\n".join(lines)
+
+
+def _even(value: float) -> int:
+    return max(2, int(round(value / 2)) * 2)
+
+
+def _fit(info: MediaInfo, short_side: int) -> tuple[int, int]:
+    """Display size with the short side set to `short_side`, aspect kept, both even."""
+    if info.portrait:
+        return _even(short_side), _even(info.height * short_side / info.width)
+    return _even(info.width * short_side / info.height), _even(short_side)
+
+
+def plan_ladder(info: MediaInfo) -> list[Rung]:
+    """Seed 004's rungs up to the source's size (never upscaled); a small source gets one rung."""
+    short = min(info.width, info.height)
+    rungs = [Rung(s.name, *_fit(info, s.short_side), s.video_kbps) for s in LADDER
+             if s.short_side <= short]  # fmt: skip
+    if not rungs:
+        smallest = LADDER[0]
+        kbps = max(200, round(smallest.video_kbps * short / smallest.short_side))
+        rungs = [Rung(f"{_even(short)}p", *_fit(info, short), kbps)]
+    return rungs
+
+
+def plan_storyboard(info: MediaInfo) -> Storyboard:
+    """At most 100 tiles spread over the whole video, 10 per row."""
+    duration = info.duration or 1.0
+    interval = max(1.0, duration / STORYBOARD_MAX_TILES)
+    count = max(1, math.ceil(duration / interval))
+    columns = min(10, count)
+    rows = math.ceil(count / columns)
+    if info.portrait:
+        tile_h, tile_w = STORYBOARD_TILE, _even(STORYBOARD_TILE * info.width / info.height)
+    else:
+        tile_w, tile_h = STORYBOARD_TILE, _even(STORYBOARD_TILE * info.height / info.width)
+    return Storyboard(interval, count, columns, rows, tile_w, tile_h)
+
+
+def thumbnail_size(info: MediaInfo) -> tuple[int, int]:
+    """The thumbnail's size: the picture, long side at most 1280."""
+    scale = min(1.0, THUMBNAIL_LONG_SIDE / max(info.width, info.height))
+    return _even(info.width * scale), _even(info.height * scale)
+
+
+def ladder_command(
+    info: MediaInfo, rungs: list[Rung], storyboard: Storyboard, source: Path, out: Path
+) -> list[str]:
+    """Arguments for the single FFmpeg run that writes `out/`:
+    master.m3u8, <rung>/playlist.m3u8 + segments, audio/..., thumbnail.jpg, storyboard.jpg."""
+    branches = len(rungs) + 2
+    labels = "".join(f"[s{i}]" for i in range(branches))
+    fps_cap = f"fps={MAX_FPS}," if info.fps and info.fps > MAX_FPS else ""
+    graph = [f"[0:v]{fps_cap}split={branches}{labels}"]
+    for i, rung in enumerate(rungs):
+        graph.append(f"[s{i}]scale={rung.width}:{rung.height}:flags=bicubic,setsar=1[v{i}]")
+    thumb_at = min(1.0, (info.duration or 0) / 2)
+    tw, th = thumbnail_size(info)
+    graph.append(f"[s{len(rungs)}]select='gte(t,{thumb_at:.3f})',scale={tw}:{th},setsar=1[thumb]")
+    sb = storyboard
+    graph.append(
+        f"[s{len(rungs) + 1}]fps=1/{sb.interval:.6f},scale={sb.tile_width}:{sb.tile_height},"
+        f"setsar=1,tile={sb.columns}x{sb.rows}[sprite]"
+    )
+
+    args = [*INPUT_GUARDS, "-i", str(source), "-filter_complex", ";".join(graph)]
+    for i in range(len(rungs)):
+        args += ["-map", f"[v{i}]"]
+    if info.has_audio:
+        args += ["-map", "0:a:0"]
+    args += [
+        "-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact",
+        "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-pix_fmt", "yuv420p",
+        "-sc_threshold", "0", "-force_key_frames", f"expr:gte(t,n_forced*{KEYFRAME_SECONDS})",
+        "-flags:v", "+bitexact",
+    ]  # fmt: skip
+    for i, rung in enumerate(rungs):
+        kbps = rung.video_kbps
+        args += [f"-b:v:{i}", f"{kbps}k", f"-maxrate:v:{i}", f"{round(kbps * 1.07)}k",
+                 f"-bufsize:v:{i}", f"{round(kbps * 1.5)}k"]  # fmt: skip
+    stream_map = [f"v:{i},name:{rung.name}" for i, rung in enumerate(rungs)]
+    if info.has_audio:
+        args += ["-c:a", "aac", "-b:a", f"{AUDIO_KBPS}k", "-ac", "2", "-ar", "48000",
+                 "-flags:a", "+bitexact"]  # fmt: skip
+        stream_map = [f"{entry},agroup:audio" for entry in stream_map]
+        stream_map.append("a:0,agroup:audio,name:audio")
+    args += [
+        "-f", "hls", "-hls_time", str(SEGMENT_SECONDS), "-hls_playlist_type", "vod",
+        "-hls_flags", "independent_segments", "-hls_segment_type", "mpegts",
+        "-hls_segment_filename", str(out / "%v" / "segment_%05d.ts"),
+        "-master_pl_name", "master.m3u8",
+        "-var_stream_map", " ".join(stream_map),
+        str(out / "%v" / "playlist.m3u8"),
+        "-map", "[thumb]", "-frames:v", "1", "-update", "1", "-q:v", "3",
+        str(out / "thumbnail.jpg"),
+        "-map", "[sprite]", "-frames:v", "1", "-update", "1", "-q:v", "5",
+        str(out / "storyboard.jpg"),
+    ]  # fmt: skip
+    return args
+
+
+def image_command(info: MediaInfo, source: Path, out: Path) -> list[str]:
+    """Arguments that write `out/image.webp` (long side <= 1080) and `out/thumbnail.jpg`."""
+    scale = min(1.0, IMAGE_MAX_SIDE / max(info.width, info.height))
+    w, h = _even(info.width * scale), _even(info.height * scale)
+    tscale = min(1.0, 320 / max(info.width, info.height))
+    tw, th = _even(info.width * tscale), _even(info.height * tscale)
+    graph = f"[0:v]split=2[a][b];[a]scale={w}:{h}[img];[b]scale={tw}:{th}[thumb]"
+    return [
+        *INPUT_GUARDS, "-i", str(source), "-filter_complex", graph,
+        "-map_metadata", "-1",
+        "-map", "[img]", "-frames:v", "1", "-update", "1", "-c:v", "libwebp", "-quality", "85",
+        str(out / "image.webp"),
+        "-map", "[thumb]", "-frames:v", "1", "-update", "1", "-q:v", "4",
+        str(out / "thumbnail.jpg"),
+    ]  # fmt: skip
+
+
+def _vtt_time(seconds: float) -> str:
+    whole = int(seconds)
+    millis = round((seconds - whole) * 1000)
+    if millis == 1000:
+        whole, millis = whole + 1, 0
+    return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}.{millis:03d}"
