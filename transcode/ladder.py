@@ -88,7 +88,7 @@ class Storyboard:
 
 
 def _even(value: float) -> int:
-    return max(2, int(round(value / 2)) * 2)
+    return max(2, round(value / 2) * 2)
 
 
 def _fit(info: MediaInfo, short_side: int) -> tuple[int, int]:

@@ -85,9 +85,8 @@ def sniff(head: bytes) -> str:
         raise InvalidMedia("This is an HLS playlist, not a video file")
     if text.startswith(b"ffconcat") or text.startswith(b"file "):
         raise InvalidMedia("This is an FFmpeg concat list, not a video file")
-    if text.startswith(b"<?xml") or text.startswith(b"<svg"):
-        if b"<svg" in text:
-            return "svg"
+    if (text.startswith(b"<?xml") or text.startswith(b"<svg")) and b"<svg" in text:
+        return "svg"
     raise InvalidMedia("The file is not a supported video or image format")
 
 
