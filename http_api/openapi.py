@@ -29,7 +29,9 @@ def build_openapi(routes: list[Route]) -> dict[str, Any]:
     """One document describing every declared route."""
     models: set[type[BaseModel]] = {ErrorOut}
     for route in routes:
-        models.update(m for m in (route.body, route.query, route.response) if m is not None)
+        models.update(
+            m for m in (route.body, route.query, route.response, route.form) if m is not None
+        )
     ordered = sorted(models, key=lambda m: m.__name__)
     mapping, top = models_json_schema([(m, "validation") for m in ordered], ref_template=_REF)
     schemas = top.get("$defs", {})
@@ -73,6 +75,20 @@ def build_openapi(routes: list[Route]) -> dict[str, Any]:
             operation["requestBody"] = {
                 "required": route.body_required,
                 "content": {"application/json": {"schema": ref(route.body)}},
+            }
+        if route.form is not None:
+            form_schema: dict[str, Any] = {"allOf": [ref(route.form)]}
+            if route.form_file:
+                form_schema["allOf"].append(
+                    {
+                        "type": "object",
+                        "required": [route.form_file],
+                        "properties": {route.form_file: {"type": "string", "format": "binary"}},
+                    }
+                )
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"multipart/form-data": {"schema": form_schema}},
             }
         if route.auth != "none":
             operation["security"] = [{"bearerAuth": []}] + (

@@ -7,7 +7,7 @@ from pathlib import Path
 import aiohttp_cors
 from aiohttp import web
 
-from http_api import auth, service, users
+from http_api import auth, clips, library, media_files, service, users, videos
 from http_api.openapi import build_openapi
 from http_api.routing import RouteTable
 
@@ -17,7 +17,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 def route_table() -> RouteTable:
     """All REST routes, in one explicit list."""
     table = RouteTable()
-    for module in (service, auth, users):
+    for module in (service, auth, users, videos, clips, library, media_files):
         table.extend(module.routes)
     return table
 

@@ -75,6 +75,8 @@ class Route:
     response: type[pydantic.BaseModel] | None = None
     status: int = 200
     errors: tuple[int, ...] = ()
+    form: type[pydantic.BaseModel] | None = None
+    form_file: str | None = None
 
     @property
     def openapi_path(self) -> str:

@@ -322,3 +322,148 @@ class ErrorOut(BaseModel):
 
     success: Literal[False]
     error: ErrorBody
+
+
+# --- media ---------------------------------------------------------------------------------
+
+
+class VideoUploadForm(Strict):
+    """POST /api/videos (seed 004): multipart with `video_file`."""
+
+    title: str = Field("", max_length=100)
+    description: str = Field("", max_length=5000)
+
+
+class LibraryUploadForm(Strict):
+    """POST /api/v1/upload/video (seed 002): multipart with `file`."""
+
+    title: str = Field("", max_length=100)
+
+
+def _caption(value: str) -> str:
+    if re.search(r"<\s*/?\s*[a-zA-Z!][^>]*>", value) or re.search(r"javascript:", value, re.I):
+        raise ValueError("Caption cannot contain HTML or scripts.")
+    return value
+
+
+class ClipUploadForm(Strict):
+    """POST /api/clips/upload (seed 000): multipart with `clip`, or `video_id` of your own video."""
+
+    caption: Annotated[str, AfterValidator(_caption)] = Field(
+        "", max_length=500, description="At most 500 characters, no HTML"
+    )
+    video_id: str | None = Field(None, description="Reuse one of your videos instead of a file")
+
+
+class VideoUploadOut(BaseModel):
+    """201 of POST /api/videos (seed 004)."""
+
+    id: str
+    title: str
+    description: str
+    status: str
+    created_at: str
+    message: str
+
+
+class VideoStatusOut(BaseModel):
+    """Seed 003's status object."""
+
+    videoId: str
+    status: str
+    playbackUrl: str | None
+    thumbnailUrl: str | None
+    duration: float | None
+    provider: str
+    progress: float
+    error: str | None
+
+
+class QualityOut(BaseModel):
+    """One rung of the ladder (seed 004's `qualities`)."""
+
+    quality: str
+    resolution: str
+    bitrate: int
+    file_size: int
+    playlist_path: str | None
+
+
+class AuthorOut(BaseModel):
+    """A video's author."""
+
+    id: str
+    username: str
+    display_name: str
+    avatar_url: str
+    follower_count: int
+    verified: bool
+
+
+class VideoOut(BaseModel):
+    """The full video object (seed 001 plus seed 004's fields)."""
+
+    success: bool | None = None
+    id: str
+    title: str
+    description: str
+    status: Literal["pending", "uploading", "processing", "ready", "failed"]
+    processing_status: Literal["uploaded", "processing", "ready", "error"]
+    progress: float
+    error: str | None
+    thumbnail_url: str | None
+    thumbnail: str | None
+    video_url: str | None
+    hls_playlist: str | None
+    stream_url: str | None
+    duration: float | None
+    resolution: str | None
+    fps: float | None
+    qualities: list[QualityOut]
+    quality_variants: dict[str, str | None]
+    storyboard: dict[str, str] | None
+    view_count: int
+    views: int
+    like_count: int
+    dislike_count: int
+    comment_count: int
+    author: AuthorOut
+    tags: list[str]
+    category: str | None
+    visibility: Literal["public", "unlisted", "private"]
+    metrics: dict[str, float]
+    created_at: str
+    updated_at: str
+    published_at: str | None
+
+
+class ClipOut(BaseModel):
+    """A clip (seed 000's fields plus media fields)."""
+
+    id: str
+    clip_id: str
+    user_id: str
+    kind: Literal["video", "image"]
+    status: Literal["processing", "ready", "failed"]
+    file_url: str | None
+    thumbnail_url: str | None
+    video_id: str | None
+    duration: float | None
+    caption: str
+    created_at: str
+    expires_at: str
+    uploaded_by: str | None = None
+
+
+class ClipUploadOut(BaseModel):
+    """201 of POST /api/clips/upload."""
+
+    message: str
+    clip: ClipOut
+
+
+class MessageOut(BaseModel):
+    """A plain confirmation."""
+
+    success: bool | None = None
+    message: str

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from http_api.metrics import METRICS, HttpMetrics, metrics_middleware
 from http_api.middlewares import add_response_headers, error_middleware, request_id_middleware
 from http_api.routes import setup_routes
-from reelwire.appkeys import DB, EXECUTOR, REDIS, SERVICES, SETTINGS
-from reelwire.domain.context import Services
-from reelwire.domain.passwords import Passwords
-from reelwire.domain.tokens import TokenCodec
+from reelwire import resources
+from reelwire.appkeys import BLOBS, DB, EXECUTOR, REDIS, SERVICES, SETTINGS
 from reelwire.settings import Settings
-from storage.db import create_pool
 
 logger = logging.getLogger(__name__)
 
@@ -35,63 +30,60 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = HttpMetrics.create()
     app.on_response_prepare.append(add_response_headers)
-    app.cleanup_ctx.extend([executor_ctx, postgres_ctx, redis_ctx, services_ctx])
+    app.cleanup_ctx.extend(
+        [executor_ctx, postgres_ctx, redis_ctx, blobs_ctx, services_ctx, inline_worker_ctx]
+    )
     setup_routes(app, settings.cors_origins)
     return app
 
 
 async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Threads for CPU-bound work (password hashing) off the event loop."""
-    executor = ThreadPoolExecutor(
-        max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="reelwire-cpu"
-    )
-    app[EXECUTOR] = executor
-    yield
-    executor.shutdown(wait=True, cancel_futures=True)
+    """Threads for CPU-bound work."""
+    async with resources.open_executor() as executor:
+        app[EXECUTOR] = executor
+        yield
 
 
 async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
     """The asyncpg pool."""
-    settings = app[SETTINGS]
-    assert settings.database_url is not None
-    pool = await create_pool(settings.database_url, size=settings.db_pool_size)
-    app[DB] = pool
-    yield
-    await pool.close()
+    async with resources.open_postgres(app[SETTINGS]) as pool:
+        app[DB] = pool
+        yield
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The Redis client (its own connection pool)."""
-    settings = app[SETTINGS]
-    assert settings.redis_url is not None
-    client = aioredis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=5,
-        socket_connect_timeout=2,
-        health_check_interval=30,
-        retry_on_timeout=True,
-    )
-    app[REDIS] = client
-    yield
-    await client.aclose()
+    """The Redis client."""
+    async with resources.open_redis(app[SETTINGS]) as client:
+        app[REDIS] = client
+        yield
+
+
+async def blobs_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Blob storage: local disk or S3."""
+    async with resources.open_blobs(app[SETTINGS]) as store:
+        app[BLOBS] = store
+        yield
 
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     """What domain operations receive as `ctx`."""
-    settings = app[SETTINGS]
-    assert settings.jwt_secret_key is not None
-    tokens = TokenCodec(
-        settings.jwt_secret_key,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        access_ttl=timedelta(minutes=settings.access_token_minutes),
-        refresh_ttl=timedelta(days=settings.refresh_token_days),
-    )
-    app[SERVICES] = Services(
-        settings=settings,
-        db=app[DB],
-        redis=app[REDIS],
-        tokens=tokens,
-        passwords=Passwords(settings.password_hashing, app[EXECUTOR]),
+    app[SERVICES] = resources.build_services(
+        app[SETTINGS], db=app[DB], redis=app[REDIS], blobs=app[BLOBS], executor=app[EXECUTOR]
     )
     yield
+
+
+async def inline_worker_ctx(app: web.Application) -> AsyncIterator[None]:
+    """In the embedded default, `serve` transcodes too; the task is cancelled and awaited."""
+    settings = app[SETTINGS]
+    if not settings.runs_inline_worker:
+        yield
+        return
+    from transcode.worker import TranscodeWorker
+
+    worker = TranscodeWorker(app[SERVICES], concurrency=settings.transcode_concurrency)
+    task = asyncio.create_task(worker.run(), name="inline-transcode-worker")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         help="apply pending migrations first (always done on the embedded default)",
     )
     commands.add_parser("migrate", help="apply pending database migrations")
+    worker = commands.add_parser("worker", help="run transcode jobs from the queue")
+    worker.add_argument("--concurrency", type=int, help="overrides TRANSCODE_CONCURRENCY")
     args = parser.parse_args(argv)
 
     try:
@@ -46,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "migrate":
             return _migrate(settings)
+        if args.command == "worker":
+            if args.concurrency:
+                settings = settings.replace(transcode_concurrency=max(1, args.concurrency))
+            return _worker(settings)
         overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v}
         return _serve(settings.replace(**overrides), migrate=args.migrate)
     except EmbeddedError as exc:
@@ -133,6 +140,36 @@ def _serve(settings: Settings, *, migrate: bool) -> int:
             loop=loop,
             access_log=logging.getLogger("aiohttp.access"),
         )
+    return 0
+
+
+def _worker(settings: Settings) -> int:
+    if settings.embedded_postgres or settings.embedded_redis:
+        print(
+            "reelwire: `reelwire worker` needs DATABASE_URL and REDIS_URL (on the embedded "
+            "default, `reelwire serve` runs a worker itself)",
+            file=sys.stderr,
+        )
+        return 2
+    from reelwire.resources import open_services
+    from transcode.worker import TranscodeWorker
+
+    async def run() -> None:
+        async with open_services(settings) as services:
+            worker = TranscodeWorker(services, concurrency=settings.transcode_concurrency)
+            task = asyncio.create_task(worker.run())
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, task.cancel)
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        logger.info("worker stopped")
+
+    loop = _new_loop()
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
     return 0
 
 

@@ -45,6 +45,25 @@ class Settings:
     max_json_bytes: int = 1024 * 1024
     db_pool_size: int = 10
     password_hashing: PasswordHashing = field(default_factory=PasswordHashing)
+    # media
+    max_video_bytes: int = 2 * 1024**3
+    max_clip_bytes: int = 100 * 1024**2
+    max_image_bytes: int = 10 * 1024**2
+    max_video_seconds: int = 3600
+    max_video_dimension: int = 4096
+    transcode_concurrency: int = max(1, (os.cpu_count() or 2) // 2)
+    transcode_timeout: int = 3600
+    job_lease_seconds: int = 60
+    keep_originals: bool = True
+    inline_worker: bool | None = None
+    upload_url_ttl: int = 3600
+    clip_sweep_seconds: int = 3600
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    cdn_base_url: str | None = None
+    webhook_secret: str | None = None
+    cleanup_api_key: str | None = None
 
     @property
     def embedded_postgres(self) -> bool:
@@ -55,6 +74,13 @@ class Settings:
     def embedded_redis(self) -> bool:
         """True when no REDIS_URL is set and Redis runs from the data dir."""
         return self.redis_url is None
+
+    @property
+    def runs_inline_worker(self) -> bool:
+        """Whether `serve` also transcodes (the embedded default does, unless told otherwise)."""
+        if self.inline_worker is not None:
+            return self.inline_worker
+        return self.embedded_postgres
 
     def replace(self, **changes: object) -> Settings:
         """A copy with some fields changed (used once the embedded services are up)."""
@@ -79,6 +105,26 @@ class Settings:
             log_level=reader.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
             max_json_bytes=reader.integer("MAX_JSON_BODY_BYTES", 1024 * 1024, 1024, 64 << 20),
             db_pool_size=reader.integer("DB_POOL_SIZE", 10, 1, 500),
+            max_video_bytes=reader.integer("MAX_VIDEO_UPLOAD_BYTES", 2 * 1024**3, 1024, 1 << 40),
+            max_clip_bytes=reader.integer("MAX_CLIP_UPLOAD_BYTES", 100 * 1024**2, 1024, 1 << 40),
+            max_image_bytes=reader.integer("MAX_IMAGE_UPLOAD_BYTES", 10 * 1024**2, 1024, 1 << 34),
+            max_video_seconds=reader.integer("MAX_VIDEO_SECONDS", 3600, 1, 86400),
+            max_video_dimension=reader.integer("MAX_VIDEO_DIMENSION", 4096, 64, 16384),
+            transcode_concurrency=reader.integer(
+                "TRANSCODE_CONCURRENCY", max(1, (os.cpu_count() or 2) // 2), 1, 256
+            ),
+            transcode_timeout=reader.integer("TRANSCODE_TIMEOUT_SECONDS", 3600, 5, 86400),
+            job_lease_seconds=reader.integer("JOB_LEASE_SECONDS", 60, 2, 3600),
+            keep_originals=reader.boolean("KEEP_ORIGINALS", True),
+            inline_worker=reader.optional_boolean("INLINE_WORKER"),
+            upload_url_ttl=reader.integer("UPLOAD_URL_TTL_SECONDS", 3600, 30, 7 * 86400),
+            clip_sweep_seconds=reader.integer("CLIP_SWEEP_SECONDS", 3600, 1, 86400),
+            s3_bucket=reader.optional_text("S3_BUCKET"),
+            s3_endpoint_url=reader.url("S3_ENDPOINT_URL", ("http", "https")),
+            s3_region=reader.text("AWS_REGION", reader.text("AWS_DEFAULT_REGION", "us-east-1")),
+            cdn_base_url=reader.url("CDN_BASE_URL", ("http", "https")),
+            webhook_secret=reader.optional_text("WEBHOOK_SECRET"),
+            cleanup_api_key=reader.optional_text("CLEANUP_API_KEY"),
         )
         if settings.database_url is not None and settings.jwt_secret_key is None:
             raise SettingsError(
@@ -112,6 +158,24 @@ class _Reader:
         if not low <= value <= high:
             raise SettingsError(f"{name}: must be between {low} and {high}, got {value}")
         return value
+
+    def optional_text(self, name: str) -> str | None:
+        return self._get(name)
+
+    def optional_boolean(self, name: str) -> bool | None:
+        raw = self._get(name)
+        if raw is None:
+            return None
+        lowered = raw.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name}: expected true or false, got {raw!r}")
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.optional_boolean(name)
+        return default if value is None else value
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         raw = (self._get(name) or default).upper()

@@ -18,10 +18,11 @@ logger = logging.getLogger(__name__)
 # Input restrictions for every FFmpeg run on user media: local files only (no http, no
 # concat/playlist protocols), and only the demuxers of the formats we accept.
 INPUT_GUARDS = (
-    "-protocol_whitelist", "file",
+    "-protocol_whitelist",
+    "file",
     "-format_whitelist",
     "mov,mp4,matroska,webm,avi,flv,asf,gif,jpeg_pipe,png_pipe,webp_pipe,bmp_pipe,svg_pipe",
-)  # fmt: skip
+)
 
 ProgressCallback = Callable[[float], Awaitable[None]]
 

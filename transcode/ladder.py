@@ -101,8 +101,11 @@ def _fit(info: MediaInfo, short_side: int) -> tuple[int, int]:
 def plan_ladder(info: MediaInfo) -> list[Rung]:
     """Seed 004's rungs up to the source's size (never upscaled); a small source gets one rung."""
     short = min(info.width, info.height)
-    rungs = [Rung(s.name, *_fit(info, s.short_side), s.video_kbps) for s in LADDER
-             if s.short_side <= short]  # fmt: skip
+    rungs = [
+        Rung(s.name, *_fit(info, s.short_side), s.video_kbps)
+        for s in LADDER
+        if s.short_side <= short
+    ]
     if not rungs:
         smallest = LADDER[0]
         kbps = max(200, round(smallest.video_kbps * short / smallest.short_side))
@@ -156,33 +159,90 @@ def ladder_command(
     if info.has_audio:
         args += ["-map", "0:a:0"]
     args += [
-        "-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact",
-        "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-pix_fmt", "yuv420p",
-        "-sc_threshold", "0", "-force_key_frames", f"expr:gte(t,n_forced*{KEYFRAME_SECONDS})",
-        "-flags:v", "+bitexact",
-    ]  # fmt: skip
+        "-map_metadata",
+        "-1",
+        "-map_chapters",
+        "-1",
+        "-fflags",
+        "+bitexact",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-profile:v",
+        "high",
+        "-pix_fmt",
+        "yuv420p",
+        "-sc_threshold",
+        "0",
+        "-force_key_frames",
+        f"expr:gte(t,n_forced*{KEYFRAME_SECONDS})",
+        "-flags:v",
+        "+bitexact",
+    ]
     for i, rung in enumerate(rungs):
         kbps = rung.video_kbps
-        args += [f"-b:v:{i}", f"{kbps}k", f"-maxrate:v:{i}", f"{round(kbps * 1.07)}k",
-                 f"-bufsize:v:{i}", f"{round(kbps * 1.5)}k"]  # fmt: skip
+        args += [
+            f"-b:v:{i}",
+            f"{kbps}k",
+            f"-maxrate:v:{i}",
+            f"{round(kbps * 1.07)}k",
+            f"-bufsize:v:{i}",
+            f"{round(kbps * 1.5)}k",
+        ]
     stream_map = [f"v:{i},name:{rung.name}" for i, rung in enumerate(rungs)]
     if info.has_audio:
-        args += ["-c:a", "aac", "-b:a", f"{AUDIO_KBPS}k", "-ac", "2", "-ar", "48000",
-                 "-flags:a", "+bitexact"]  # fmt: skip
+        args += [
+            "-c:a",
+            "aac",
+            "-b:a",
+            f"{AUDIO_KBPS}k",
+            "-ac",
+            "2",
+            "-ar",
+            "48000",
+            "-flags:a",
+            "+bitexact",
+        ]
         stream_map = [f"{entry},agroup:audio" for entry in stream_map]
         stream_map.append("a:0,agroup:audio,name:audio")
     args += [
-        "-f", "hls", "-hls_time", str(SEGMENT_SECONDS), "-hls_playlist_type", "vod",
-        "-hls_flags", "independent_segments", "-hls_segment_type", "mpegts",
-        "-hls_segment_filename", str(out / "%v" / "segment_%05d.ts"),
-        "-master_pl_name", "master.m3u8",
-        "-var_stream_map", " ".join(stream_map),
+        "-f",
+        "hls",
+        "-hls_time",
+        str(SEGMENT_SECONDS),
+        "-hls_playlist_type",
+        "vod",
+        "-hls_flags",
+        "independent_segments",
+        "-hls_segment_type",
+        "mpegts",
+        "-hls_segment_filename",
+        str(out / "%v" / "segment_%05d.ts"),
+        "-master_pl_name",
+        "master.m3u8",
+        "-var_stream_map",
+        " ".join(stream_map),
         str(out / "%v" / "playlist.m3u8"),
-        "-map", "[thumb]", "-frames:v", "1", "-update", "1", "-q:v", "3",
+        "-map",
+        "[thumb]",
+        "-frames:v",
+        "1",
+        "-update",
+        "1",
+        "-q:v",
+        "3",
         str(out / "thumbnail.jpg"),
-        "-map", "[sprite]", "-frames:v", "1", "-update", "1", "-q:v", "5",
+        "-map",
+        "[sprite]",
+        "-frames:v",
+        "1",
+        "-update",
+        "1",
+        "-q:v",
+        "5",
         str(out / "storyboard.jpg"),
-    ]  # fmt: skip
+    ]
     return args
 
 
@@ -194,13 +254,34 @@ def image_command(info: MediaInfo, source: Path, out: Path) -> list[str]:
     tw, th = _even(info.width * tscale), _even(info.height * tscale)
     graph = f"[0:v]split=2[a][b];[a]scale={w}:{h}[img];[b]scale={tw}:{th}[thumb]"
     return [
-        *INPUT_GUARDS, "-i", str(source), "-filter_complex", graph,
-        "-map_metadata", "-1",
-        "-map", "[img]", "-frames:v", "1", "-update", "1", "-c:v", "libwebp", "-quality", "85",
+        *INPUT_GUARDS,
+        "-i",
+        str(source),
+        "-filter_complex",
+        graph,
+        "-map_metadata",
+        "-1",
+        "-map",
+        "[img]",
+        "-frames:v",
+        "1",
+        "-update",
+        "1",
+        "-c:v",
+        "libwebp",
+        "-quality",
+        "85",
         str(out / "image.webp"),
-        "-map", "[thumb]", "-frames:v", "1", "-update", "1", "-q:v", "4",
+        "-map",
+        "[thumb]",
+        "-frames:v",
+        "1",
+        "-update",
+        "1",
+        "-q:v",
+        "4",
         str(out / "thumbnail.jpg"),
-    ]  # fmt: skip
+    ]
 
 
 def _vtt_time(seconds: float) -> str:

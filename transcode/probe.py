@@ -14,11 +14,20 @@ from transcode.ffmpeg import INPUT_GUARDS, run_ffmpeg
 VIDEO_FORMATS = {"mp4", "mov", "mkv", "webm", "avi", "flv", "wmv"}
 IMAGE_FORMATS = {"jpeg", "png", "gif", "webp", "bmp", "svg"}
 CONTENT_TYPES = {
-    "mp4": "video/mp4", "mov": "video/quicktime", "mkv": "video/x-matroska",
-    "webm": "video/webm", "avi": "video/x-msvideo", "flv": "video/x-flv",
-    "wmv": "video/x-ms-wmv", "jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif",
-    "webp": "image/webp", "bmp": "image/bmp", "svg": "image/svg+xml",
-}  # fmt: skip
+    "mp4": "video/mp4",
+    "mov": "video/quicktime",
+    "mkv": "video/x-matroska",
+    "webm": "video/webm",
+    "avi": "video/x-msvideo",
+    "flv": "video/x-flv",
+    "wmv": "video/x-ms-wmv",
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "gif": "image/gif",
+    "webp": "image/webp",
+    "bmp": "image/bmp",
+    "svg": "image/svg+xml",
+}
 
 
 class InvalidMedia(ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from uuid import UUID
 
 import asyncpg
@@ -11,6 +12,8 @@ import redis.asyncio as aioredis
 from reelwire.domain.passwords import Passwords
 from reelwire.domain.tokens import TokenCodec
 from reelwire.settings import Settings
+from storage.blobs import BlobStore
+from transcode.queue import JobQueue
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,13 @@ class Services:
     redis: aioredis.Redis
     tokens: TokenCodec
     passwords: Passwords
+    blobs: BlobStore
+    jobs: JobQueue
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where uploads are written while they arrive (same filesystem as local media)."""
+        return Path(self.settings.home) / "tmp"
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from storage.blobs import BlobStore
+
 DEFAULT_AVATAR_URL = "/static/avatar-default.svg"
 
 
@@ -53,4 +55,105 @@ def follow_entry(row: Mapping[str, Any]) -> dict[str, Any]:
         "verified": row["verified"],
         "follower_count": row["follower_count"],
         "followed_at": iso(row["followed_at"]),
+    }
+
+
+_SEED_001_STATUS = {
+    "pending": "uploaded",
+    "uploading": "uploaded",
+    "processing": "processing",
+    "ready": "ready",
+    "failed": "error",
+}
+
+
+def video(row: Mapping[str, Any], blobs: BlobStore) -> dict[str, Any]:
+    """The full video object: seed 001's fields plus seed 004's."""
+    ready = row["status"] == "ready"
+    external = row["external"] or {}
+    hls = blobs.url(row["hls_key"]) if row["hls_key"] else external.get("playback_url")
+    thumbnail = (
+        blobs.url(row["thumbnail_key"]) if row["thumbnail_key"] else external.get("thumbnail_url")
+    )
+    base = hls.rsplit("/", 1)[0] if hls and row["hls_key"] else None
+    qualities = [
+        {**q, "playlist_path": f"{base}/{q['quality']}/playlist.m3u8" if base else None}
+        for q in row["qualities"] or []
+    ]
+    variants = {q["quality"]: q["playlist_path"] for q in qualities}
+    variants.update(external.get("quality_variants") or {})
+    views = row["view_count"]
+    engagement = (row["like_count"] + row["comment_count"]) / views if views else 0.0
+    stream_url = f"/api/videos/{row['id']}/stream" if row["source_key"] else None
+    return {
+        "id": str(row["id"]),
+        "title": row["title"],
+        "description": row["description"],
+        "status": row["status"],
+        "processing_status": _SEED_001_STATUS[row["status"]],
+        "progress": round(row["progress"], 1),
+        "error": row["error"],
+        "thumbnail_url": thumbnail,
+        "thumbnail": thumbnail,
+        "video_url": hls if ready else stream_url,
+        "hls_playlist": hls if ready else None,
+        "stream_url": stream_url,
+        "duration": row["duration"],
+        "resolution": f"{row['width']}x{row['height']}" if row["width"] else None,
+        "fps": row["fps"],
+        "qualities": qualities if ready else [],
+        "quality_variants": variants if ready else {},
+        "storyboard": {
+            "image": blobs.url(row["storyboard_key"]),
+            "vtt": blobs.url(row["storyboard_vtt_key"]),
+        }
+        if ready and row["storyboard_key"]
+        else None,
+        "view_count": views,
+        "views": views,
+        "like_count": row["like_count"],
+        "dislike_count": row["dislike_count"],
+        "comment_count": row["comment_count"],
+        "author": {
+            "id": str(row["owner_id"]),
+            "username": row["author_username"],
+            "display_name": row["author_display_name"],
+            "avatar_url": row["author_avatar_url"] or DEFAULT_AVATAR_URL,
+            "follower_count": row["author_follower_count"],
+            "verified": row["author_verified"],
+        },
+        "tags": list(row["tags"] or []),
+        "category": row["category"],
+        "visibility": row["visibility"],
+        "metrics": {
+            "watch_time_minutes": round(row["watch_time_seconds"] / 60, 1),
+            "engagement_rate": round(engagement, 4),
+        },
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+        "published_at": iso(row["published_at"]),
+    }
+
+
+def library_video(row: Mapping[str, Any], blobs: BlobStore) -> dict[str, Any]:
+    """Seed 002's video library object."""
+    key = row["source_key"]
+    thumbnail = blobs.url(row["thumbnail_key"]) if row["thumbnail_key"] else None
+    return {
+        "id": str(row["id"]),
+        "filename": key.rsplit("/", 1)[-1] if key else None,
+        "original_filename": row["original_filename"],
+        "s3_key": key,
+        "s3_url": blobs.url(key) if key else None,
+        "content_type": row["content_type"],
+        "file_size": row["file_size"],
+        "duration": row["duration"],
+        "thumbnail_url": thumbnail,
+        "uploaded_at": iso(row["created_at"]),
+        "status": row["status"],
+        "metadata": {
+            "resolution": f"{row['width']}x{row['height']}" if row["width"] else None,
+            "fps": row["fps"],
+            "codec": row["video_codec"],
+        },
     }

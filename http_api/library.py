@@ -1,0 +1,154 @@
+"""Seed 002's video library: the caller's own uploads, by page, recency or storage key."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from http_api import schemas as s
+from http_api.routing import Call, RouteTable
+from http_api.uploads import receive_form, validate_fields
+from reelwire.domain import library, media
+from reelwire.domain.errors import ValidationFailed
+
+routes = RouteTable()
+
+
+class LibraryQuery(BaseModel):
+    """Seed 002's query; `sort_by` is a whitelist, never a column name from input."""
+
+    page: int = Field(1, ge=1, le=100_000)
+    page_size: int = Field(10, ge=1, le=50)
+    search: str | None = Field(None, max_length=200)
+    sort_by: Literal["created_at", "filename", "file_size", "duration"] = "created_at"
+    sort_order: Literal["asc", "desc"] = "desc"
+
+
+class RecentQuery(BaseModel):
+    """How many recent videos (max 20)."""
+
+    limit: int = Field(5, ge=1, le=20)
+
+
+class LibraryVideoOut(BaseModel):
+    """Seed 002's video object."""
+
+    id: str
+    filename: str | None
+    original_filename: str
+    s3_key: str | None
+    s3_url: str | None
+    content_type: str | None
+    file_size: int | None
+    duration: float | None
+    thumbnail_url: str | None
+    uploaded_at: str
+    status: str
+    metadata: dict[str, Any]
+
+
+class LibraryPageOut(BaseModel):
+    """GET /api/v1/videos/s3-videos."""
+
+    videos: list[LibraryVideoOut]
+    total_count: int
+    page: int
+    page_size: int
+    total_pages: int
+    has_more: bool
+
+
+class RecentOut(BaseModel):
+    """GET /api/v1/videos/s3-videos/recent."""
+
+    videos: list[LibraryVideoOut]
+
+
+@routes.get(
+    "/api/v1/videos/s3-videos",
+    tag="library",
+    auth="required",
+    query=LibraryQuery,
+    response=LibraryPageOut,
+    errors=(400, 401),
+)
+async def library_page(call: Call[Any]) -> dict[str, Any]:
+    """Your videos, searchable by file name, sorted by a whitelisted field."""
+    q: LibraryQuery = call.query
+    return await library.page(
+        call.services,
+        call.user,
+        page=q.page,
+        page_size=q.page_size,
+        search=q.search,
+        sort_by=q.sort_by,
+        descending=q.sort_order == "desc",
+    )
+
+
+@routes.get(
+    "/api/v1/videos/s3-videos/recent",
+    tag="library",
+    auth="required",
+    query=RecentQuery,
+    response=RecentOut,
+    errors=(400, 401),
+)
+async def library_recent(call: Call[Any]) -> dict[str, Any]:
+    """Your most recent videos."""
+    return await library.recent(call.services, call.user, call.query.limit)
+
+
+@routes.get(
+    "/api/v1/videos/s3-videos/by-key/{s3_key:.+}",
+    tag="library",
+    auth="required",
+    response=LibraryVideoOut,
+    errors=(401, 404),
+)
+async def library_by_key(call: Call[Any]) -> dict[str, Any]:
+    """One of your videos by its storage key."""
+    return await library.by_key(call.services, call.user, call.request.match_info["s3_key"])
+
+
+@routes.post(
+    "/api/v1/upload/video",
+    tag="library",
+    auth="required",
+    form=s.LibraryUploadForm,
+    form_file="file",
+    response=LibraryVideoOut,
+    status=201,
+    errors=(400, 401, 413, 415),
+)
+async def library_upload(call: Call[Any]) -> dict[str, Any]:
+    """Upload a video to your library (multipart `file`); it is transcoded like any video."""
+    ctx = call.services
+    limit = ctx.settings.max_video_bytes
+    async with receive_form(
+        call.request,
+        spool_dir=ctx.spool_dir,
+        file_fields=("file",),
+        text_fields=("title",),
+        max_bytes=limit,
+        too_large=media.too_large(limit),
+    ) as upload:
+        form = validate_fields(s.LibraryUploadForm, upload)
+        assert isinstance(form, s.LibraryUploadForm)
+        if upload.path is None:
+            raise ValidationFailed(
+                "No file provided", field_errors={"file": ["This field is required."]}
+            )
+        info = await media.check_video(ctx, upload.path, "file")
+        row = await media.accept_upload(
+            ctx,
+            call.user,
+            upload.path,
+            info,
+            original_filename=upload.filename,
+            source="library",
+            title=form.title or upload.filename[:100],
+            visibility="private",
+        )
+    return library.shape(ctx, row)

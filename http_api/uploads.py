@@ -1,0 +1,125 @@
+"""Multipart uploads streamed to a spool file: memory stays at one chunk whatever the size, and
+the limit is enforced while reading (and up front from Content-Length), never after."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiofiles
+import aiofiles.os
+import pydantic
+from aiohttp import BodyPartReader, web
+
+from http_api.routing import field_errors
+from reelwire.domain.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+
+CHUNK = 256 * 1024
+MAX_TEXT_FIELD = 64 * 1024
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+@dataclass
+class Upload:
+    """A received form: its text fields and (at most) one file, spooled to disk."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    file_field: str | None = None
+    path: Path | None = None
+    filename: str = ""
+    size: int = 0
+
+
+@contextlib.asynccontextmanager
+async def receive_form(
+    request: web.Request,
+    *,
+    spool_dir: Path,
+    file_fields: tuple[str, ...],
+    text_fields: tuple[str, ...],
+    max_bytes: int,
+    too_large: PayloadTooLarge,
+) -> AsyncIterator[Upload]:
+    """Read a multipart form; the spool file is removed on exit unless something took it."""
+    if request.content_type != "multipart/form-data":
+        raise UnsupportedMediaType(
+            f"Expected Content-Type multipart/form-data, got {request.content_type or 'none'}"
+        )
+    if (
+        request.content_length is not None
+        and request.content_length > max_bytes + MULTIPART_OVERHEAD
+    ):
+        raise too_large
+    upload = Upload()
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise ValidationFailed("Nested multipart bodies are not accepted")
+            name = part.name or ""
+            if name in file_fields and part.filename is not None:
+                if upload.path is not None:
+                    raise ValidationFailed(
+                        "Send one file per request", field_errors={name: ["Only one file."]}
+                    )
+                upload.file_field, upload.filename = name, _safe_name(part.filename)
+                upload.path = spool_dir / f"upload-{uuid.uuid4().hex}"
+                upload.size = await _spool(part, upload.path, max_bytes, too_large)
+            elif name in text_fields or name in file_fields:
+                upload.fields[name] = await _text(part, name)
+            else:
+                raise ValidationFailed(
+                    "Request validation failed",
+                    field_errors={name or "(unnamed)": ["Unknown field."]},
+                )
+        yield upload
+    finally:
+        if upload.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                await aiofiles.os.remove(upload.path)
+
+
+def validate_fields(model: type[pydantic.BaseModel], upload: Upload) -> pydantic.BaseModel:
+    """The text fields, validated by a schema (its file fields are left out)."""
+    try:
+        return model.model_validate(upload.fields)
+    except pydantic.ValidationError as exc:
+        raise ValidationFailed(
+            "Request validation failed", field_errors=field_errors(exc)
+        ) from None
+
+
+async def _spool(part: BodyPartReader, path: Path, limit: int, too_large: PayloadTooLarge) -> int:
+    size = 0
+    async with aiofiles.open(path, "wb") as handle:
+        while chunk := await part.read_chunk(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            await handle.write(chunk)
+    if size == 0:
+        raise ValidationFailed("The uploaded file is empty")
+    return size
+
+
+async def _text(part: BodyPartReader, name: str) -> str:
+    data = bytearray()
+    while chunk := await part.read_chunk(CHUNK):
+        data += chunk
+        if len(data) > MAX_TEXT_FIELD:
+            raise ValidationFailed("Field too long", field_errors={name: ["Too long."]})
+    try:
+        return data.decode(part.get_charset("utf-8"))
+    except (UnicodeDecodeError, LookupError):
+        raise ValidationFailed(
+            "Field is not text", field_errors={name: ["Must be UTF-8 text."]}
+        ) from None
+
+
+def _safe_name(filename: str) -> str:
+    """The client's file name without any path, for display only (storage keys are ours)."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1].strip().replace("\x00", "")
+    return name[:255] or "upload"

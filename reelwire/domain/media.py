@@ -1,0 +1,211 @@
+"""Videos as media: accept an upload, report status, read, delete."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import aiofiles.os
+import asyncpg
+
+from pubsub import bus, keys
+from reelwire.domain import present
+from reelwire.domain.context import Principal, Services
+from reelwire.domain.errors import Forbidden, NotFound, PayloadTooLarge, ValidationFailed
+from storage import videos as video_rows
+from transcode.probe import InvalidMedia, MediaInfo, probe
+
+logger = logging.getLogger(__name__)
+
+VIDEO_NOT_FOUND = "Video not found"
+UPLOADED_MESSAGE = "Video uploaded successfully. Processing will begin shortly."
+
+
+def original_key(video_id: UUID) -> str:
+    """Where a video's original upload is stored."""
+    return f"videos/{video_id}/original"
+
+
+def outputs_prefix(video_id: UUID) -> str:
+    """Where a video's renditions, thumbnail and storyboard are stored."""
+    return f"videos/{video_id}/hls"
+
+
+async def check_video(ctx: Services, path: Path, field: str) -> MediaInfo:
+    """Probe a spooled upload; a clear 400 on `field` when it is not a video we accept."""
+    try:
+        info = await probe(path)
+    except InvalidMedia as exc:
+        raise ValidationFailed(str(exc), field_errors={field: [str(exc)]}) from None
+    if info.kind != "video":
+        message = "Expected a video file, got an image"
+        raise ValidationFailed(message, field_errors={field: [message]})
+    check_limits(ctx, info, field)
+    return info
+
+
+def check_limits(ctx: Services, info: MediaInfo, field: str) -> None:
+    """Duration and picture size within the configured limits."""
+    limits = ctx.settings
+    problem = None
+    if info.duration and info.duration > limits.max_video_seconds:
+        problem = f"Video is {info.duration:.0f} s long; the limit is {limits.max_video_seconds} s"
+    elif max(info.width, info.height) > limits.max_video_dimension:
+        problem = (
+            f"Video is {info.resolution}; the limit is "
+            f"{limits.max_video_dimension} px on the long side"
+        )
+    if problem:
+        raise ValidationFailed(problem, field_errors={field: [problem]})
+
+
+async def accept_upload(
+    ctx: Services,
+    principal: Principal,
+    spool: Path,
+    info: MediaInfo,
+    *,
+    original_filename: str,
+    source: str,
+    title: str = "",
+    description: str = "",
+    visibility: str = "public",
+) -> asyncpg.Record:
+    """Store a probed upload as a new video and queue its transcode."""
+    video_id = uuid.uuid4()
+    key = original_key(video_id)
+    size = (await aiofiles.os.stat(spool)).st_size
+    await ctx.blobs.put_file(key, spool, info.content_type, consume=True)
+    try:
+        async with ctx.db.acquire() as conn:
+            await video_rows.insert(
+                conn,
+                video_id,
+                principal.user_id,
+                title=title,
+                description=description,
+                status="pending",
+                source=source,
+                visibility=visibility,
+                source_key=key,
+                original_filename=original_filename,
+                content_type=info.content_type,
+                file_size=size,
+                **probe_columns(info),
+            )
+            row = await video_rows.get(conn, video_id)
+    except BaseException:
+        await ctx.blobs.delete(key)
+        raise
+    await ctx.jobs.enqueue("video", str(video_id))
+    await publish_status(ctx, video_id, principal.user_id, "pending", 0.0)
+    assert row is not None
+    return row
+
+
+def probe_columns(info: MediaInfo) -> dict[str, Any]:
+    """Video columns filled from a probe."""
+    return {
+        "duration": info.duration,
+        "width": info.width,
+        "height": info.height,
+        "fps": info.fps,
+        "has_audio": info.has_audio,
+        "video_codec": info.video_codec,
+    }
+
+
+async def publish_status(
+    ctx: Services,
+    video_id: UUID,
+    owner: UUID,
+    status: str,
+    progress: float,
+    error: str | None = None,
+) -> None:
+    """`processing` events: progress to the owner, status to everyone on the video channel."""
+    event: dict[str, Any] = {
+        "type": "processing",
+        "video_id": str(video_id),
+        "status": status,
+        "progress": round(progress, 1),
+    }
+    if error:
+        event["error"] = error
+    await bus.publish(ctx.redis, keys.user_channel(owner), event)
+    await bus.publish(ctx.redis, keys.video_channel(video_id), event)
+
+
+async def get_video(ctx: Services, video_id: UUID, viewer: Principal | None) -> dict[str, Any]:
+    """A video the viewer may see: public and unlisted to anyone, private to its owner."""
+    async with ctx.db.acquire() as conn:
+        row = await video_rows.get(conn, video_id)
+    if row is None or not may_see(row, viewer):
+        raise NotFound(VIDEO_NOT_FOUND)
+    return {"success": True, **present.video(row, ctx.blobs)}
+
+
+def may_see(row: Any, viewer: Principal | None) -> bool:
+    """Private videos are visible to their owner (and admins) only."""
+    if row["visibility"] != "private":
+        return True
+    return viewer is not None and (viewer.user_id == row["owner_id"] or viewer.is_admin)
+
+
+async def video_status(ctx: Services, video_id: UUID, principal: Principal) -> dict[str, Any]:
+    """Seed 003's status object, for the owner only."""
+    async with ctx.db.acquire() as conn:
+        row = await video_rows.get(conn, video_id)
+    if row is None:
+        raise NotFound(VIDEO_NOT_FOUND)
+    if row["owner_id"] != principal.user_id:
+        raise Forbidden("Access denied")
+    shaped = present.video(row, ctx.blobs)
+    return {
+        "videoId": str(video_id),
+        "status": row["status"],
+        "playbackUrl": shaped["hls_playlist"],
+        "thumbnailUrl": shaped["thumbnail_url"],
+        "duration": row["duration"],
+        "provider": row["provider"],
+        "progress": shaped["progress"],
+        "error": row["error"],
+    }
+
+
+async def original_for_stream(
+    ctx: Services, video_id: UUID, viewer: Principal | None
+) -> tuple[str, str]:
+    """(key, content type) of the original a viewer may stream."""
+    async with ctx.db.acquire() as conn:
+        row = await video_rows.get(conn, video_id)
+    if row is None or not may_see(row, viewer) or not row["source_key"]:
+        raise NotFound(VIDEO_NOT_FOUND)
+    if await ctx.blobs.size(row["source_key"]) is None:
+        raise NotFound("The original file of this video is no longer kept")
+    return row["source_key"], row["content_type"] or "application/octet-stream"
+
+
+async def delete_video(ctx: Services, video_id: UUID, principal: Principal) -> dict[str, Any]:
+    """Soft-delete the row and remove every stored file of the video."""
+    async with ctx.db.acquire() as conn, conn.transaction():
+        row = await video_rows.get_for_update(conn, video_id)
+        if row is None:
+            raise NotFound(VIDEO_NOT_FOUND)
+        if row["owner_id"] != principal.user_id and not principal.is_admin:
+            raise Forbidden("Only the owner can delete this video")
+        await video_rows.soft_delete(conn, video_id)
+    removed = await ctx.blobs.delete_prefix(f"videos/{video_id}")
+    logger.info("deleted video %s and %d stored files", video_id, removed)
+    return {"success": True, "message": "Video deleted"}
+
+
+def too_large(limit: int, message: str | None = None) -> PayloadTooLarge:
+    """The 413 for an upload over `limit` bytes."""
+    return PayloadTooLarge(
+        message or f"File size exceeds {limit // (1024 * 1024)}MB",
+        details={"max_bytes": limit},
+    )

@@ -1,0 +1,122 @@
+"""Each external resource opened by one async context manager, shared by the web app's cleanup
+contexts and the standalone worker, so both build exactly the same Services."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from reelwire.domain.context import Services
+from reelwire.domain.passwords import Passwords
+from reelwire.domain.tokens import TokenCodec
+from reelwire.settings import Settings
+from storage.blobs import BlobStore, LocalBlobStore
+from storage.db import create_pool
+from transcode.queue import JobQueue
+
+
+@contextlib.asynccontextmanager
+async def open_executor() -> AsyncIterator[ThreadPoolExecutor]:
+    """Threads for CPU-bound work (password hashing) off the event loop."""
+    executor = ThreadPoolExecutor(
+        max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="reelwire-cpu"
+    )
+    try:
+        yield executor
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.asynccontextmanager
+async def open_postgres(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """The asyncpg pool."""
+    assert settings.database_url is not None
+    pool = await create_pool(settings.database_url, size=settings.db_pool_size)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@contextlib.asynccontextmanager
+async def open_redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    """The Redis client (its own connection pool)."""
+    assert settings.redis_url is not None
+    client = aioredis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=5,
+        socket_connect_timeout=2,
+        health_check_interval=30,
+        retry_on_timeout=True,
+    )
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def open_blobs(settings: Settings) -> AsyncIterator[BlobStore]:
+    """S3 when S3_BUCKET is set, else local disk under the data dir."""
+    if settings.s3_bucket:
+        from storage.s3 import open_s3
+
+        async with open_s3(
+            settings.s3_bucket,
+            region=settings.s3_region,
+            endpoint_url=settings.s3_endpoint_url,
+            cdn_base_url=settings.cdn_base_url,
+        ) as store:
+            await store.ensure_bucket()
+            yield store
+    else:
+        root = Path(settings.home) / "media"
+        root.mkdir(parents=True, exist_ok=True)
+        yield LocalBlobStore(root)
+
+
+def build_services(
+    settings: Settings,
+    *,
+    db: asyncpg.Pool,
+    redis: aioredis.Redis,
+    blobs: BlobStore,
+    executor: ThreadPoolExecutor,
+) -> Services:
+    """What domain operations receive as `ctx`."""
+    assert settings.jwt_secret_key is not None
+    (Path(settings.home) / "tmp").mkdir(parents=True, exist_ok=True)
+    tokens = TokenCodec(
+        settings.jwt_secret_key,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        access_ttl=timedelta(minutes=settings.access_token_minutes),
+        refresh_ttl=timedelta(days=settings.refresh_token_days),
+    )
+    return Services(
+        settings=settings,
+        db=db,
+        redis=redis,
+        tokens=tokens,
+        passwords=Passwords(settings.password_hashing, executor),
+        blobs=blobs,
+        jobs=JobQueue(redis, lease=settings.job_lease_seconds),
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    """Every resource, for processes that are not the web app (the worker, scripts)."""
+    async with contextlib.AsyncExitStack() as stack:
+        executor = await stack.enter_async_context(open_executor())
+        db = await stack.enter_async_context(open_postgres(settings))
+        redis = await stack.enter_async_context(open_redis(settings))
+        blobs = await stack.enter_async_context(open_blobs(settings))
+        yield build_services(settings, db=db, redis=redis, blobs=blobs, executor=executor)

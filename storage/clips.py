@@ -1,0 +1,95 @@
+"""Queries on clips (24-hour stories). Every read filters on expires_at: an expired clip is gone
+from every route the moment it expires, whatever the sweep has done."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+_SELECT = """
+    SELECT c.*, u.username AS uploaded_by, v.status AS video_status, v.hls_key,
+           v.thumbnail_key AS video_thumbnail_key, v.duration
+    FROM clips c JOIN users u ON u.id = c.user_id LEFT JOIN videos v ON v.id = c.video_id
+"""
+
+
+async def insert(conn: asyncpg.Connection, clip_id: UUID, user_id: UUID, **fields: Any) -> None:
+    """Create a clip row (column names come from code)."""
+    columns = ["id", "user_id", *fields]
+    placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    await conn.execute(
+        f"INSERT INTO clips ({', '.join(columns)}) VALUES ({placeholders})",
+        clip_id,
+        user_id,
+        *fields.values(),
+    )
+
+
+async def get_active(conn: asyncpg.Connection, clip_id: UUID) -> asyncpg.Record | None:
+    """A clip that has not expired."""
+    return await conn.fetchrow(f"{_SELECT} WHERE c.id = $1 AND c.expires_at > now()", clip_id)
+
+
+async def get_any(conn: asyncpg.Connection, clip_id: UUID) -> asyncpg.Record | None:
+    """A clip whether or not it expired (for jobs finishing its media)."""
+    return await conn.fetchrow(f"{_SELECT} WHERE c.id = $1", clip_id)
+
+
+async def user_clips(conn: asyncpg.Connection, user_id: UUID) -> list[asyncpg.Record]:
+    """A user's live clips, newest first."""
+    return await conn.fetch(
+        f"{_SELECT} WHERE c.user_id = $1 AND c.expires_at > now() ORDER BY c.created_at DESC",
+        user_id,
+    )
+
+
+async def followed_clips(conn: asyncpg.Connection, viewer: UUID) -> list[asyncpg.Record]:
+    """Live clips of everyone `viewer` follows, newest first."""
+    return await conn.fetch(
+        f"""{_SELECT} JOIN follows f ON f.following_id = c.user_id AND f.follower_id = $1
+            WHERE c.expires_at > now() ORDER BY c.created_at DESC LIMIT 500""",
+        viewer,
+    )
+
+
+async def mark_ready(conn: asyncpg.Connection, clip_id: UUID, **fields: Any) -> None:
+    """Processing finished."""
+    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(fields, start=2))
+    await conn.execute(
+        f"UPDATE clips SET status = 'ready', error = NULL, {assignments} WHERE id = $1",
+        clip_id,
+        *fields.values(),
+    )
+
+
+async def mark_failed(conn: asyncpg.Connection, clip_id: UUID, reason: str) -> None:
+    """Processing failed for good."""
+    await conn.execute(
+        "UPDATE clips SET status = 'failed', error = $2 WHERE id = $1", clip_id, reason
+    )
+
+
+async def delete_own(
+    conn: asyncpg.Connection, clip_id: UUID, user_id: UUID
+) -> asyncpg.Record | None:
+    """Delete the caller's live clip; the row (for its media) or None."""
+    return await conn.fetchrow(
+        "DELETE FROM clips WHERE id = $1 AND user_id = $2 AND expires_at > now() RETURNING *",
+        clip_id,
+        user_id,
+    )
+
+
+async def delete_expired(
+    conn: asyncpg.Connection, now: datetime | None = None
+) -> list[asyncpg.Record]:
+    """Delete expired clips (at most 1000 per call); their rows, for media cleanup."""
+    return await conn.fetch(
+        """DELETE FROM clips WHERE id IN (
+               SELECT id FROM clips WHERE expires_at <= coalesce($1, now()) LIMIT 1000)
+           RETURNING *""",
+        now,
+    )

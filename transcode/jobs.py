@@ -1,0 +1,231 @@
+"""Job functions: `async def job(ctx, target)`. Each is safe to run again: outputs go to fixed
+keys and replace what a previous run wrote, and a finished target is skipped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import UUID
+
+import aiofiles
+
+from reelwire.domain.context import Services
+from reelwire.domain.media import check_limits, outputs_prefix, probe_columns, publish_status
+from storage import clips as clip_rows
+from storage import videos as video_rows
+from transcode.ffmpeg import FFmpegError, run_ffmpeg
+from transcode.ladder import (
+    AUDIO_KBPS,
+    image_command,
+    ladder_command,
+    plan_ladder,
+    plan_storyboard,
+)
+from transcode.probe import InvalidMedia, probe
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_EVERY_SECONDS = 1.0
+
+
+class PermanentFailure(Exception):
+    """Running the job again cannot help (bad media); the reason is shown to the owner."""
+
+
+async def transcode_video(ctx: Services, target: str) -> None:
+    """Probe the original, run the ladder, store the outputs, mark the video ready."""
+    video_id = UUID(target)
+    async with ctx.db.acquire() as conn:
+        row = await video_rows.get(conn, video_id)
+    if row is None or row["status"] == "ready" or not row["source_key"]:
+        return
+    owner = row["owner_id"]
+    async with ctx.db.acquire() as conn:
+        await video_rows.update(conn, video_id, status="processing", progress=0.0, error=None)
+    await publish_status(ctx, video_id, owner, "processing", 0.0)
+
+    with tempfile.TemporaryDirectory(prefix="reelwire-job-", dir=_scratch(ctx)) as scratch:
+        work = Path(scratch)
+        source = await _local_source(ctx, row["source_key"], work)
+        try:
+            info = await probe(source)
+            if info.kind != "video":
+                raise InvalidMedia("Expected a video, got an image")
+            check_limits(ctx, info, "video")
+        except InvalidMedia as exc:
+            raise PermanentFailure(str(exc)) from None
+        except Exception as exc:
+            if getattr(exc, "field_errors", None):
+                raise PermanentFailure(str(exc)) from None
+            raise
+        rungs, storyboard = plan_ladder(info), plan_storyboard(info)
+        out = work / "out"
+        for rung in rungs:
+            (out / rung.name).mkdir(parents=True)
+        if info.has_audio:
+            (out / "audio").mkdir()
+
+        reporter = _ProgressReporter(ctx, video_id, owner)
+        try:
+            await run_ffmpeg(
+                ladder_command(info, rungs, storyboard, source, out),
+                timeout=ctx.settings.transcode_timeout,
+                duration=info.duration,
+                on_progress=reporter,
+            )
+        except FFmpegError as exc:
+            if exc.timed_out:
+                raise
+            raise PermanentFailure(_readable(exc.detail)) from None
+        async with aiofiles.open(out / "storyboard.vtt", "w") as vtt:
+            await vtt.write(storyboard.webvtt("storyboard.jpg", info.duration or 0.0))
+        prefix = outputs_prefix(video_id)
+        await ctx.blobs.put_tree(prefix, out)
+        qualities = [
+            {
+                "quality": rung.name,
+                "resolution": rung.resolution,
+                "bitrate": rung.video_kbps + (AUDIO_KBPS if info.has_audio else 0),
+                "file_size": await asyncio.to_thread(_dir_size, out / rung.name),
+            }
+            for rung in rungs
+        ]
+
+    async with ctx.db.acquire() as conn, conn.transaction():
+        current = await video_rows.get_for_update(conn, video_id)
+        if current is None:  # deleted while we worked: leave nothing behind
+            await ctx.blobs.delete_prefix(f"videos/{video_id}")
+            return
+        await video_rows.update(
+            conn,
+            video_id,
+            status="ready",
+            progress=100.0,
+            error=None,
+            hls_key=f"{prefix}/master.m3u8",
+            thumbnail_key=f"{prefix}/thumbnail.jpg",
+            storyboard_key=f"{prefix}/storyboard.jpg",
+            storyboard_vtt_key=f"{prefix}/storyboard.vtt",
+            qualities=qualities,
+            processed_at=_now(),
+            published_at=current["published_at"] or _now(),
+            **probe_columns(info),
+        )
+    if not ctx.settings.keep_originals and current["source"] != "library":
+        await ctx.blobs.delete(row["source_key"])
+        async with ctx.db.acquire() as conn:
+            await video_rows.update(conn, video_id, source_key=None)
+    await publish_status(ctx, video_id, owner, "ready", 100.0)
+    logger.info("video %s ready: %s", video_id, ", ".join(r.name for r in rungs))
+
+
+async def fail_video(ctx: Services, target: str, reason: str) -> None:
+    """Mark a video failed with a reason a person can read."""
+    video_id = UUID(target)
+    async with ctx.db.acquire() as conn:
+        row = await video_rows.get(conn, video_id)
+        if row is None:
+            return
+        await video_rows.update(conn, video_id, status="failed", error=reason)
+    await publish_status(ctx, video_id, row["owner_id"], "failed", row["progress"], reason)
+
+
+async def process_image_clip(ctx: Services, target: str) -> None:
+    """Resize an image clip and make its thumbnail."""
+    clip_id = UUID(target)
+    async with ctx.db.acquire() as conn:
+        clip = await clip_rows.get_any(conn, clip_id)
+    if clip is None or clip["status"] == "ready" or not clip["source_key"]:
+        return
+    with tempfile.TemporaryDirectory(prefix="reelwire-job-", dir=_scratch(ctx)) as scratch:
+        work = Path(scratch)
+        source = await _local_source(ctx, clip["source_key"], work)
+        try:
+            info = await probe(source)
+        except InvalidMedia as exc:
+            raise PermanentFailure(str(exc)) from None
+        out = work / "out"
+        out.mkdir()
+        try:
+            await run_ffmpeg(image_command(info, source, out), timeout=120)
+        except FFmpegError as exc:
+            if exc.timed_out:
+                raise
+            raise PermanentFailure(_readable(exc.detail)) from None
+        prefix = f"clips/{clip_id}/media"
+        await ctx.blobs.put_tree(prefix, out)
+    async with ctx.db.acquire() as conn:
+        await clip_rows.mark_ready(
+            conn,
+            clip_id,
+            image_key=f"{prefix}/image.webp",
+            thumbnail_key=f"{prefix}/thumbnail.jpg",
+            width=info.width,
+            height=info.height,
+        )
+
+
+async def fail_image_clip(ctx: Services, target: str, reason: str) -> None:
+    """Mark an image clip failed."""
+    async with ctx.db.acquire() as conn:
+        await clip_rows.mark_failed(conn, UUID(target), reason)
+
+
+JOBS = {"video": (transcode_video, fail_video), "image": (process_image_clip, fail_image_clip)}
+
+
+class _ProgressReporter:
+    """Writes progress to the row and publishes it, at most once a second (and at 100%)."""
+
+    def __init__(self, ctx: Services, video_id: UUID, owner: UUID) -> None:
+        self.ctx, self.video_id, self.owner = ctx, video_id, owner
+        self.last_sent = 0.0
+
+    async def __call__(self, percent: float) -> None:
+        now = time.monotonic()
+        if percent < 100 and now - self.last_sent < PROGRESS_EVERY_SECONDS:
+            return
+        self.last_sent = now
+        shown = min(percent, 99.0)  # 100 is said once the outputs are stored
+        async with self.ctx.db.acquire() as conn:
+            await video_rows.update(conn, self.video_id, progress=shown)
+        await publish_status(self.ctx, self.video_id, self.owner, "processing", shown)
+
+
+def _scratch(ctx: Services) -> Path:
+    path = Path(ctx.settings.home) / "tmp"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+async def _local_source(ctx: Services, key: str, work: Path) -> Path:
+    local = ctx.blobs.local_path(key)
+    if local is not None:
+        return local
+    target = work / "source"
+    await ctx.blobs.fetch_to(key, target)
+    return target
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+_NOISE = re.compile(r"^\[[^\]]+\] ")
+
+
+def _readable(detail: str) -> str:
+    """The last meaningful FFmpeg line, as a reason a person can read."""
+    lines = [_NOISE.sub("", line).strip() for line in detail.splitlines() if line.strip()]
+    meaningful = [line for line in lines if not line.startswith(("Conversion failed", "frame="))]
+    last = meaningful[-1] if meaningful else "unknown error"
+    return f"The video could not be decoded: {last}"[:500]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,145 @@
+"""A durable job queue on a Redis stream with a consumer group.
+
+At-least-once: a job stays pending until a worker acks it. A worker refreshes the lease of the
+jobs it runs (XCLAIM to itself resets their idle time); when a worker dies its jobs go idle and
+another worker takes them over with XAUTOCLAIM after `lease` seconds. Retries with backoff go
+through a sorted set of due times. Each delivery is counted, so a job that keeps killing its
+worker is given up after `max_deliveries`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from pubsub import keys
+
+# Move due retries into the stream atomically, so two workers never both promote one retry.
+_PROMOTE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
+for _, job in ipairs(due) do
+  redis.call('ZREM', KEYS[1], job)
+  redis.call('XADD', KEYS[2], '*', 'job', job)
+end
+return #due
+"""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work: `kind` is "video" or "image", `target` the row id."""
+
+    kind: str
+    target: str
+    attempt: int
+    message_id: str = ""
+    deliveries: int = 1
+
+    def encode(self) -> bytes:
+        """The stream payload."""
+        return orjson.dumps({"kind": self.kind, "target": self.target, "attempt": self.attempt})
+
+
+class JobQueue:
+    """The transcode queue."""
+
+    def __init__(self, redis: aioredis.Redis, *, lease: float = 60.0, max_deliveries: int = 5):
+        self.redis = redis
+        self.lease = lease
+        self.max_deliveries = max_deliveries
+        self._promote = redis.register_script(_PROMOTE)
+
+    async def ensure_group(self) -> None:
+        """Create the stream and consumer group (idempotent)."""
+        try:
+            await self.redis.xgroup_create(
+                keys.TRANSCODE_STREAM, keys.TRANSCODE_GROUP, id="0", mkstream=True
+            )
+        except redis.exceptions.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def enqueue(self, kind: str, target: str, *, attempt: int = 1, delay: float = 0) -> None:
+        """Add a job, now or after `delay` seconds."""
+        payload = Job(kind, target, attempt).encode()
+        if delay > 0:
+            await self.redis.zadd(keys.TRANSCODE_DELAYED, {payload: time.time() + delay})
+        else:
+            await self.redis.xadd(keys.TRANSCODE_STREAM, {"job": payload})
+
+    async def claim(self, consumer: str, count: int, block_ms: int) -> list[Job]:
+        """Up to `count` jobs: due retries, then jobs of dead workers, then new ones."""
+        await self._promote(
+            keys=[keys.TRANSCODE_DELAYED, keys.TRANSCODE_STREAM], args=[time.time()]
+        )
+        claimed: Any = await self.redis.xautoclaim(
+            keys.TRANSCODE_STREAM,
+            keys.TRANSCODE_GROUP,
+            consumer,
+            min_idle_time=int(self.lease * 1000),
+            start_id="0-0",
+            count=count,
+        )
+        entries = list(claimed[1])
+        if len(entries) < count:
+            response: Any = await self.redis.xreadgroup(
+                keys.TRANSCODE_GROUP,
+                consumer,
+                {keys.TRANSCODE_STREAM: ">"},
+                count=count - len(entries),
+                block=block_ms if not entries else None,
+            )
+            for _, messages in response or []:
+                entries.extend(messages)
+        jobs = []
+        for message_id, fields in entries:
+            if not fields:  # deleted while pending
+                await self.redis.xack(keys.TRANSCODE_STREAM, keys.TRANSCODE_GROUP, message_id)
+                continue
+            jobs.append(await self._decode(message_id, fields))
+        return jobs
+
+    async def heartbeat(self, consumer: str, jobs: list[Job]) -> None:
+        """Keep the lease on running jobs (resets their idle time)."""
+        if jobs:
+            await self.redis.xclaim(
+                keys.TRANSCODE_STREAM,
+                keys.TRANSCODE_GROUP,
+                consumer,
+                min_idle_time=0,
+                message_ids=[j.message_id for j in jobs],
+                justid=True,
+            )
+
+    async def ack(self, job: Job) -> None:
+        """The job is done (successfully or for good)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(keys.TRANSCODE_STREAM, keys.TRANSCODE_GROUP, job.message_id)
+            pipe.xdel(keys.TRANSCODE_STREAM, job.message_id)
+            pipe.hdel(keys.TRANSCODE_DELIVERIES, job.message_id)
+            await pipe.execute()
+
+    async def retry_later(self, job: Job, delay: float) -> None:
+        """Ack this delivery and schedule the next attempt."""
+        await self.enqueue(job.kind, job.target, attempt=job.attempt + 1, delay=delay)
+        await self.ack(job)
+
+    async def pending_count(self) -> int:
+        """Jobs delivered to a worker and not yet acked."""
+        info: dict[str, Any] = await self.redis.xpending(
+            keys.TRANSCODE_STREAM, keys.TRANSCODE_GROUP
+        )
+        return int(info["pending"])
+
+    async def _decode(self, message_id: Any, fields: dict[Any, Any]) -> Job:
+        message_id = message_id.decode() if isinstance(message_id, bytes) else str(message_id)
+        data = orjson.loads(fields.get(b"job") or fields.get("job") or b"{}")
+        deliveries = int(await self.redis.hincrby(keys.TRANSCODE_DELIVERIES, message_id, 1))
+        return Job(
+            data["kind"], data["target"], int(data.get("attempt", 1)), message_id, deliveries
+        )

@@ -1,0 +1,158 @@
+"""The worker: a pool of concurrent jobs fed from the durable queue.
+
+It claims only as many jobs as it has free slots, keeps the lease on the ones it runs, retries
+transient failures with exponential backoff, fails bad media for good, and on shutdown kills its
+FFmpeg processes and marks their jobs idle so another worker takes them at once. A janitor
+re-queues videos nobody has touched for a long time and sweeps expired clips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from uuid import UUID
+
+import redis.exceptions
+
+from pubsub import keys
+from reelwire.domain import clips
+from reelwire.domain.context import Services
+from storage import videos as video_rows
+from transcode.jobs import JOBS, PermanentFailure
+from transcode.queue import Job, JobQueue
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 4
+BACKOFF_SECONDS = (5.0, 20.0, 80.0)
+
+
+class TranscodeWorker:
+    """Runs jobs until cancelled."""
+
+    def __init__(self, ctx: Services, *, concurrency: int, name: str | None = None) -> None:
+        self.ctx = ctx
+        self.queue: JobQueue = ctx.jobs
+        self.concurrency = concurrency
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.running: dict[asyncio.Task[None], Job] = {}
+
+    async def run(self) -> None:
+        """Claim and run jobs forever (cancel to stop)."""
+        await self.queue.ensure_group()
+        logger.info("transcode worker %s: %d at a time", self.name, self.concurrency)
+        helpers = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._janitor())]
+        try:
+            while True:
+                free = self.concurrency - len(self.running)
+                if free <= 0:
+                    await asyncio.wait(list(self.running), return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                try:
+                    jobs = await self.queue.claim(self.name, free, block_ms=1000)
+                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                    logger.warning("job queue unreachable (%r); retrying", exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                for job in jobs:
+                    task = asyncio.create_task(self._handle(job))
+                    self.running[task] = job
+                    task.add_done_callback(self._forget)
+        finally:
+            for helper in helpers:
+                helper.cancel()
+            await self._release_running()
+            await asyncio.gather(*helpers, return_exceptions=True)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self.running.pop(task, None)
+
+    async def _release_running(self) -> None:
+        if not self.running:
+            return
+        jobs = list(self.running.values())
+        for task in list(self.running):
+            task.cancel()
+        await asyncio.gather(*self.running, return_exceptions=True)
+        # Hand the interrupted jobs over now instead of after a full lease.
+        with contextlib.suppress(Exception):
+            await self.queue.redis.xclaim(
+                keys.TRANSCODE_STREAM,
+                keys.TRANSCODE_GROUP,
+                self.name,
+                min_idle_time=0,
+                message_ids=[j.message_id for j in jobs],
+                idle=int(self.queue.lease * 1000),
+                justid=True,
+            )
+        logger.info("worker %s released %d unfinished job(s)", self.name, len(jobs))
+
+    async def _handle(self, job: Job) -> None:
+        run, fail = JOBS[job.kind]
+        if job.deliveries > self.queue.max_deliveries:
+            await fail(self.ctx, job.target, "Processing was interrupted too many times")
+            await self.queue.ack(job)
+            return
+        try:
+            await run(self.ctx, job.target)
+        except PermanentFailure as exc:
+            logger.info("%s job %s failed: %s", job.kind, job.target, exc)
+            await fail(self.ctx, job.target, str(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._transient(job, exc)
+            return
+        await self.queue.ack(job)
+
+    async def _transient(self, job: Job, exc: Exception) -> None:
+        logger.warning("%s job %s attempt %d failed: %r", job.kind, job.target, job.attempt, exc)
+        if job.attempt >= MAX_ATTEMPTS:
+            await JOBS[job.kind][1](self.ctx, job.target, f"Processing failed: {exc}")
+            await self.queue.ack(job)
+            return
+        delay = BACKOFF_SECONDS[min(job.attempt - 1, len(BACKOFF_SECONDS) - 1)]
+        if job.kind == "video":
+            with contextlib.suppress(Exception):
+                async with self.ctx.db.acquire() as conn:
+                    await video_rows.update(
+                        conn,
+                        UUID(job.target),
+                        status="pending",
+                        error=f"Retrying after a temporary failure: {exc}",
+                    )
+        await self.queue.retry_later(job, delay)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.queue.lease / 3)
+            with contextlib.suppress(redis.exceptions.RedisError):
+                await self.queue.heartbeat(self.name, list(self.running.values()))
+
+    async def _janitor(self) -> None:
+        stale_after = self.queue.lease * 10
+        sweep_every = self.ctx.settings.clip_sweep_seconds
+        last_sweep = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                async with self.ctx.db.acquire() as conn:
+                    stale = await video_rows.stale_unfinished(conn, stale_after)
+                    for video_id in stale:
+                        await video_rows.update(conn, video_id, status="pending")
+                for video_id in stale:
+                    logger.warning(
+                        "re-queueing video %s (untouched for %.0fs)", video_id, stale_after
+                    )
+                    await self.queue.enqueue("video", str(video_id))
+                if loop.time() - last_sweep >= sweep_every:
+                    last_sweep = loop.time()
+                    await clips.sweep_expired(self.ctx)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("janitor pass failed")
+            await asyncio.sleep(min(self.queue.lease * 2, sweep_every))
