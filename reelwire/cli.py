@@ -73,6 +73,8 @@ def _configure_logging(level: str) -> None:
 @contextlib.contextmanager
 def backends(settings: Settings) -> Iterator[Settings]:
     """Start whatever is embedded, yield fully resolved settings, stop it all on exit."""
+    # Decided on the configured settings: once resolved, they name a database URL either way.
+    settings = settings.replace(inline_worker=settings.runs_inline_worker)
     if not (settings.embedded_postgres or settings.embedded_redis):
         yield settings
         return

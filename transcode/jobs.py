@@ -25,6 +25,7 @@ from transcode.ladder import (
     ladder_command,
     plan_ladder,
     plan_storyboard,
+    storyboard_command,
 )
 from transcode.probe import InvalidMedia, probe
 
@@ -70,10 +71,12 @@ async def transcode_video(ctx: Services, target: str) -> None:
         if info.has_audio:
             (out / "audio").mkdir()
 
+        frames = work / "storyboard-frames"
+        frames.mkdir()
         reporter = _ProgressReporter(ctx, video_id, owner)
         try:
             await run_ffmpeg(
-                ladder_command(info, rungs, storyboard, source, out),
+                ladder_command(info, rungs, storyboard, source, out, frames),
                 timeout=ctx.settings.transcode_timeout,
                 duration=info.duration,
                 on_progress=reporter,
@@ -82,6 +85,7 @@ async def transcode_video(ctx: Services, target: str) -> None:
             if exc.timed_out:
                 raise
             raise PermanentFailure(_readable(exc.detail)) from None
+        await run_ffmpeg(storyboard_command(storyboard, frames, out / "storyboard.jpg"), timeout=60)
         async with aiofiles.open(out / "storyboard.vtt", "w") as vtt:
             await vtt.write(storyboard.webvtt("storyboard.jpg", info.duration or 0.0))
         prefix = outputs_prefix(video_id)

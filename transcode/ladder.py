@@ -134,10 +134,15 @@ def thumbnail_size(info: MediaInfo) -> tuple[int, int]:
 
 
 def ladder_command(
-    info: MediaInfo, rungs: list[Rung], storyboard: Storyboard, source: Path, out: Path
+    info: MediaInfo,
+    rungs: list[Rung],
+    storyboard: Storyboard,
+    source: Path,
+    out: Path,
+    frames_dir: Path,
 ) -> list[str]:
-    """Arguments for the single FFmpeg run that writes `out/`:
-    master.m3u8, <rung>/playlist.m3u8 + segments, audio/..., thumbnail.jpg, storyboard.jpg."""
+    """Arguments for the single FFmpeg run that writes master.m3u8, <rung>/playlist.m3u8 and
+    segments, audio/..., thumbnail.jpg into `out/`, and storyboard frames into `frames_dir/`."""
     branches = len(rungs) + 2
     labels = "".join(f"[s{i}]" for i in range(branches))
     fps_cap = f"fps={MAX_FPS}," if info.fps and info.fps > MAX_FPS else ""
@@ -148,9 +153,12 @@ def ladder_command(
     tw, th = thumbnail_size(info)
     graph.append(f"[s{len(rungs)}]select='gte(t,{thumb_at:.3f})',scale={tw}:{th},setsar=1[thumb]")
     sb = storyboard
+    # Storyboard frames go out as an image sequence while the video is read (a `tile` output
+    # would emit nothing until the end and hold back FFmpeg's progress reports); they are
+    # tiled into the sprite by storyboard_command afterwards.
     graph.append(
         f"[s{len(rungs) + 1}]fps=1/{sb.interval:.6f},scale={sb.tile_width}:{sb.tile_height},"
-        f"setsar=1,tile={sb.columns}x{sb.rows}[sprite]"
+        "setsar=1[frames]"
     )
 
     args = [*INPUT_GUARDS, "-i", str(source), "-filter_complex", ";".join(graph)]
@@ -158,92 +166,48 @@ def ladder_command(
         args += ["-map", f"[v{i}]"]
     if info.has_audio:
         args += ["-map", "0:a:0"]
+    # fmt: off
     args += [
-        "-map_metadata",
-        "-1",
-        "-map_chapters",
-        "-1",
-        "-fflags",
-        "+bitexact",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-profile:v",
-        "high",
-        "-pix_fmt",
-        "yuv420p",
-        "-sc_threshold",
-        "0",
-        "-force_key_frames",
-        f"expr:gte(t,n_forced*{KEYFRAME_SECONDS})",
-        "-flags:v",
-        "+bitexact",
+        "-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact",
+        "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-pix_fmt", "yuv420p",
+        "-sc_threshold", "0", "-force_key_frames", f"expr:gte(t,n_forced*{KEYFRAME_SECONDS})",
+        "-flags:v", "+bitexact",
     ]
     for i, rung in enumerate(rungs):
         kbps = rung.video_kbps
-        args += [
-            f"-b:v:{i}",
-            f"{kbps}k",
-            f"-maxrate:v:{i}",
-            f"{round(kbps * 1.07)}k",
-            f"-bufsize:v:{i}",
-            f"{round(kbps * 1.5)}k",
-        ]
+        args += [f"-b:v:{i}", f"{kbps}k", f"-maxrate:v:{i}", f"{round(kbps * 1.07)}k",
+                 f"-bufsize:v:{i}", f"{round(kbps * 1.5)}k"]
     stream_map = [f"v:{i},name:{rung.name}" for i, rung in enumerate(rungs)]
     if info.has_audio:
-        args += [
-            "-c:a",
-            "aac",
-            "-b:a",
-            f"{AUDIO_KBPS}k",
-            "-ac",
-            "2",
-            "-ar",
-            "48000",
-            "-flags:a",
-            "+bitexact",
-        ]
+        args += ["-c:a", "aac", "-b:a", f"{AUDIO_KBPS}k", "-ac", "2", "-ar", "48000",
+                 "-flags:a", "+bitexact"]
         stream_map = [f"{entry},agroup:audio" for entry in stream_map]
         stream_map.append("a:0,agroup:audio,name:audio")
     args += [
-        "-f",
-        "hls",
-        "-hls_time",
-        str(SEGMENT_SECONDS),
-        "-hls_playlist_type",
-        "vod",
-        "-hls_flags",
-        "independent_segments",
-        "-hls_segment_type",
-        "mpegts",
-        "-hls_segment_filename",
-        str(out / "%v" / "segment_%05d.ts"),
-        "-master_pl_name",
-        "master.m3u8",
-        "-var_stream_map",
-        " ".join(stream_map),
+        "-f", "hls", "-hls_time", str(SEGMENT_SECONDS), "-hls_playlist_type", "vod",
+        "-hls_flags", "independent_segments", "-hls_segment_type", "mpegts",
+        "-hls_segment_filename", str(out / "%v" / "segment_%05d.ts"),
+        "-master_pl_name", "master.m3u8",
+        "-var_stream_map", " ".join(stream_map),
         str(out / "%v" / "playlist.m3u8"),
-        "-map",
-        "[thumb]",
-        "-frames:v",
-        "1",
-        "-update",
-        "1",
-        "-q:v",
-        "3",
+        "-map", "[thumb]", "-frames:v", "1", "-update", "1", "-q:v", "3",
         str(out / "thumbnail.jpg"),
-        "-map",
-        "[sprite]",
-        "-frames:v",
-        "1",
-        "-update",
-        "1",
-        "-q:v",
-        "5",
-        str(out / "storyboard.jpg"),
+        "-map", "[frames]", "-frames:v", str(sb.count), "-q:v", "5", "-f", "image2",
+        str(frames_dir / "%04d.jpg"),
     ]
+    # fmt: on
     return args
+
+
+def storyboard_command(storyboard: Storyboard, frames_dir: Path, sprite: Path) -> list[str]:
+    """Arguments that tile the storyboard frames (ours, not user input) into one sprite."""
+    # fmt: off
+    return [
+        "-protocol_whitelist", "file", "-framerate", "1", "-i", str(frames_dir / "%04d.jpg"),
+        "-vf", f"tile={storyboard.columns}x{storyboard.rows}", "-frames:v", "1", "-q:v", "5",
+        "-y", str(sprite),
+    ]
+    # fmt: on
 
 
 def image_command(info: MediaInfo, source: Path, out: Path) -> list[str]:
@@ -253,35 +217,15 @@ def image_command(info: MediaInfo, source: Path, out: Path) -> list[str]:
     tscale = min(1.0, 320 / max(info.width, info.height))
     tw, th = _even(info.width * tscale), _even(info.height * tscale)
     graph = f"[0:v]split=2[a][b];[a]scale={w}:{h}[img];[b]scale={tw}:{th}[thumb]"
+    # fmt: off
     return [
-        *INPUT_GUARDS,
-        "-i",
-        str(source),
-        "-filter_complex",
-        graph,
-        "-map_metadata",
-        "-1",
-        "-map",
-        "[img]",
-        "-frames:v",
-        "1",
-        "-update",
-        "1",
-        "-c:v",
-        "libwebp",
-        "-quality",
-        "85",
+        *INPUT_GUARDS, "-i", str(source), "-filter_complex", graph, "-map_metadata", "-1",
+        "-map", "[img]", "-frames:v", "1", "-update", "1", "-c:v", "libwebp", "-quality", "85",
         str(out / "image.webp"),
-        "-map",
-        "[thumb]",
-        "-frames:v",
-        "1",
-        "-update",
-        "1",
-        "-q:v",
-        "4",
+        "-map", "[thumb]", "-frames:v", "1", "-update", "1", "-q:v", "4",
         str(out / "thumbnail.jpg"),
     ]
+    # fmt: on
 
 
 def _vtt_time(seconds: float) -> str:
