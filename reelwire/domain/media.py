@@ -206,6 +206,13 @@ async def delete_video(ctx: Services, video_id: UUID, principal: Principal) -> d
 def too_large(limit: int, message: str | None = None) -> PayloadTooLarge:
     """The 413 for an upload over `limit` bytes."""
     return PayloadTooLarge(
-        message or f"File size exceeds {limit // (1024 * 1024)}MB",
-        details={"max_bytes": limit},
+        message or f"File size exceeds {_human_size(limit)}", details={"max_bytes": limit}
     )
+
+
+def _human_size(size: int) -> str:
+    """Seed 000 writes limits as `100MB`."""
+    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if (size >= scale and size % scale == 0) or size >= scale * 10:
+            return f"{size // scale}{unit}"
+    return f"{size} bytes"
