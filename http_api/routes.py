@@ -7,7 +7,17 @@ from pathlib import Path
 import aiohttp_cors
 from aiohttp import web
 
-from http_api import auth, clips, library, media_files, service, users, videos
+from http_api import (
+    auth,
+    clips,
+    direct_uploads,
+    library,
+    media_files,
+    service,
+    users,
+    videos,
+    webhooks,
+)
 from http_api.openapi import build_openapi
 from http_api.routing import RouteTable
 
@@ -17,7 +27,8 @@ STATIC_DIR = Path(__file__).parent / "static"
 def route_table() -> RouteTable:
     """All REST routes, in one explicit list."""
     table = RouteTable()
-    for module in (service, auth, users, videos, clips, library, media_files):
+    modules = (service, auth, users, videos, clips, library, direct_uploads, webhooks, media_files)
+    for module in modules:
         table.extend(module.routes)
     return table
 

@@ -77,6 +77,7 @@ class Route:
     errors: tuple[int, ...] = ()
     form: type[pydantic.BaseModel] | None = None
     form_file: str | None = None
+    raw_body: bool = False  # the handler reads the body itself (signed webhooks, uploads)
 
     @property
     def openapi_path(self) -> str:
@@ -166,7 +167,7 @@ def _make_view(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResp
         services = request.app[SERVICES]
         principal = await _principal(request, services, route.auth)
         query = _validate(route.query, dict(request.query), "query") if route.query else None
-        body = await _read_body(request, route) if route.body else None
+        body = await _read_body(request, route) if route.body and not route.raw_body else None
         result = await route.handler(Call(request, services, principal, body, query))
         if isinstance(result, web.StreamResponse):
             return result

@@ -84,6 +84,7 @@ async def inline_worker_ctx(app: web.Application) -> AsyncIterator[None]:
     worker = TranscodeWorker(app[SERVICES], concurrency=settings.transcode_concurrency)
     task = asyncio.create_task(worker.run(), name="inline-transcode-worker")
     yield
+    worker.stop()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task

@@ -161,8 +161,13 @@ def _worker(settings: Settings) -> int:
             worker = TranscodeWorker(services, concurrency=settings.transcode_concurrency)
             task = asyncio.create_task(worker.run())
             loop = asyncio.get_running_loop()
+
+            def stop() -> None:
+                worker.stop()
+                task.cancel()
+
             for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, task.cancel)
+                loop.add_signal_handler(sig, stop)
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         logger.info("worker stopped")

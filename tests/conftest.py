@@ -22,6 +22,7 @@ from reelwire.app import create_app
 from reelwire.embedded import EmbeddedPostgres, EmbeddedRedis
 from reelwire.settings import PasswordHashing, Settings
 from storage.migrate import migrate_url
+from tests.media import Media, generate
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
 
@@ -146,3 +147,18 @@ class Api:
 def api(client: Any) -> Api:
     """Helpers bound to the test client."""
     return Api(client)
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
+    return generate(tmp_path_factory.mktemp("media"))
+
+
+@pytest.fixture
+def media_settings(settings: Settings) -> Settings:
+    return settings.replace(inline_worker=True, transcode_concurrency=2, job_lease_seconds=5)
+
+
+@pytest.fixture
+async def media_api(aiohttp_client: Any, media_settings: Settings) -> Api:
+    return Api(await aiohttp_client(create_app(media_settings)))

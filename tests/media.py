@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import aiohttp
 
 from transcode.ffmpeg import ffmpeg_path
 
@@ -83,3 +88,38 @@ def generate(root: Path) -> Media:
         playlist_as_mp4=playlist,
         concat_as_mp4=concat,
     )
+
+
+# --- HTTP helpers shared by the media tests ---------------------------------------------
+
+
+def form(field: str, path: Path, **text: str) -> aiohttp.FormData:
+    data = aiohttp.FormData()
+    for name, value in text.items():
+        data.add_field(name, value)
+    data.add_field(field, path.read_bytes(), filename=path.name, content_type="video/mp4")
+    return data
+
+
+async def upload(api: Any, token: str, path: Path, **text: str) -> tuple[int, dict[str, Any]]:
+    resp = await api.client.post(
+        "/api/videos", data=form("video_file", path, **text), headers=api.auth(token)
+    )
+    return resp.status, await resp.json()
+
+
+async def wait_for(api: Any, video_id: str, token: str, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        resp = await api.client.get(f"/api/videos/{video_id}", headers=api.auth(token))
+        body = await resp.json()
+        if body["status"] in ("ready", "failed"):
+            return body
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"video {video_id} not finished in {timeout}s: {body}")
+
+
+async def fetch(api: Any, url: str) -> aiohttp.ClientResponse:
+    resp = await api.client.get(url)
+    assert resp.status == 200, (url, resp.status)
+    return resp

@@ -20,56 +20,9 @@ from reelwire.app import create_app
 from reelwire.appkeys import SERVICES
 from reelwire.settings import Settings
 from tests.conftest import Api, Backends
-from tests.media import Media, generate
+from tests.media import Media, fetch, form, upload, wait_for
 
 pytestmark = pytest.mark.usefixtures("reset")
-
-
-@pytest.fixture(scope="session")
-def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
-    return generate(tmp_path_factory.mktemp("media"))
-
-
-@pytest.fixture
-def media_settings(settings: Settings) -> Settings:
-    return settings.replace(inline_worker=True, transcode_concurrency=2, job_lease_seconds=5)
-
-
-@pytest.fixture
-async def media_api(aiohttp_client: Any, media_settings: Settings) -> Api:
-    return Api(await aiohttp_client(create_app(media_settings)))
-
-
-def form(field: str, path: Path, **text: str) -> aiohttp.FormData:
-    data = aiohttp.FormData()
-    for name, value in text.items():
-        data.add_field(name, value)
-    data.add_field(field, path.read_bytes(), filename=path.name, content_type="video/mp4")
-    return data
-
-
-async def upload(api: Api, token: str, path: Path, **text: str) -> tuple[int, dict[str, Any]]:
-    resp = await api.client.post(
-        "/api/videos", data=form("video_file", path, **text), headers=api.auth(token)
-    )
-    return resp.status, await resp.json()
-
-
-async def wait_for(api: Api, video_id: str, token: str, timeout: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        resp = await api.client.get(f"/api/videos/{video_id}", headers=api.auth(token))
-        body = await resp.json()
-        if body["status"] in ("ready", "failed"):
-            return body
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"video {video_id} not finished in {timeout}s: {body}")
-
-
-async def fetch(api: Api, url: str) -> aiohttp.ClientResponse:
-    resp = await api.client.get(url)
-    assert resp.status == 200, (url, resp.status)
-    return resp
 
 
 async def test_1080p_upload_becomes_a_four_rung_ladder_with_progress_events(

@@ -39,17 +39,25 @@ class TranscodeWorker:
         self.concurrency = concurrency
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.running: dict[asyncio.Task[None], Job] = {}
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask `run` to return. Cancellation alone is not enough: a cancel that lands inside a
+        blocking Redis read can be absorbed by the client's timeout-and-retry handling."""
+        self._stopping.set()
 
     async def run(self) -> None:
-        """Claim and run jobs forever (cancel to stop)."""
+        """Claim and run jobs until `stop` (or cancellation)."""
         await self.queue.ensure_group()
         logger.info("transcode worker %s: %d at a time", self.name, self.concurrency)
         helpers = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._janitor())]
         try:
-            while True:
+            while not self._stopping.is_set():
                 free = self.concurrency - len(self.running)
                 if free <= 0:
-                    await asyncio.wait(list(self.running), return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(
+                        list(self.running), timeout=1.0, return_when=asyncio.FIRST_COMPLETED
+                    )
                     continue
                 try:
                     jobs = await self.queue.claim(self.name, free, block_ms=1000)
@@ -57,6 +65,9 @@ class TranscodeWorker:
                     logger.warning("job queue unreachable (%r); retrying", exc)
                     await asyncio.sleep(1.0)
                     continue
+                if self._stopping.is_set():
+                    await self._hand_back(jobs)
+                    break
                 for job in jobs:
                     task = asyncio.create_task(self._handle(job))
                     self.running[task] = job
@@ -77,7 +88,13 @@ class TranscodeWorker:
         for task in list(self.running):
             task.cancel()
         await asyncio.gather(*self.running, return_exceptions=True)
-        # Hand the interrupted jobs over now instead of after a full lease.
+        await self._hand_back(jobs)
+        logger.info("worker %s released %d unfinished job(s)", self.name, len(jobs))
+
+    async def _hand_back(self, jobs: list[Job]) -> None:
+        """Mark jobs idle for a whole lease so another worker takes them now, not later."""
+        if not jobs:
+            return
         with contextlib.suppress(Exception):
             await self.queue.redis.xclaim(
                 keys.TRANSCODE_STREAM,
@@ -88,7 +105,6 @@ class TranscodeWorker:
                 idle=int(self.queue.lease * 1000),
                 justid=True,
             )
-        logger.info("worker %s released %d unfinished job(s)", self.name, len(jobs))
 
     async def _handle(self, job: Job) -> None:
         run, fail = JOBS[job.kind]

@@ -1,0 +1,203 @@
+"""Direct uploads: signed URLs (seeds 001, 003), our signed PUT route, and completion."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Literal
+from uuid import UUID
+
+import aiofiles
+import aiofiles.os
+from pydantic import BaseModel, ConfigDict, Field
+
+from http_api.routing import Call, RouteTable
+from http_api.uploads import CHUNK
+from reelwire.domain import direct_uploads
+from reelwire.domain.errors import Forbidden, NotFound, PayloadTooLarge, ValidationFailed
+
+routes = RouteTable()
+
+
+class UploadUrlBody(BaseModel):
+    """POST /api/videos/upload-url (seed 003)."""
+
+    model_config = ConfigDict(extra="forbid")
+    filename: str = Field(min_length=1, max_length=255)
+    fileSize: int = Field(gt=0)
+    mimeType: str = Field(max_length=100)
+    metadata: dict[str, Any] | None = None
+
+
+class UploadUrlOut(BaseModel):
+    """Seed 003's answer."""
+
+    videoId: str
+    uploadUrl: str
+    provider: str
+    expiresAt: str
+    method: str
+    headers: dict[str, str]
+    completeUrl: str
+
+
+class VideoUploadRequestBody(BaseModel):
+    """POST /api/upload/video/request (seed 001)."""
+
+    model_config = ConfigDict(extra="forbid")
+    filename: str = Field(min_length=1, max_length=255)
+    file_size: int = Field(gt=0)
+    content_type: str = Field(max_length=100)
+    duration: float | None = Field(None, ge=0)
+
+
+class ThumbnailRequestBody(BaseModel):
+    """POST /api/upload/thumbnail/request (seed 001: "similar structure")."""
+
+    model_config = ConfigDict(extra="forbid")
+    video_id: str
+    filename: str = Field(min_length=1, max_length=255)
+    file_size: int = Field(gt=0)
+    content_type: str = Field(max_length=100)
+
+
+class UploadRequestOut(BaseModel):
+    """Seed 001's answer."""
+
+    upload_url: str
+    video_id: str
+    expires_at: str
+    method: str
+    headers: dict[str, str]
+    complete_url: str
+
+
+class CompleteQuery(BaseModel):
+    """Which upload is complete."""
+
+    kind: Literal["video", "thumbnail"] = "video"
+
+
+def _base_url(call: Call[Any]) -> str:
+    return str(call.request.url.origin())
+
+
+@routes.post(
+    "/api/videos/upload-url",
+    tag="uploads",
+    auth="required",
+    body=UploadUrlBody,
+    response=UploadUrlOut,
+    errors=(400, 401, 413),
+)
+async def upload_url(call: Call[UploadUrlBody]) -> dict[str, Any]:
+    """A signed URL to PUT a video to directly (seed 003)."""
+    body = call.body
+    result = await direct_uploads.request_video_upload(
+        call.services,
+        call.user,
+        filename=body.filename,
+        size=body.fileSize,
+        content_type=body.mimeType,
+        base_url=_base_url(call),
+    )
+    return {
+        "videoId": result["video_id"],
+        "uploadUrl": result["upload_url"],
+        "provider": result["provider"],
+        "expiresAt": result["expires_at"],
+        "method": result["method"],
+        "headers": result["headers"],
+        "completeUrl": result["complete_url"],
+    }
+
+
+@routes.post(
+    "/api/upload/video/request",
+    tag="uploads",
+    auth="required",
+    body=VideoUploadRequestBody,
+    response=UploadRequestOut,
+    errors=(400, 401, 413),
+)
+async def video_upload_request(call: Call[VideoUploadRequestBody]) -> dict[str, Any]:
+    """A presigned URL to upload a video to (seed 001)."""
+    body = call.body
+    result = await direct_uploads.request_video_upload(
+        call.services,
+        call.user,
+        filename=body.filename,
+        size=body.file_size,
+        content_type=body.content_type,
+        base_url=_base_url(call),
+    )
+    result.pop("provider")
+    return result
+
+
+@routes.post(
+    "/api/upload/thumbnail/request",
+    tag="uploads",
+    auth="required",
+    body=ThumbnailRequestBody,
+    response=UploadRequestOut,
+    errors=(400, 401, 403, 404, 413),
+)
+async def thumbnail_upload_request(call: Call[ThumbnailRequestBody]) -> dict[str, Any]:
+    """A presigned URL to upload a custom thumbnail of your video to (seed 001)."""
+    body = call.body
+    return await direct_uploads.request_thumbnail_upload(
+        call.services,
+        call.user,
+        video_id=_uuid(body.video_id),
+        filename=body.filename,
+        size=body.file_size,
+        content_type=body.content_type,
+        base_url=_base_url(call),
+    )
+
+
+@routes.put("/api/uploads/{token}", tag="uploads", errors=(400, 403, 413))
+async def signed_put(call: Call[Any]) -> dict[str, Any]:
+    """The signed PUT target on local storage (the token is the authorization)."""
+    request, ctx = call.request, call.services
+    grant = direct_uploads.verify_grant(ctx, request.match_info["token"])
+    if request.content_type != grant.content_type:
+        raise Forbidden(f"This URL accepts Content-Type {grant.content_type} only")
+    if request.content_length is not None and request.content_length != grant.size:
+        raise Forbidden(f"This URL accepts exactly {grant.size} bytes")
+    spool = ctx.spool_dir / f"put-{grant.video_id}-{grant.purpose}"
+    try:
+        size = 0
+        async with aiofiles.open(spool, "wb") as handle:
+            async for chunk in request.content.iter_chunked(CHUNK):
+                size += len(chunk)
+                if size > grant.size:
+                    raise PayloadTooLarge(f"This URL accepts exactly {grant.size} bytes")
+                await handle.write(chunk)
+        if size != grant.size:
+            raise ValidationFailed(f"Received {size} bytes; {grant.size} were declared")
+        return await direct_uploads.receive_local_upload(ctx, grant, spool)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            await aiofiles.os.remove(spool)
+
+
+@routes.post(
+    "/api/videos/{video_id}/upload-complete",
+    tag="uploads",
+    auth="required",
+    query=CompleteQuery,
+    errors=(400, 401, 403, 404),
+)
+async def upload_complete(call: Call[Any]) -> dict[str, Any]:
+    """Check a direct upload and queue it for processing (or attach the thumbnail)."""
+    return await direct_uploads.complete(
+        call.services, call.user, call.path_uuid("video_id", "Video"), call.query.kind
+    )
+
+
+def _uuid(value: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise NotFound("Video not found") from None

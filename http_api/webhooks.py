@@ -1,0 +1,132 @@
+"""Incoming webhooks from an external transcoder (seeds 001 and 003)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID
+
+import orjson
+import pydantic
+from pydantic import BaseModel, Field
+
+from http_api.routing import Call, RouteTable, field_errors
+from reelwire.domain import webhooks
+from reelwire.domain.errors import NotFound, ValidationFailed
+
+routes = RouteTable()
+
+
+class ProcessedBody(BaseModel):
+    """Seed 001's payload (unknown extra fields from the sender are ignored)."""
+
+    video_id: str
+    status: Literal["success", "error"]
+    quality_variants: dict[str, str] = Field(default_factory=dict)
+    duration: float | None = Field(None, ge=0)
+    thumbnail_url: str | None = None
+    playback_url: str | None = None
+    error_message: str | None = Field(None, max_length=2000)
+    event_id: str | None = Field(None, max_length=200)
+
+
+class AssetData(BaseModel):
+    """The `data` of a seed 003 event."""
+
+    id: str
+    playback_url: str | None = None
+    thumbnail_url: str | None = None
+    duration: float | None = Field(None, ge=0)
+    error_message: str | None = Field(None, max_length=2000)
+
+
+class ProcessingBody(BaseModel):
+    """Seed 003's event."""
+
+    id: str | None = Field(None, max_length=200)
+    type: Literal["video.asset.ready", "video.asset.errored"]
+    data: AssetData
+
+
+class WebhookOut(BaseModel):
+    """Acknowledgement."""
+
+    received: bool
+    duplicate: bool
+    video_id: str | None = None
+    status: str | None = None
+
+
+async def _verified(call: Call[Any], model: type[BaseModel]) -> tuple[Any, bytes]:
+    request = call.request
+    body = await request.read()
+    webhooks.verify_signature(
+        call.services.settings.webhook_secret,
+        body,
+        request.headers.get("x-webhook-signature"),
+        request.headers.get("x-webhook-timestamp"),
+    )
+    try:
+        return model.model_validate(orjson.loads(body)), body
+    except orjson.JSONDecodeError:
+        raise ValidationFailed("Malformed JSON body") from None
+    except pydantic.ValidationError as exc:
+        raise ValidationFailed("Invalid webhook payload", field_errors=field_errors(exc)) from None
+
+
+def _video_id(value: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise NotFound("Video not found") from None
+
+
+@routes.post(
+    "/api/webhooks/video-processed",
+    tag="webhooks",
+    body=ProcessedBody,
+    raw_body=True,
+    response=WebhookOut,
+    errors=(400, 401, 403, 404),
+)
+async def video_processed(call: Call[Any]) -> dict[str, Any]:
+    """An external transcoder finished (seed 001); signed with WEBHOOK_SECRET."""
+    payload, raw = await _verified(call, ProcessedBody)
+    event = webhooks.event_id(call.request.headers.get("x-webhook-id") or payload.event_id, raw)
+    return await webhooks.apply_result(
+        call.services,
+        endpoint="video-processed",
+        event=event,
+        video_id=_video_id(payload.video_id),
+        ready=payload.status == "success",
+        playback_url=payload.playback_url,
+        thumbnail_url=payload.thumbnail_url,
+        quality_variants=payload.quality_variants,
+        duration=payload.duration,
+        error=payload.error_message,
+    )
+
+
+@routes.post(
+    "/api/webhooks/video-processing",
+    tag="webhooks",
+    body=ProcessingBody,
+    raw_body=True,
+    response=WebhookOut,
+    errors=(400, 401, 403, 404),
+)
+async def video_processing(call: Call[Any]) -> dict[str, Any]:
+    """An external transcoder's asset event (seed 003); signed with WEBHOOK_SECRET."""
+    payload, raw = await _verified(call, ProcessingBody)
+    event = webhooks.event_id(call.request.headers.get("x-webhook-id") or payload.id, raw)
+    data = payload.data
+    return await webhooks.apply_result(
+        call.services,
+        endpoint="video-processing",
+        event=event,
+        video_id=_video_id(data.id),
+        ready=payload.type == "video.asset.ready",
+        playback_url=data.playback_url,
+        thumbnail_url=data.thumbnail_url,
+        duration=data.duration,
+        error=data.error_message,
+    )
