@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
@@ -23,6 +24,8 @@ INPUT_GUARDS = (
     "-format_whitelist",
     "mov,mp4,matroska,webm,avi,flv,asf,gif,jpeg_pipe,png_pipe,webp_pipe,bmp_pipe,svg_pipe",
 )
+
+_PR_SET_PDEATHSIG = 1
 
 ProgressCallback = Callable[[float], Awaitable[None]]
 
@@ -58,9 +61,19 @@ class Completed:
     stderr: str
 
 
-def _lower_priority() -> None:
-    # Transcodes must not starve the web process of CPU on the same machine.
-    os.nice(10)
+def _child_setup(nice: bool) -> Callable[[], None]:
+    parent = os.getpid()
+
+    def setup() -> None:
+        if nice:  # transcodes must not starve the web process of CPU on the same machine
+            os.nice(10)
+        # FFmpeg runs in its own process group (so a timeout kills all of it); this makes it
+        # die with its worker too, instead of running on as an orphan nobody will read.
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return setup
 
 
 async def run_ffmpeg(
@@ -82,7 +95,7 @@ async def run_ffmpeg(
         stderr=asyncio.subprocess.PIPE,
         stdin=asyncio.subprocess.DEVNULL,
         start_new_session=True,
-        preexec_fn=_lower_priority if nice else None,
+        preexec_fn=_child_setup(nice),
     )
     stderr_task = asyncio.create_task(_read_tail(proc.stderr))
     progress_task = (

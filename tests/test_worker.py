@@ -1,0 +1,145 @@
+"""Workers as real processes: a worker killed mid-job has its job finished by another."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from reelwire.app import create_app
+from reelwire.appkeys import SERVICES
+from reelwire.domain import clips
+from reelwire.settings import Settings
+from tests.conftest import TEST_SECRET, Api, Backends
+from tests.media import Media, form, upload, wait_for
+
+pytestmark = pytest.mark.usefixtures("reset")
+
+
+def start_worker(backends: Backends, home: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": backends.database_url,
+        "REDIS_URL": backends.redis_url,
+        "JWT_SECRET_KEY": TEST_SECRET,
+        "REELWIRE_HOME": str(home),
+        "JOB_LEASE_SECONDS": "2",
+        "TRANSCODE_CONCURRENCY": "1",
+    }
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "reelwire", "worker"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def ffmpeg_running_on(video_id: str) -> bool:
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"ffmpeg" in cmdline and video_id.encode() in cmdline:
+            return True
+    return False
+
+
+async def test_killed_worker_job_is_finished_by_another(
+    aiohttp_client: Any,
+    settings: Settings,
+    backends: Backends,
+    media: Media,
+    db: Any,
+    tmp_path: Path,
+) -> None:
+    api = Api(await aiohttp_client(create_app(settings.replace(inline_worker=False))))
+    user = await api.register("patient")
+    log = tmp_path / "workers.log"
+    first = start_worker(backends, settings.home, log)
+    try:
+        status, body = await upload(api, user["token"], media.long_1080)
+        assert status == 201
+        video_id = body["id"]
+        deadline = time.monotonic() + 60
+        progress = 0.0
+        while time.monotonic() < deadline and progress <= 0:
+            row = await db.fetchrow(
+                "SELECT status, progress FROM videos WHERE id = $1", UUID(video_id)
+            )
+            progress = row["progress"] if row["status"] == "processing" else 0.0
+            await asyncio.sleep(0.1)
+        assert 0 < progress < 100, f"never seen mid-job: {row}\n{log.read_text()}"
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        # Its FFmpeg goes with it rather than running on as an orphan.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and ffmpeg_running_on(video_id):
+            await asyncio.sleep(0.1)
+        assert not ffmpeg_running_on(video_id)
+        assert (
+            await db.fetchval("SELECT status FROM videos WHERE id = $1", UUID(video_id))
+        ) == "processing"
+
+        second = start_worker(backends, settings.home, log)
+        try:
+            video = await wait_for(api, video_id, user["token"], timeout=90)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(30) == 0
+        assert video["status"] == "ready", log.read_text()
+        assert [q["quality"] for q in video["qualities"]] == ["360p", "480p", "720p", "1080p"]
+        master = await api.client.get(video["hls_playlist"])
+        assert master.status == 200
+    finally:
+        if first.poll() is None:
+            first.kill()
+
+
+async def test_sweep_removes_expired_clips_rows_and_media(
+    aiohttp_client: Any, media_settings: Settings, media: Media, db: Any
+) -> None:
+    api = Api(await aiohttp_client(create_app(media_settings.replace(clip_sweep_seconds=1))))
+    user = await api.register("ephemeral")
+    resp = await api.client.post(
+        "/api/clips/upload", data=form("clip", media.image), headers=api.auth(user["token"])
+    )
+    clip = (await resp.json())["clip"]
+    stored = Path(media_settings.home) / "media" / "clips" / clip["id"]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not (stored / "media" / "image.webp").exists():
+        await asyncio.sleep(0.1)
+    assert (stored / "media" / "image.webp").exists()
+    await db.execute("UPDATE clips SET expires_at = now() - interval '1 second'")
+    # The inline worker's janitor sweeps every CLIP_SWEEP_SECONDS (1 s here).
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and await db.fetchval("SELECT count(*) FROM clips"):
+        await asyncio.sleep(0.2)
+    assert await db.fetchval("SELECT count(*) FROM clips") == 0
+    assert not stored.exists()
+    assert await clips.sweep_expired(api.client.app[SERVICES]) == 0
+
+
+async def test_originals_can_be_dropped_after_processing(
+    aiohttp_client: Any, media_settings: Settings, media: Media
+) -> None:
+    api = Api(await aiohttp_client(create_app(media_settings.replace(keep_originals=False))))
+    user = await api.register("minimalist")
+    _, body = await upload(api, user["token"], media.video_480)
+    video = await wait_for(api, body["id"], user["token"])
+    assert video["status"] == "ready" and video["stream_url"] is None
+    original = Path(media_settings.home) / "media" / "videos" / body["id"] / "original"
+    assert not original.exists()
+    assert (await api.client.get(f"/api/videos/{body['id']}/stream")).status == 404
+    assert (await api.client.get(video["hls_playlist"])).status == 200
