@@ -57,8 +57,9 @@ class BlobStore(Protocol):
     def local_path(self, key: str) -> Path | None:
         """A path the object can be read from directly, when storage is local."""
 
-    async def put_tree(self, prefix: str, directory: Path) -> list[str]:
-        """Store every file under `directory` at `prefix/<relative path>`; return the keys."""
+    async def put_tree(self, prefix: str, directory: Path, *, consume: bool = False) -> list[str]:
+        """Store every file under `directory` at `prefix/<relative path>`; return the keys.
+        With `consume` the directory may be moved away instead of copied."""
 
     async def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
         """Store a small object."""
@@ -115,12 +116,14 @@ class LocalBlobStore:
         """The file itself: workers read originals in place instead of copying them."""
         return self.path(key)
 
-    async def put_tree(self, prefix: str, directory: Path) -> list[str]:
-        """Copy the tree, then swap it in, so a re-run replaces the old outputs whole."""
+    async def put_tree(self, prefix: str, directory: Path, *, consume: bool = False) -> list[str]:
+        """Move (or copy) the tree next to its place, then swap it in, so a re-run replaces the
+        old outputs whole and readers never see a half-written set."""
         target = self.path(prefix)
         staging = target.with_name(f".{target.name}.incoming")
-        await asyncio.to_thread(_replace_tree, directory, staging, target)
-        return [f"{prefix}/{p.relative_to(directory).as_posix()}" for p in _files(directory)]
+        keys = [f"{prefix}/{p.relative_to(directory).as_posix()}" for p in _files(directory)]
+        await asyncio.to_thread(_replace_tree, directory, staging, target, consume)
+        return keys
 
     async def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
         """Write a small object."""
@@ -166,10 +169,15 @@ def _files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file())
 
 
-def _replace_tree(source: Path, staging: Path, target: Path) -> None:
+def _replace_tree(source: Path, staging: Path, target: Path, move: bool) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     staging.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(source, staging)
+    try:
+        if not move:
+            raise OSError("copy requested")
+        os.replace(source, staging)
+    except OSError:  # copying asked for, or another filesystem
+        shutil.copytree(source, staging)
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():

@@ -90,8 +90,9 @@ class S3BlobStore:
                 )
             raise
 
-    async def put_tree(self, prefix: str, directory: Path) -> list[str]:
-        """Upload every file under `directory`, several at a time; stale extras are removed."""
+    async def put_tree(self, prefix: str, directory: Path, *, consume: bool = False) -> list[str]:
+        """Upload every file under `directory`, several at a time; stale extras are removed.
+        (`consume` changes nothing here: the caller's scratch directory goes away anyway.)"""
         files = await asyncio.to_thread(
             lambda: sorted(p for p in directory.rglob("*") if p.is_file())
         )

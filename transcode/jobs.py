@@ -15,7 +15,13 @@ from uuid import UUID
 import aiofiles
 
 from reelwire.domain.context import Services
-from reelwire.domain.media import check_limits, outputs_prefix, probe_columns, publish_status
+from reelwire.domain.media import (
+    check_limits,
+    outputs_prefix,
+    probe_columns,
+    publish_status,
+    stored_probe,
+)
 from storage import clips as clip_rows
 from storage import videos as video_rows
 from transcode.ffmpeg import FFmpegError, run_ffmpeg
@@ -54,7 +60,8 @@ async def transcode_video(ctx: Services, target: str) -> None:
         work = Path(scratch)
         source = await _local_source(ctx, row["source_key"], work)
         try:
-            info = await probe(source)
+            # The original under its key never changes after the upload was probed.
+            info = stored_probe(row) or await probe(source)
             if info.kind != "video":
                 raise InvalidMedia("Expected a video, got an image")
             check_limits(ctx, info, "video")
@@ -89,13 +96,14 @@ async def transcode_video(ctx: Services, target: str) -> None:
         async with aiofiles.open(out / "storyboard.vtt", "w") as vtt:
             await vtt.write(storyboard.webvtt("storyboard.jpg", info.duration or 0.0))
         prefix = outputs_prefix(video_id)
-        await ctx.blobs.put_tree(prefix, out)
+        sizes = {r.name: await asyncio.to_thread(_dir_size, out / r.name) for r in rungs}
+        await ctx.blobs.put_tree(prefix, out, consume=True)
         qualities = [
             {
                 "quality": rung.name,
                 "resolution": rung.resolution,
                 "bitrate": rung.video_kbps + (AUDIO_KBPS if info.has_audio else 0),
-                "file_size": await asyncio.to_thread(_dir_size, out / rung.name),
+                "file_size": sizes[rung.name],
             }
             for rung in rungs
         ]
@@ -162,7 +170,7 @@ async def process_image_clip(ctx: Services, target: str) -> None:
                 raise
             raise PermanentFailure(_readable(exc.detail)) from None
         prefix = f"clips/{clip_id}/media"
-        await ctx.blobs.put_tree(prefix, out)
+        await ctx.blobs.put_tree(prefix, out, consume=True)
     async with ctx.db.acquire() as conn:
         await clip_rows.mark_ready(
             conn,

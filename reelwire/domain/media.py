@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from pathlib import Path
@@ -107,7 +108,7 @@ async def accept_upload(
 
 
 def probe_columns(info: MediaInfo) -> dict[str, Any]:
-    """Video columns filled from a probe."""
+    """Video columns filled from a probe (the whole probe is kept for the worker)."""
     return {
         "duration": info.duration,
         "width": info.width,
@@ -115,7 +116,17 @@ def probe_columns(info: MediaInfo) -> dict[str, Any]:
         "fps": info.fps,
         "has_audio": info.has_audio,
         "video_codec": info.video_codec,
+        "probe": dataclasses.asdict(info),
     }
+
+
+def stored_probe(row: Any) -> MediaInfo | None:
+    """The probe saved at upload, so the worker need not read the file twice."""
+    saved = row["probe"]
+    try:
+        return MediaInfo(**saved) if saved else None
+    except TypeError:  # saved by an older version with other fields
+        return None
 
 
 async def publish_status(

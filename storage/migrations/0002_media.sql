@@ -31,6 +31,7 @@ CREATE TABLE videos (
     fps                 real,
     has_audio           boolean,
     video_codec         text,
+    probe               jsonb,
     -- what the transcode made (keys in blob storage) or an external transcoder reported (urls)
     hls_key             text,
     thumbnail_key       text,
