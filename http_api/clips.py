@@ -50,3 +50,15 @@ async def upload_clip(call: Call[Any]) -> dict[str, Any]:
                 "No clip file provided", field_errors={"clip": ["No clip file provided"]}
             )
         return await clips.upload_clip(ctx, call.user, upload.path, upload.filename, form.caption)
+
+
+@routes.delete(
+    "/api/clips/{clip_id}", tag="clips", auth="required", response=s.MessageOut, errors=(401, 404)
+)
+async def delete_clip(call: Call[Any]) -> dict[str, Any]:
+    """Delete your clip and its media (404 "Clip not found or unauthorized" otherwise)."""
+    try:
+        clip_id = UUID(call.request.match_info["clip_id"])
+    except ValueError:
+        raise NotFound(clips.CLIP_NOT_FOUND) from None
+    return await clips.delete_clip(call.services, call.user, clip_id)

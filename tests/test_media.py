@@ -268,6 +268,30 @@ async def test_image_clip_is_resized_with_a_thumbnail(
     assert (Path(media_settings.home) / "media" / row["thumbnail_key"]).exists()
 
 
+async def test_clip_delete_is_owner_only_and_removes_media(
+    media_api: Api, media: Media, media_settings: Settings
+) -> None:
+    owner, other = await media_api.register("clipowner"), await media_api.register("clipthief")
+    resp = await media_api.client.post(
+        "/api/clips/upload", data=form("clip", media.image), headers=media_api.auth(owner["token"])
+    )
+    clip = (await resp.json())["clip"]
+    stored = Path(media_settings.home) / "media" / "clips" / clip["id"]
+    assert stored.exists()
+    for token in (other["token"],):
+        resp = await media_api.client.delete(
+            f"/api/clips/{clip['id']}", headers=media_api.auth(token)
+        )
+        assert resp.status == 404
+        assert (await resp.json())["error"]["message"] == "Clip not found or unauthorized"
+    resp = await media_api.client.delete(
+        f"/api/clips/{clip['id']}", headers=media_api.auth(owner["token"])
+    )
+    assert resp.status == 200
+    assert await resp.json() == {"message": "Clip deleted successfully"}
+    assert not stored.exists()
+
+
 async def test_clip_caption_rules_and_missing_file(media_api: Api, media: Media) -> None:
     user = await media_api.register("captions")
     resp = await media_api.client.post(

@@ -143,3 +143,85 @@ async def test_originals_can_be_dropped_after_processing(
     assert not original.exists()
     assert (await api.client.get(f"/api/videos/{body['id']}/stream")).status == 404
     assert (await api.client.get(video["hls_playlist"])).status == 200
+
+
+async def test_ffmpeg_timeout_kills_the_whole_process_group(media: Media, tmp_path: Path) -> None:
+    from transcode.ffmpeg import FFmpegError, run_ffmpeg
+
+    started = time.monotonic()
+    with pytest.raises(FFmpegError) as failure:
+        await run_ffmpeg(
+            ["-re", "-i", str(media.long_1080), "-c:v", "libx264", "-f", "null", "-"],
+            timeout=1.0,
+        )
+    assert failure.value.timed_out
+    assert time.monotonic() - started < 5
+    assert not ffmpeg_running_on(str(media.long_1080))
+
+
+async def test_rerunning_a_job_produces_the_same_outputs(
+    aiohttp_client: Any, media_settings: Settings, media: Media
+) -> None:
+    from transcode.jobs import transcode_video
+
+    api = Api(await aiohttp_client(create_app(media_settings)))
+    user = await api.register("rerun")
+    _, body = await upload(api, user["token"], media.video_480)
+    await wait_for(api, body["id"], user["token"])
+    outputs = Path(media_settings.home) / "media" / "videos" / body["id"] / "hls"
+
+    def snapshot() -> dict[str, bytes]:
+        return {
+            str(p.relative_to(outputs)): p.read_bytes()
+            for p in sorted(outputs.rglob("*"))
+            if p.is_file() and p.suffix in (".m3u8", ".vtt")
+        }
+
+    first = snapshot()
+    files_first = sorted(str(p.relative_to(outputs)) for p in outputs.rglob("*") if p.is_file())
+    services = api.client.app[SERVICES]
+    async with services.db.acquire() as conn:
+        await conn.execute("UPDATE videos SET status = 'pending' WHERE id = $1", UUID(body["id"]))
+    await transcode_video(services, body["id"])
+    files_second = sorted(str(p.relative_to(outputs)) for p in outputs.rglob("*") if p.is_file())
+    assert files_second == files_first
+    assert snapshot() == first
+
+
+async def test_outputs_carry_no_source_metadata(
+    aiohttp_client: Any, media_settings: Settings, tmp_path: Path
+) -> None:
+    from tests.media import ffmpeg
+    from transcode.ffmpeg import ffmpeg_path
+
+    tagged = tmp_path / "tagged.mp4"
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=25:duration=2",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-metadata",
+        "title=SECRET-TITLE",
+        "-metadata",
+        "location=+48.8584+002.2945/",
+        str(tagged),
+    )
+    api = Api(await aiohttp_client(create_app(media_settings)))
+    user = await api.register("privacy")
+    _, body = await upload(api, user["token"], tagged)
+    video = await wait_for(api, body["id"], user["token"])
+    segment = next(
+        (Path(media_settings.home) / "media" / "videos" / body["id"] / "hls" / "360p").glob("*.ts")
+    )
+    probe = await asyncio.to_thread(
+        subprocess.run,
+        [ffmpeg_path(), "-hide_banner", "-i", str(segment)],
+        capture_output=True,
+        text=True,
+    )
+    assert video["status"] == "ready"
+    assert "SECRET-TITLE" not in probe.stderr and "48.8584" not in probe.stderr

@@ -166,9 +166,12 @@ def ladder_command(
         args += ["-map", f"[v{i}]"]
     if info.has_audio:
         args += ["-map", "0:a:0"]
+    # One thread per encoder: the rungs already encode in parallel inside this one process,
+    # and x264 with VBV and frame threads is not repeatable, so a re-run would otherwise
+    # write different bytes under the same keys. Extra cores go to concurrent jobs instead.
     # fmt: off
     args += [
-        "-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact",
+        "-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact", "-threads", "1",
         "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-pix_fmt", "yuv420p",
         "-sc_threshold", "0", "-force_key_frames", f"expr:gte(t,n_forced*{KEYFRAME_SECONDS})",
         "-flags:v", "+bitexact",
