@@ -8,9 +8,8 @@ from pydantic import BaseModel, Field
 
 from http_api import schemas as s
 from http_api.routing import Call, RouteTable
-from http_api.uploads import receive_form, validate_fields
-from reelwire.domain import library, media
-from reelwire.domain.errors import ValidationFailed
+from http_api.uploads import receive_video
+from reelwire.domain import library
 
 routes = RouteTable()
 
@@ -124,31 +123,11 @@ async def library_by_key(call: Call[Any]) -> dict[str, Any]:
 )
 async def library_upload(call: Call[Any]) -> dict[str, Any]:
     """Upload a video to your library (multipart `file`); it is transcoded like any video."""
-    ctx = call.services
-    limit = ctx.settings.max_video_bytes
-    async with receive_form(
-        call.request,
-        spool_dir=ctx.spool_dir,
-        file_fields=("file",),
-        text_fields=("title",),
-        max_bytes=limit,
-        too_large=media.too_large(limit),
-    ) as upload:
-        form = validate_fields(s.LibraryUploadForm, upload)
-        assert isinstance(form, s.LibraryUploadForm)
-        if upload.path is None:
-            raise ValidationFailed(
-                "No file provided", field_errors={"file": ["This field is required."]}
-            )
-        info = await media.check_video(ctx, upload.path, "file")
-        row = await media.accept_upload(
-            ctx,
-            call.user,
-            upload.path,
-            info,
-            original_filename=upload.filename,
-            source="library",
-            title=form.title or upload.filename[:100],
-            visibility="private",
-        )
-    return library.shape(ctx, row)
+    row = await receive_video(
+        call,
+        file_field="file",
+        form_model=s.LibraryUploadForm,
+        source="library",
+        visibility="private",
+    )
+    return library.shape(call.services, row)

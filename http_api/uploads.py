@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiofiles
 import aiofiles.os
@@ -15,6 +16,7 @@ import pydantic
 from aiohttp import BodyPartReader, web
 
 from http_api.routing import field_errors
+from reelwire.domain import media
 from reelwire.domain.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
 CHUNK = 256 * 1024
@@ -123,3 +125,43 @@ def _safe_name(filename: str) -> str:
     """The client's file name without any path, for display only (storage keys are ours)."""
     name = filename.replace("\\", "/").rsplit("/", 1)[-1].strip().replace("\x00", "")
     return name[:255] or "upload"
+
+
+async def receive_video(
+    call: Any,
+    *,
+    file_field: str,
+    form_model: type[pydantic.BaseModel],
+    source: str,
+    visibility: str = "public",
+) -> Any:
+    """A whole video upload form: spool, validate the text fields, probe, store and queue.
+    Returns the new video row."""
+    ctx = call.services
+    limit = ctx.settings.max_video_bytes
+    text_fields = tuple(form_model.model_fields)
+    async with receive_form(
+        call.request,
+        spool_dir=ctx.spool_dir,
+        file_fields=(file_field,),
+        text_fields=text_fields,
+        max_bytes=limit,
+        too_large=media.too_large(limit),
+    ) as upload:
+        form = validate_fields(form_model, upload)
+        if upload.path is None:
+            raise ValidationFailed(
+                "No video file provided", field_errors={file_field: ["This field is required."]}
+            )
+        info = await media.check_video(ctx, upload.path, file_field)
+        return await media.accept_upload(
+            ctx,
+            call.user,
+            upload.path,
+            info,
+            original_filename=upload.filename,
+            source=source,
+            title=getattr(form, "title", "") or upload.filename[:100],
+            description=getattr(form, "description", ""),
+            visibility=visibility,
+        )

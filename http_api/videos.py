@@ -9,9 +9,8 @@ from aiohttp import web
 from http_api import schemas as s
 from http_api.media_files import serve_blob
 from http_api.routing import Call, RouteTable
-from http_api.uploads import receive_form, validate_fields
+from http_api.uploads import receive_video
 from reelwire.domain import media, present
-from reelwire.domain.errors import ValidationFailed
 
 routes = RouteTable()
 
@@ -28,33 +27,9 @@ routes = RouteTable()
 )
 async def upload_video(call: Call[Any]) -> dict[str, Any]:
     """Upload a video (multipart `video_file`); probed now, transcoded in the background."""
-    ctx = call.services
-    limit = ctx.settings.max_video_bytes
-    async with receive_form(
-        call.request,
-        spool_dir=ctx.spool_dir,
-        file_fields=("video_file",),
-        text_fields=("title", "description"),
-        max_bytes=limit,
-        too_large=media.too_large(limit),
-    ) as upload:
-        form = validate_fields(s.VideoUploadForm, upload)
-        assert isinstance(form, s.VideoUploadForm)
-        if upload.path is None:
-            raise ValidationFailed(
-                "No video file provided", field_errors={"video_file": ["This field is required."]}
-            )
-        info = await media.check_video(ctx, upload.path, "video_file")
-        row = await media.accept_upload(
-            ctx,
-            call.user,
-            upload.path,
-            info,
-            original_filename=upload.filename,
-            source="upload",
-            title=form.title or upload.filename[:100],
-            description=form.description,
-        )
+    row = await receive_video(
+        call, file_field="video_file", form_model=s.VideoUploadForm, source="upload"
+    )
     return {
         "id": str(row["id"]),
         "title": row["title"],

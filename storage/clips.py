@@ -9,6 +9,8 @@ from uuid import UUID
 
 import asyncpg
 
+from storage.db import insert_row
+
 _SELECT = """
     SELECT c.*, u.username AS uploaded_by, v.status AS video_status, v.hls_key,
            v.thumbnail_key AS video_thumbnail_key, v.duration
@@ -18,14 +20,7 @@ _SELECT = """
 
 async def insert(conn: asyncpg.Connection, clip_id: UUID, user_id: UUID, **fields: Any) -> None:
     """Create a clip row (column names come from code)."""
-    columns = ["id", "user_id", *fields]
-    placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-    await conn.execute(
-        f"INSERT INTO clips ({', '.join(columns)}) VALUES ({placeholders})",
-        clip_id,
-        user_id,
-        *fields.values(),
-    )
+    await insert_row(conn, "clips", {"id": clip_id, "user_id": user_id, **fields})
 
 
 async def get_active(conn: asyncpg.Connection, clip_id: UUID) -> asyncpg.Record | None:

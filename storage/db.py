@@ -57,3 +57,10 @@ async def ping(pool: asyncpg.Pool) -> None:
 def row_dict(record: asyncpg.Record | None) -> dict[str, Any] | None:
     """A record as a plain dict (None stays None)."""
     return None if record is None else dict(record)
+
+
+async def insert_row(conn: asyncpg.Connection, table: str, values: dict[str, Any]) -> None:
+    """INSERT one row; table and column names come from code, values are parameters."""
+    columns = ", ".join(values)
+    placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+    await conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", *values.values())

@@ -7,6 +7,8 @@ from uuid import UUID
 
 import asyncpg
 
+from storage.db import insert_row
+
 # A video with its author, as every read renders it.
 _SELECT = """
     SELECT v.*, u.username AS author_username, u.display_name AS author_display_name,
@@ -24,14 +26,7 @@ _LIBRARY_SORTS = {
 
 async def insert(conn: asyncpg.Connection, video_id: UUID, owner: UUID, **fields: Any) -> None:
     """Create a video row with the given columns (names come from code, never from input)."""
-    columns = ["id", "owner_id", *fields]
-    placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-    await conn.execute(
-        f"INSERT INTO videos ({', '.join(columns)}) VALUES ({placeholders})",
-        video_id,
-        owner,
-        *fields.values(),
-    )
+    await insert_row(conn, "videos", {"id": video_id, "owner_id": owner, **fields})
 
 
 async def get(conn: asyncpg.Connection, video_id: UUID) -> asyncpg.Record | None:
