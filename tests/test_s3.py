@@ -70,15 +70,19 @@ async def test_upload_transcode_read_and_delete_on_s3(
     s3_api: Api, media: Media, s3_endpoint: str
 ) -> None:
     user = await s3_api.register("cloudy")
-    status, body = await upload(s3_api, user["token"], media.video_480, title="in the cloud")
+    status, body = await upload(s3_api, user["token"], media.video_1080, title="in the cloud")
     assert status == 201, body
     video = await wait_for(s3_api, body["id"], user["token"])
     assert video["status"] == "ready", video
+    assert [q["quality"] for q in video["qualities"]] == ["360p", "480p", "720p", "1080p"]
     bucket = _bucket(s3_api)
     keys = await list_keys(s3_endpoint, bucket, f"videos/{body['id']}/")
     assert f"videos/{body['id']}/original" in keys
     assert f"videos/{body['id']}/hls/master.m3u8" in keys
-    assert any(k.endswith(".ts") for k in keys) and any(k.endswith("storyboard.vtt") for k in keys)
+    for name in ("360p", "480p", "720p", "1080p", "audio"):
+        assert f"videos/{body['id']}/hls/{name}/playlist.m3u8" in keys
+    for name in ("thumbnail.jpg", "storyboard.jpg", "storyboard.vtt"):
+        assert f"videos/{body['id']}/hls/{name}" in keys
 
     # Playlists come through the app, so their relative URIs keep resolving here ...
     master = await s3_api.client.get(video["hls_playlist"])
