@@ -121,18 +121,10 @@ async def request_video_upload(
             declared_type=content_type,
             upload_expires_at=expires_at,
         )
-    url = await _upload_url(
+    body = await _grant_body(
         ctx, key, video_id, principal, size, content_type, expires_at, "video", base_url
     )
-    return {
-        "video_id": str(video_id),
-        "upload_url": url,
-        "expires_at": present.iso(expires_at),
-        "method": "PUT",
-        "headers": {"Content-Type": content_type},
-        "complete_url": f"/api/videos/{video_id}/upload-complete",
-        "provider": "reelwire",
-    }
+    return {**body, "provider": "reelwire"}
 
 
 async def request_thumbnail_upload(
@@ -154,20 +146,12 @@ async def request_thumbnail_upload(
     await _own_video(ctx, principal, video_id)
     key = f"videos/{video_id}/custom-thumbnail"
     expires_at = datetime.now(UTC) + timedelta(seconds=ctx.settings.upload_url_ttl)
-    url = await _upload_url(
+    return await _grant_body(
         ctx, key, video_id, principal, size, content_type, expires_at, "thumbnail", base_url
     )
-    return {
-        "video_id": str(video_id),
-        "upload_url": url,
-        "expires_at": present.iso(expires_at),
-        "method": "PUT",
-        "headers": {"Content-Type": content_type},
-        "complete_url": f"/api/videos/{video_id}/upload-complete?kind=thumbnail",
-    }
 
 
-async def _upload_url(
+async def _grant_body(
     ctx: Services,
     key: str,
     video_id: UUID,
@@ -177,21 +161,31 @@ async def _upload_url(
     expires_at: datetime,
     purpose: str,
     base_url: str,
-) -> str:
+) -> dict[str, Any]:
+    """Where and how to send the bytes, and where to say they are there."""
     presign = getattr(ctx.blobs, "presigned_put", None)
     if presign is not None:
         url: str = await presign(key, content_type, size, ctx.settings.upload_url_ttl)
-        return url
-    grant = UploadGrant(
-        key,
-        str(video_id),
-        str(principal.user_id),
-        size,
-        content_type,
-        int(expires_at.timestamp()),
-        purpose,
-    )
-    return f"{base_url}/api/uploads/{sign_grant(ctx, grant)}"
+    else:
+        grant = UploadGrant(
+            key,
+            str(video_id),
+            str(principal.user_id),
+            size,
+            content_type,
+            int(expires_at.timestamp()),
+            purpose,
+        )
+        url = f"{base_url}/api/uploads/{sign_grant(ctx, grant)}"
+    complete = f"/api/videos/{video_id}/upload-complete"
+    return {
+        "video_id": str(video_id),
+        "upload_url": url,
+        "expires_at": present.iso(expires_at),
+        "method": "PUT",
+        "headers": {"Content-Type": content_type},
+        "complete_url": complete if purpose == "video" else f"{complete}?kind={purpose}",
+    }
 
 
 async def receive_local_upload(ctx: Services, grant: UploadGrant, spool: Path) -> dict[str, Any]:
