@@ -154,6 +154,11 @@ async def test_limits_on_duration_size_and_form(
     user = await api.register("limits")
     status, body = await upload(api, user["token"], media.portrait_silent)
     assert status == 400 and "the limit is 1 s" in body["error"]["message"]
+    wide = Api(await aiohttp_client(create_app(media_settings.replace(max_video_dimension=1280))))
+    other = await wide.register("wide")
+    status, body = await upload(wide, other["token"], media.video_1080)
+    assert status == 400
+    assert body["error"]["message"] == ("Video is 1920x1080; the limit is 1280 px on the long side")
     status, body = await upload(api, user["token"], media.video_1080)
     assert status == 413
     assert body["error"]["code"] == "PAYLOAD_TOO_LARGE"
