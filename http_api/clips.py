@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID
 
 from http_api import schemas as s
-from http_api.routing import Call, RouteTable
+from http_api.routing import Call, RouteTable, parse_uuid
 from http_api.uploads import receive_form, validate_fields
 from reelwire.domain import clips, media
-from reelwire.domain.errors import NotFound, ValidationFailed
+from reelwire.domain.errors import ValidationFailed
 
 routes = RouteTable()
 
@@ -40,10 +39,7 @@ async def upload_clip(call: Call[Any]) -> dict[str, Any]:
         form = validate_fields(s.ClipUploadForm, upload)
         assert isinstance(form, s.ClipUploadForm)
         if upload.path is None and form.video_id:
-            try:
-                video_id = UUID(form.video_id)
-            except ValueError:
-                raise NotFound(media.VIDEO_NOT_FOUND) from None
+            video_id = parse_uuid(form.video_id, media.VIDEO_NOT_FOUND)
             return await clips.clip_from_library(ctx, call.user, video_id, form.caption)
         if upload.path is None:
             raise ValidationFailed(
@@ -57,8 +53,5 @@ async def upload_clip(call: Call[Any]) -> dict[str, Any]:
 )
 async def delete_clip(call: Call[Any]) -> dict[str, Any]:
     """Delete your clip and its media (404 "Clip not found or unauthorized" otherwise)."""
-    try:
-        clip_id = UUID(call.request.match_info["clip_id"])
-    except ValueError:
-        raise NotFound(clips.CLIP_NOT_FOUND) from None
+    clip_id = call.path_uuid("clip_id", message=clips.CLIP_NOT_FOUND)
     return await clips.delete_clip(call.services, call.user, clip_id)

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import contextlib
 from typing import Any, Literal
-from uuid import UUID
 
 import aiofiles
 import aiofiles.os
 from pydantic import BaseModel, ConfigDict, Field
 
-from http_api.routing import Call, RouteTable
+from http_api.routing import Call, RouteTable, parse_uuid
 from http_api.uploads import CHUNK
 from reelwire.domain import direct_uploads
-from reelwire.domain.errors import Forbidden, NotFound, PayloadTooLarge, ValidationFailed
+from reelwire.domain.errors import Forbidden, PayloadTooLarge, ValidationFailed
 
 routes = RouteTable()
 
@@ -148,7 +147,7 @@ async def thumbnail_upload_request(call: Call[ThumbnailRequestBody]) -> dict[str
     return await direct_uploads.request_thumbnail_upload(
         call.services,
         call.user,
-        video_id=_uuid(body.video_id),
+        video_id=parse_uuid(body.video_id, "Video not found"),
         filename=body.filename,
         size=body.file_size,
         content_type=body.content_type,
@@ -194,10 +193,3 @@ async def upload_complete(call: Call[Any]) -> dict[str, Any]:
     return await direct_uploads.complete(
         call.services, call.user, call.path_uuid("video_id", "Video"), call.query.kind
     )
-
-
-def _uuid(value: str) -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        raise NotFound("Video not found") from None

@@ -48,12 +48,17 @@ class Call(Generic[B]):
         assert self.principal is not None, "route does not require auth"
         return self.principal
 
-    def path_uuid(self, name: str, what: str = "Resource") -> UUID:
+    def path_uuid(self, name: str, what: str = "Resource", message: str | None = None) -> UUID:
         """A UUID path parameter; anything else cannot name a row, so it is a 404."""
-        try:
-            return UUID(self.request.match_info[name])
-        except ValueError:
-            raise NotFound(f"{what} not found") from None
+        return parse_uuid(self.request.match_info[name], message or f"{what} not found")
+
+
+def parse_uuid(value: str, not_found: str) -> UUID:
+    """An id from a client; text that is not a UUID cannot name a row, so it is a 404."""
+    try:
+        return UUID(value)
+    except ValueError:
+        raise NotFound(not_found) from None
 
 
 Handler = Callable[[Call[Any]], Awaitable[dict[str, Any] | web.StreamResponse]]

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from typing import Any, Literal
-from uuid import UUID
 
 import orjson
 import pydantic
 from pydantic import BaseModel, Field
 
-from http_api.routing import Call, RouteTable, field_errors
+from http_api.routing import Call, RouteTable, field_errors, parse_uuid
 from reelwire.domain import webhooks
-from reelwire.domain.errors import NotFound, ValidationFailed
+from reelwire.domain.errors import ValidationFailed
 
 routes = RouteTable()
 
@@ -73,13 +72,6 @@ async def _verified(call: Call[Any], model: type[BaseModel]) -> tuple[Any, bytes
         raise ValidationFailed("Invalid webhook payload", field_errors=field_errors(exc)) from None
 
 
-def _video_id(value: str) -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        raise NotFound("Video not found") from None
-
-
 @routes.post(
     "/api/webhooks/video-processed",
     tag="webhooks",
@@ -96,7 +88,7 @@ async def video_processed(call: Call[Any]) -> dict[str, Any]:
         call.services,
         endpoint="video-processed",
         event=event,
-        video_id=_video_id(payload.video_id),
+        video_id=parse_uuid(payload.video_id, "Video not found"),
         ready=payload.status == "success",
         playback_url=payload.playback_url,
         thumbnail_url=payload.thumbnail_url,
@@ -123,7 +115,7 @@ async def video_processing(call: Call[Any]) -> dict[str, Any]:
         call.services,
         endpoint="video-processing",
         event=event,
-        video_id=_video_id(data.id),
+        video_id=parse_uuid(data.id, "Video not found"),
         ready=payload.type == "video.asset.ready",
         playback_url=data.playback_url,
         thumbnail_url=data.thumbnail_url,

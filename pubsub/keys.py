@@ -36,8 +36,3 @@ TRANSCODE_STREAM = f"{PREFIX}jobs:transcode"
 TRANSCODE_GROUP = "transcoders"
 TRANSCODE_DELAYED = f"{PREFIX}jobs:transcode:delayed"
 TRANSCODE_DELIVERIES = f"{PREFIX}jobs:transcode:deliveries"
-
-
-def webhook_event(event_id: str) -> str:
-    """Short-lived marker of a processed incoming webhook (the table is the durable record)."""
-    return f"{PREFIX}webhook:{event_id}"

@@ -176,12 +176,6 @@ class EmbeddedPostgres:
         assert self._socket_dir is not None, "not started"
         return f"postgresql://postgres@/{self.database}?host={self._socket_dir}"
 
-    @property
-    def admin_url(self) -> str:
-        """URL of the maintenance database (for CREATE DATABASE)."""
-        assert self._socket_dir is not None, "not started"
-        return f"postgresql://postgres@/postgres?host={self._socket_dir}"
-
     def start(self, timeout: float = 60.0) -> None:
         """Initialise if needed, start, wait until it accepts connections, create the database."""
         bin_dir = _pgserver_bin_dir()

@@ -12,7 +12,6 @@ import contextlib
 import mimetypes
 import os
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
@@ -192,10 +191,3 @@ def _remove_tree(target: Path) -> int:
     count = sum(1 for p in target.rglob("*") if p.is_file())
     shutil.rmtree(target, ignore_errors=True)
     return count
-
-
-async def iter_file(path: Path, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
-    """A file's bytes in chunks, read without blocking the loop."""
-    async with aiofiles.open(path, "rb") as handle:
-        while chunk := await handle.read(chunk_size):
-            yield chunk

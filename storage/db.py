@@ -54,11 +54,6 @@ async def ping(pool: asyncpg.Pool) -> None:
         await conn.fetchval("SELECT 1")
 
 
-def row_dict(record: asyncpg.Record | None) -> dict[str, Any] | None:
-    """A record as a plain dict (None stays None)."""
-    return None if record is None else dict(record)
-
-
 async def insert_row(conn: asyncpg.Connection, table: str, values: dict[str, Any]) -> None:
     """INSERT one row; table and column names come from code, values are parameters."""
     columns = ", ".join(values)

@@ -104,7 +104,8 @@ class S3BlobStore:
                 await self.put_file(key, path)
 
         await asyncio.gather(*(one(p, k) for p, k in zip(files, keys, strict=True)))
-        stale = [k async for k in self._list(prefix) if k not in set(keys)]
+        written = set(keys)
+        stale = [k async for k in self._list(prefix) if k not in written]
         await self._delete_keys(stale)
         return keys
 

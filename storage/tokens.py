@@ -54,12 +54,3 @@ async def revoke(conn: asyncpg.Connection, family: UUID, reason: str) -> bool:
             reason,
         )
     )
-
-
-async def is_revoked(conn: asyncpg.Connection, family: UUID) -> bool:
-    """True when the family is revoked or unknown."""
-    row = await conn.fetchrow(
-        "SELECT revoked_at IS NOT NULL AS revoked FROM refresh_token_families WHERE id = $1",
-        family,
-    )
-    return row is None or bool(row["revoked"])

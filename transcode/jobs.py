@@ -15,6 +15,7 @@ from uuid import UUID
 import aiofiles
 
 from reelwire.domain.context import Services
+from reelwire.domain.errors import ValidationFailed
 from reelwire.domain.media import (
     check_limits,
     outputs_prefix,
@@ -56,7 +57,7 @@ async def transcode_video(ctx: Services, target: str) -> None:
         await video_rows.update(conn, video_id, status="processing", progress=0.0, error=None)
     await publish_status(ctx, video_id, owner, "processing", 0.0)
 
-    with tempfile.TemporaryDirectory(prefix="reelwire-job-", dir=_scratch(ctx)) as scratch:
+    with tempfile.TemporaryDirectory(prefix="reelwire-job-", dir=ctx.spool_dir) as scratch:
         work = Path(scratch)
         source = await _local_source(ctx, row["source_key"], work)
         try:
@@ -65,12 +66,8 @@ async def transcode_video(ctx: Services, target: str) -> None:
             if info.kind != "video":
                 raise InvalidMedia("Expected a video, got an image")
             check_limits(ctx, info, "video")
-        except InvalidMedia as exc:
+        except (InvalidMedia, ValidationFailed) as exc:
             raise PermanentFailure(str(exc)) from None
-        except Exception as exc:
-            if getattr(exc, "field_errors", None):
-                raise PermanentFailure(str(exc)) from None
-            raise
         rungs, storyboard = plan_ladder(info), plan_storyboard(info)
         out = work / "out"
         for rung in rungs:
@@ -154,7 +151,7 @@ async def process_image_clip(ctx: Services, target: str) -> None:
         clip = await clip_rows.get_any(conn, clip_id)
     if clip is None or clip["status"] == "ready" or not clip["source_key"]:
         return
-    with tempfile.TemporaryDirectory(prefix="reelwire-job-", dir=_scratch(ctx)) as scratch:
+    with tempfile.TemporaryDirectory(prefix="reelwire-job-", dir=ctx.spool_dir) as scratch:
         work = Path(scratch)
         source = await _local_source(ctx, clip["source_key"], work)
         try:
@@ -207,12 +204,6 @@ class _ProgressReporter:
         async with self.ctx.db.acquire() as conn:
             await video_rows.update(conn, self.video_id, progress=shown)
         await publish_status(self.ctx, self.video_id, self.owner, "processing", shown)
-
-
-def _scratch(ctx: Services) -> Path:
-    path = Path(ctx.settings.home) / "tmp"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 async def _local_source(ctx: Services, key: str, work: Path) -> Path:

@@ -129,13 +129,6 @@ class JobQueue:
         await self.enqueue(job.kind, job.target, attempt=job.attempt + 1, delay=delay)
         await self.ack(job)
 
-    async def pending_count(self) -> int:
-        """Jobs delivered to a worker and not yet acked."""
-        info: dict[str, Any] = await self.redis.xpending(
-            keys.TRANSCODE_STREAM, keys.TRANSCODE_GROUP
-        )
-        return int(info["pending"])
-
     async def _decode(self, message_id: Any, fields: dict[Any, Any]) -> Job:
         message_id = message_id.decode() if isinstance(message_id, bytes) else str(message_id)
         data = orjson.loads(fields.get(b"job") or fields.get("job") or b"{}")

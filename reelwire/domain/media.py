@@ -195,8 +195,6 @@ async def original_for_stream(
         row = await video_rows.get(conn, video_id)
     if row is None or not may_see(row, viewer) or not row["source_key"]:
         raise NotFound(VIDEO_NOT_FOUND)
-    if await ctx.blobs.size(row["source_key"]) is None:
-        raise NotFound("The original file of this video is no longer kept")
     return row["source_key"], row["content_type"] or "application/octet-stream"
 
 
