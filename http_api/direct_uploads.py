@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
 from typing import Any, Literal
 
 import aiofiles
@@ -164,7 +165,8 @@ async def signed_put(call: Call[Any]) -> dict[str, Any]:
         raise Forbidden(f"This URL accepts Content-Type {grant.content_type} only")
     if request.content_length is not None and request.content_length != grant.size:
         raise Forbidden(f"This URL accepts exactly {grant.size} bytes")
-    spool = ctx.spool_dir / f"put-{grant.video_id}-{grant.purpose}"
+    # Unique per request: two PUTs to one URL must not write into the same spool file.
+    spool = ctx.spool_dir / f"put-{grant.purpose}-{uuid.uuid4().hex}"
     try:
         size = 0
         async with aiofiles.open(spool, "wb") as handle:
