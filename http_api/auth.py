@@ -13,6 +13,7 @@ routes = RouteTable()
 
 @routes.post(
     "/api/auth/register",
+    rate="auth",
     tag="auth",
     body=s.RegisterBody,
     response=s.AuthOut,
@@ -31,7 +32,14 @@ async def register(call: Call[s.RegisterBody]) -> dict[str, Any]:
     )
 
 
-@routes.post("/api/auth/login", tag="auth", body=s.LoginBody, response=s.AuthOut, errors=(400, 401))
+@routes.post(
+    "/api/auth/login",
+    rate="auth",
+    tag="auth",
+    body=s.LoginBody,
+    response=s.AuthOut,
+    errors=(400, 401),
+)
 async def login(call: Call[s.LoginBody]) -> dict[str, Any]:
     """Log in by username or email."""
     return await accounts.login(
@@ -40,7 +48,12 @@ async def login(call: Call[s.LoginBody]) -> dict[str, Any]:
 
 
 @routes.post(
-    "/api/auth/refresh", tag="auth", body=s.RefreshBody, response=s.RefreshOut, errors=(400, 401)
+    "/api/auth/refresh",
+    rate="auth",
+    tag="auth",
+    body=s.RefreshBody,
+    response=s.RefreshOut,
+    errors=(400, 401),
 )
 async def refresh(call: Call[s.RefreshBody]) -> dict[str, Any]:
     """Trade a refresh token for a new pair (the old refresh token stops working)."""

@@ -15,6 +15,7 @@ routes = RouteTable()
 
 @routes.post(
     "/api/clips/upload",
+    rate="upload",
     tag="clips",
     auth="required",
     form=s.ClipUploadForm,

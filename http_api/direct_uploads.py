@@ -83,6 +83,7 @@ def _base_url(call: Call[Any]) -> str:
 
 @routes.post(
     "/api/videos/upload-url",
+    rate="upload",
     tag="uploads",
     auth="required",
     body=UploadUrlBody,
@@ -113,6 +114,7 @@ async def upload_url(call: Call[UploadUrlBody]) -> dict[str, Any]:
 
 @routes.post(
     "/api/upload/video/request",
+    rate="upload",
     tag="uploads",
     auth="required",
     body=VideoUploadRequestBody,
@@ -136,6 +138,7 @@ async def video_upload_request(call: Call[VideoUploadRequestBody]) -> dict[str, 
 
 @routes.post(
     "/api/upload/thumbnail/request",
+    rate="upload",
     tag="uploads",
     auth="required",
     body=ThumbnailRequestBody,
@@ -156,7 +159,7 @@ async def thumbnail_upload_request(call: Call[ThumbnailRequestBody]) -> dict[str
     )
 
 
-@routes.put("/api/uploads/{token}", tag="uploads", errors=(400, 403, 413))
+@routes.put("/api/uploads/{token}", rate=None, tag="uploads", errors=(400, 403, 413))
 async def signed_put(call: Call[Any]) -> dict[str, Any]:
     """The signed PUT target on local storage (the token is the authorization)."""
     request, ctx = call.request, call.services

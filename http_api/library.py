@@ -113,6 +113,7 @@ async def library_by_key(call: Call[Any]) -> dict[str, Any]:
 
 @routes.post(
     "/api/v1/upload/video",
+    rate="upload",
     tag="library",
     auth="required",
     form=s.LibraryUploadForm,

@@ -22,6 +22,7 @@ from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import (
     NotFound,
     PayloadTooLarge,
+    RateLimited,
     Unauthorized,
     UnsupportedMediaType,
     ValidationFailed,
@@ -83,6 +84,7 @@ class Route:
     form: type[pydantic.BaseModel] | None = None
     form_file: str | None = None
     raw_body: bool = False  # the handler reads the body itself (signed webhooks, uploads)
+    rate: str | None = "general"  # the rate limit bucket (settings.rate_limits), None for none
 
     @property
     def openapi_path(self) -> str:
@@ -171,16 +173,41 @@ def _make_view(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResp
     async def view(request: web.Request) -> web.StreamResponse:
         services = request.app[SERVICES]
         principal = await _principal(request, services, route.auth)
+        limit_headers = await _check_rate(request, services, route.rate, principal)
         query = _validate(route.query, dict(request.query), "query") if route.query else None
         body = await _read_body(request, route) if route.body and not route.raw_body else None
         result = await route.handler(Call(request, services, principal, body, query))
         if isinstance(result, web.StreamResponse):
+            if not result.prepared:
+                result.headers.update(limit_headers)
             return result
-        return json_response(result, status=route.status)
+        return json_response(result, status=route.status, headers=limit_headers)
 
     view.__name__ = route.handler.__name__
     view.__doc__ = route.summary
     return view
+
+
+async def _check_rate(
+    request: web.Request, services: Services, bucket: str | None, principal: Principal | None
+) -> dict[str, str]:
+    """Count the request against its limit; 429 with Retry-After when it is over."""
+    settings = services.settings
+    if bucket is None or not settings.rate_limits_enabled:
+        return {}
+    # Sign-in attempts are limited per address (there is no user yet); the rest per user.
+    if principal is not None and bucket != "auth":
+        subject = f"u:{principal.user_id}"
+    else:
+        subject = f"ip:{request.remote or 'unknown'}"
+    decision = await services.limiter.hit(bucket, subject, settings.rate_limits[bucket])
+    if not decision.allowed:
+        raise RateLimited(
+            f"Too many requests; try again in {decision.reset_seconds} s",
+            details={"limit": decision.limit, "window_seconds": decision.window_seconds},
+            headers=decision.headers,
+        )
+    return decision.headers
 
 
 async def _principal(request: web.Request, services: Services, rule: AuthRule) -> Principal | None:

@@ -46,13 +46,13 @@ async def api_root(call: Call[Any]) -> dict[str, Any]:
     }
 
 
-@routes.get("/healthz", tag="service", response=HealthOut)
+@routes.get("/healthz", rate=None, tag="service", response=HealthOut)
 async def healthz(call: Call[Any]) -> dict[str, Any]:
     """The process is up and serving."""
     return {"status": "ok"}
 
 
-@routes.get("/readyz", tag="service", response=HealthOut, errors=(503,))
+@routes.get("/readyz", rate=None, tag="service", response=HealthOut, errors=(503,))
 async def readyz(call: Call[Any]) -> web.Response:
     """PostgreSQL and Redis both answer; 503 naming the one that does not."""
     services = call.request.app[SERVICES]
@@ -77,7 +77,7 @@ async def readyz(call: Call[Any]) -> web.Response:
     )
 
 
-@routes.get("/metrics", tag="service")
+@routes.get("/metrics", rate=None, tag="service")
 async def metrics(call: Call[Any]) -> web.Response:
     """Prometheus metrics of this process."""
     body = generate_latest(call.request.app[METRICS].registry)

@@ -5,11 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 from http_api import schemas as s
+from http_api import social_schemas as ss
 from http_api.routing import Call, RouteTable
-from reelwire.domain import users
+from http_api.videos import page_of
+from reelwire.domain import users, videos
 from reelwire.domain.paging import PageRequest
 
 routes = RouteTable()
+
+
+@routes.get(
+    "/api/users/me/following/videos",
+    tag="users",
+    auth="required",
+    query=s.PageQuery,
+    response=ss.VideoListOut,
+    errors=(400, 401),
+)
+async def following_videos(call: Call[Any]) -> dict[str, Any]:
+    """Videos by the users you follow, newest first."""
+    return await videos.following_feed(call.services, call.user, page_of(call.query))
 
 
 @routes.patch(

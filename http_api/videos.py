@@ -1,4 +1,4 @@
-"""/api/videos: upload, read, status, stream, delete."""
+"""/api/videos: list, upload, read, edit, like, view, status, stream, delete."""
 
 from __future__ import annotations
 
@@ -7,16 +7,39 @@ from typing import Any
 from aiohttp import web
 
 from http_api import schemas as s
+from http_api import social_schemas as ss
 from http_api.media_files import serve_blob
 from http_api.routing import Call, RouteTable
 from http_api.uploads import receive_video
-from reelwire.domain import media, present
+from reelwire.domain import media, present, videos
+from reelwire.domain.paging import PageRequest
 
 routes = RouteTable()
 
 
+def page_of(query: Any) -> PageRequest:
+    """The page or cursor a list query asks for."""
+    return PageRequest(page=query.page, limit=query.limit, cursor=query.cursor)
+
+
+@routes.get(
+    "/api/videos",
+    tag="videos",
+    auth="optional",
+    query=ss.VideoListQuery,
+    response=ss.VideoListOut,
+    errors=(400,),
+)
+async def list_videos(call: Call[Any]) -> dict[str, Any]:
+    """Public, ready videos: `sort=latest|popular|trending`, filters, page or `cursor`."""
+    q = call.query
+    query = videos.VideoQuery(sort=q.sort, category=q.category, tags=q.tag_list(), q=q.q)
+    return await videos.list_public(call.services, query, page_of(q))
+
+
 @routes.post(
     "/api/videos",
+    rate="upload",
     tag="videos",
     auth="required",
     form=s.VideoUploadForm,
@@ -41,11 +64,60 @@ async def upload_video(call: Call[Any]) -> dict[str, Any]:
 
 
 @routes.get(
-    "/api/videos/{video_id}", tag="videos", auth="optional", response=s.VideoOut, errors=(404,)
+    "/api/videos/{video_id}",
+    tag="videos",
+    auth="optional",
+    response=ss.VideoWithReactionOut,
+    errors=(404,),
 )
 async def get_video(call: Call[Any]) -> dict[str, Any]:
-    """The full video object."""
-    return await media.get_video(call.services, call.path_uuid("video_id", "Video"), call.principal)
+    """The full video object, with live counts and your own reaction."""
+    return await videos.get(call.services, call.path_uuid("video_id", "Video"), call.principal)
+
+
+@routes.patch(
+    "/api/videos/{video_id}",
+    tag="videos",
+    auth="required",
+    body=ss.VideoPatchBody,
+    response=ss.VideoWithReactionOut,
+    errors=(400, 401, 403, 404),
+)
+async def edit_video(call: Call[ss.VideoPatchBody]) -> dict[str, Any]:
+    """Edit the title, description, tags, category or visibility of your video."""
+    video_id = call.path_uuid("video_id", "Video")
+    return await videos.update(call.services, call.user, video_id, call.body.changes())
+
+
+@routes.post(
+    "/api/videos/{video_id}/like",
+    tag="videos",
+    auth="required",
+    rate="like",
+    body=ss.ReactionBody,
+    response=ss.ReactionOut,
+    errors=(400, 401, 404, 429),
+)
+async def like_video(call: Call[ss.ReactionBody]) -> dict[str, Any]:
+    """Like, dislike or remove your reaction (one per user per video)."""
+    video_id = call.path_uuid("video_id", "Video")
+    return await videos.react(call.services, call.user, video_id, call.body.action)
+
+
+@routes.post(
+    "/api/videos/{video_id}/view",
+    tag="videos",
+    auth="optional",
+    body=ss.ViewBody,
+    body_required=False,
+    response=ss.ViewOut,
+    errors=(400, 404, 429),
+)
+async def view_video(call: Call[ss.ViewBody]) -> dict[str, Any]:
+    """Count a view (and watch time); the answer includes views not yet flushed."""
+    video_id = call.path_uuid("video_id", "Video")
+    watched = call.body.watch_time_seconds or 0
+    return await videos.view(call.services, video_id, call.principal, watched)
 
 
 @routes.delete(

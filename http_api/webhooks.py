@@ -74,6 +74,7 @@ async def _verified(call: Call[Any], model: type[BaseModel]) -> tuple[Any, bytes
 
 @routes.post(
     "/api/webhooks/video-processed",
+    rate=None,
     tag="webhooks",
     body=ProcessedBody,
     raw_body=True,
@@ -100,6 +101,7 @@ async def video_processed(call: Call[Any]) -> dict[str, Any]:
 
 @routes.post(
     "/api/webhooks/video-processing",
+    rate=None,
     tag="webhooks",
     body=ProcessingBody,
     raw_body=True,

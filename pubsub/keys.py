@@ -12,6 +12,44 @@ def revoked_session(family: UUID) -> str:
     return f"{PREFIX}session:revoked:{family}"
 
 
+# --- live counters and caches --------------------------------------------------------------
+
+VIEWS_DIRTY = f"{PREFIX}views:dirty"  # views and watch time not yet in PostgreSQL
+VIEWS_FLUSHING = f"{PREFIX}views:flushing"  # the batch being written
+VIEWS_FLUSH_LOCK = f"{PREFIX}views:flush-lock"
+VIEWS_FLUSH_GENERATION = f"{PREFIX}views:flush-gen"
+
+
+def live_views(video_id: UUID | str) -> str:
+    """A video's view count including what is not flushed yet."""
+    return f"{PREFIX}video:{video_id}:views"
+
+
+def video_cache(video_id: UUID | str) -> str:
+    """Cached video metadata plus its counters and their version."""
+    return f"{PREFIX}cache:video:{video_id}"
+
+
+def profile_cache(user_id: UUID | str) -> str:
+    """A cached public profile."""
+    return f"{PREFIX}cache:user:{user_id}"
+
+
+def trending_cache(filters: str) -> str:
+    """Trending video ids for one combination of list filters."""
+    return f"{PREFIX}cache:trending:{filters}"
+
+
+def list_count_cache(filters: str) -> str:
+    """A cached total for one combination of list filters."""
+    return f"{PREFIX}cache:count:{filters}"
+
+
+def rate_limit(bucket: str, subject: str, window: int) -> str:
+    """Requests in one fixed window of one limit for one user or address."""
+    return f"{PREFIX}rl:{bucket}:{subject}:{window}"
+
+
 # --- channels (names as clients write them in PROTOCOL.md) -----------------------------------
 
 
@@ -23,6 +61,11 @@ def video_channel(video_id: UUID | str) -> str:
 def user_channel(user_id: UUID | str) -> str:
     """Private to one user: transcode progress, new followers, notifications."""
     return f"user:{user_id}"
+
+
+def clip_channel(user_id: UUID | str) -> str:
+    """One user's clips; followers' feed:clips sockets are subscribed to it server-side."""
+    return f"clips:{user_id}"
 
 
 def redis_channel(channel: str) -> str:

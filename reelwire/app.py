@@ -14,6 +14,7 @@ from http_api.middlewares import add_response_headers, error_middleware, request
 from http_api.routes import setup_routes
 from reelwire import resources
 from reelwire.appkeys import BLOBS, DB, EXECUTOR, REDIS, SERVICES, SETTINGS
+from reelwire.domain import videos
 from reelwire.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,15 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = HttpMetrics.create()
     app.on_response_prepare.append(add_response_headers)
     app.cleanup_ctx.extend(
-        [executor_ctx, postgres_ctx, redis_ctx, blobs_ctx, services_ctx, inline_worker_ctx]
+        [
+            executor_ctx,
+            postgres_ctx,
+            redis_ctx,
+            blobs_ctx,
+            services_ctx,
+            view_flusher_ctx,
+            inline_worker_ctx,
+        ]
     )
     setup_routes(app, settings.cors_origins)
     return app
@@ -71,6 +80,26 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         app[SETTINGS], db=app[DB], redis=app[REDIS], blobs=app[BLOBS], executor=app[EXECUTOR]
     )
     yield
+
+
+async def view_flusher_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Writes counted views to PostgreSQL every VIEW_FLUSH_MS, and once more on shutdown."""
+    ctx = app[SERVICES]
+    stopping = asyncio.Event()
+
+    async def flush_until_stopped() -> None:
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), ctx.settings.view_flush_ms / 1000)
+            try:
+                await videos.flush_views(ctx)
+            except Exception:
+                logger.exception("flushing views failed; the batch is kept for the next try")
+
+    task = asyncio.create_task(flush_until_stopped(), name="view-flusher")
+    yield
+    stopping.set()
+    await task
 
 
 async def inline_worker_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -13,6 +13,9 @@ from pathlib import Path
 import asyncpg
 import redis.asyncio as aioredis
 
+from pubsub.cache import ProfileCache, VideoCache
+from pubsub.limits import RateLimiter
+from pubsub.views import ViewCounter
 from reelwire.domain.context import Services
 from reelwire.domain.passwords import Passwords
 from reelwire.domain.tokens import TokenCodec
@@ -108,6 +111,10 @@ def build_services(
         passwords=Passwords(settings.password_hashing, executor),
         blobs=blobs,
         jobs=JobQueue(redis, lease=settings.job_lease_seconds),
+        views=ViewCounter(redis),
+        video_cache=VideoCache(redis),
+        profile_cache=ProfileCache(redis),
+        limiter=RateLimiter(redis),
     )
 
 

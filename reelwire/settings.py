@@ -8,6 +8,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+
+from pubsub.limits import Limit
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.\-]+(:\d{1,5})?$|^\*$")
@@ -15,6 +18,20 @@ _ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.\-]+(:\d{1,5})?$|^\*$")
 
 class SettingsError(ValueError):
     """A setting has a value Reelwire cannot use; the message names the variable."""
+
+
+# seed 001: auth 10/min per address, uploads 5/h, comments 30/h, likes 100/min, the rest 1000/h
+DEFAULT_RATE_LIMITS = MappingProxyType(
+    {
+        "auth": Limit(10, 60),
+        "upload": Limit(5, 3600),
+        "comment": Limit(30, 3600),
+        "like": Limit(100, 60),
+        "general": Limit(1000, 3600),
+    }
+)
+_PERIODS = {"s": 1, "sec": 1, "second": 1, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+_PERIODS["day"] = 86400
 
 
 @dataclass(frozen=True)
@@ -64,6 +81,11 @@ class Settings:
     cdn_base_url: str | None = None
     webhook_secret: str | None = None
     cleanup_api_key: str | None = None
+    # social
+    rate_limits_enabled: bool = True
+    rate_limits: Mapping[str, Limit] = field(default_factory=lambda: DEFAULT_RATE_LIMITS)
+    view_flush_ms: int = 1000
+    trending_window_days: int = 7
 
     @property
     def embedded_postgres(self) -> bool:
@@ -125,6 +147,15 @@ class Settings:
             cdn_base_url=reader.url("CDN_BASE_URL", ("http", "https")),
             webhook_secret=reader.optional_text("WEBHOOK_SECRET"),
             cleanup_api_key=reader.optional_text("CLEANUP_API_KEY"),
+            rate_limits_enabled=reader.boolean("RATE_LIMITS_ENABLED", True),
+            rate_limits=MappingProxyType(
+                {
+                    name: reader.limit(f"RATE_LIMIT_{name.upper()}", default)
+                    for name, default in DEFAULT_RATE_LIMITS.items()
+                }
+            ),
+            view_flush_ms=reader.integer("VIEW_FLUSH_MS", 1000, 50, 600_000),
+            trending_window_days=reader.integer("TRENDING_WINDOW_DAYS", 7, 1, 365),
         )
         if settings.database_url is not None and settings.jwt_secret_key is None:
             raise SettingsError(
@@ -198,6 +229,19 @@ class _Reader:
         if raw is not None and len(raw.encode()) < 32:
             raise SettingsError(f"{name}: must be at least 32 bytes long (got {len(raw)})")
         return raw
+
+    def limit(self, name: str, default: Limit) -> Limit:
+        raw = self._get(name)
+        if raw is None:
+            return default
+        count, _, period = raw.partition("/")
+        match = re.fullmatch(r"(\d*)\s*([a-z]+)", period.strip().lower())
+        unit = match and _PERIODS.get(match.group(2).rstrip("s") or "s")
+        if not count.strip().isdigit() or not match or not unit or int(count) < 1:
+            raise SettingsError(
+                f"{name}: expected a limit like 100/min, 5/hour or 10/30s, got {raw!r}"
+            )
+        return Limit(int(count), int(match.group(1) or 1) * unit)
 
     def origins(self, name: str) -> tuple[str, ...]:
         raw = self._get(name)

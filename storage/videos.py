@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 from uuid import UUID
 
@@ -110,6 +111,207 @@ async def stale_unfinished(conn: asyncpg.Connection, older_than_seconds: float) 
         older_than_seconds,
     )
     return [r["id"] for r in rows]
+
+
+# The public catalogue: what anyone may find in lists.
+_PUBLIC = "v.status = 'ready' AND v.visibility = 'public' AND v.deleted_at IS NULL"
+# sort -> (order column, cursor column); both descending, ties broken by id.
+_LIST_SORTS = {
+    "latest": "v.published_at",
+    "popular": "v.view_count",
+}
+
+
+def _list_filters(category: str | None, tags: list[str], q: str | None, args: list[Any]) -> str:
+    where = _PUBLIC
+    if category:
+        args.append(category)
+        where += f" AND lower(v.category) = lower(${len(args)})"
+    if tags:
+        args.append(tags)
+        where += f" AND v.tags @> ${len(args)}::text[]"
+    if q:
+        args.append(q)
+        where += f" AND v.search @@ websearch_to_tsquery('simple', ${len(args)})"
+    return where
+
+
+async def public_page(
+    conn: asyncpg.Connection,
+    *,
+    sort: str,
+    category: str | None = None,
+    tags: list[str] | None = None,
+    q: str | None = None,
+    limit: int,
+    offset: int = 0,
+    after: tuple[Any, UUID] | None = None,
+) -> list[asyncpg.Record]:
+    """One page of public, ready videos, by `latest` or `popular`; keyset when `after` is given."""
+    column = _LIST_SORTS[sort]
+    args: list[Any] = []
+    where = _list_filters(category, tags or [], q, args)
+    if after is not None:
+        args += [after[0], after[1]]
+        where += f" AND ({column}, v.id) < (${len(args) - 1}, ${len(args)})"
+    args.append(limit)
+    sql = f"{_SELECT} WHERE {where} ORDER BY {column} DESC, v.id DESC LIMIT ${len(args)}"
+    if after is None and offset:
+        args.append(offset)
+        sql += f" OFFSET ${len(args)}"
+    return await conn.fetch(sql, *args)
+
+
+async def public_count(
+    conn: asyncpg.Connection,
+    *,
+    category: str | None = None,
+    tags: list[str] | None = None,
+    q: str | None = None,
+) -> int:
+    """How many public, ready videos match the filters."""
+    args: list[Any] = []
+    where = _list_filters(category, tags or [], q, args)
+    return int(await conn.fetchval(f"SELECT count(*) FROM videos v WHERE {where}", *args))
+
+
+async def trending_ids(
+    conn: asyncpg.Connection,
+    *,
+    category: str | None = None,
+    tags: list[str] | None = None,
+    q: str | None = None,
+    window_days: int,
+    limit: int,
+) -> list[UUID]:
+    """Ids of recent public videos by trending score, best first.
+
+    score = (1 + views/10 + 2*likes - dislikes + 3*comments) / (hours since published + 2)^1.5:
+    engagement decayed by age (the gravity of Hacker News' ranking), so a new video with a burst
+    of engagement rises above an old one with more of it.
+    """
+    args: list[Any] = []
+    where = _list_filters(category, tags or [], q, args)
+    args += [window_days, limit]
+    rows = await conn.fetch(
+        f"""SELECT v.id FROM videos v
+            WHERE {where} AND v.published_at > now() - make_interval(days => ${len(args) - 1})
+            ORDER BY (1 + v.view_count / 10.0 + 2 * v.like_count - v.dislike_count
+                      + 3 * v.comment_count)
+                     / power(extract(epoch FROM now() - v.published_at) / 3600 + 2, 1.5) DESC,
+                     v.id DESC
+            LIMIT ${len(args)}""",
+        *args,
+    )
+    return [r["id"] for r in rows]
+
+
+async def by_ids(conn: asyncpg.Connection, ids: list[UUID]) -> list[asyncpg.Record]:
+    """Live public videos among `ids`, in the order given."""
+    rows = await conn.fetch(f"{_SELECT} WHERE v.id = ANY($1::uuid[]) AND {_PUBLIC}", ids)
+    by_id = {r["id"]: r for r in rows}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+async def followed_page(
+    conn: asyncpg.Connection,
+    viewer: UUID,
+    *,
+    limit: int,
+    offset: int = 0,
+    after: tuple[Any, UUID] | None = None,
+) -> list[asyncpg.Record]:
+    """Public, ready videos by the users `viewer` follows, newest first."""
+    args: list[Any] = [viewer, limit]
+    keyset = ""
+    if after is not None:
+        args += [after[0], after[1]]
+        keyset = "AND (v.published_at, v.id) < ($3, $4)"
+    sql = f"""{_SELECT} JOIN follows f ON f.following_id = v.owner_id AND f.follower_id = $1
+              WHERE {_PUBLIC} {keyset} ORDER BY v.published_at DESC, v.id DESC LIMIT $2"""
+    if after is None and offset:
+        args.append(offset)
+        sql += " OFFSET $3"
+    return await conn.fetch(sql, *args)
+
+
+async def followed_count(conn: asyncpg.Connection, viewer: UUID) -> int:
+    """How many public, ready videos the users `viewer` follows have."""
+    return int(
+        await conn.fetchval(
+            f"""SELECT count(*) FROM videos v
+                JOIN follows f ON f.following_id = v.owner_id AND f.follower_id = $1
+                WHERE {_PUBLIC}""",
+            viewer,
+        )
+    )
+
+
+async def reaction_of(conn: asyncpg.Connection, video_id: UUID, user_id: UUID) -> int:
+    """The user's reaction to a video: 1 like, -1 dislike, 0 none."""
+    kind = await conn.fetchval(
+        "SELECT kind FROM video_reactions WHERE video_id = $1 AND user_id = $2", video_id, user_id
+    )
+    return int(kind or 0)
+
+
+async def set_reaction(
+    conn: asyncpg.Connection, video_id: UUID, user_id: UUID, kind: int
+) -> asyncpg.Record | None:
+    """Set (1, -1) or remove (0) a reaction; new counts and version, or None if no video."""
+    return await conn.fetchrow(
+        "SELECT * FROM set_video_reaction($1, $2, $3::smallint)", video_id, user_id, kind
+    )
+
+
+async def counts(conn: asyncpg.Connection, video_id: UUID) -> asyncpg.Record | None:
+    """The counters kept in PostgreSQL, with their version."""
+    return await conn.fetchrow(
+        """SELECT view_count, like_count, dislike_count, comment_count, counts_version
+           FROM videos WHERE id = $1 AND deleted_at IS NULL""",
+        video_id,
+    )
+
+
+async def add_views_once(
+    conn: asyncpg.Connection,
+    batch_id: UUID,
+    ids: list[UUID],
+    views: list[int],
+    watch_seconds: list[int],
+) -> bool:
+    """Add a batch of counted views and watch time unless this batch was added already."""
+    fresh = await conn.fetchval(
+        "INSERT INTO counter_flushes (batch_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true",
+        batch_id,
+    )
+    if not fresh:
+        return False
+    if random.random() < 0.01:
+        await conn.execute(
+            "DELETE FROM counter_flushes WHERE flushed_at < now() - interval '1 day'"
+        )
+    await conn.execute(
+        """UPDATE videos v SET view_count = v.view_count + d.views,
+                  watch_time_seconds = v.watch_time_seconds + d.watch
+           FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS d(id, views, watch)
+           WHERE v.id = d.id""",
+        ids,
+        views,
+        watch_seconds,
+    )
+    return True
+
+
+async def owner_totals(conn: asyncpg.Connection, owner: UUID) -> asyncpg.Record:
+    """A creator's figures: videos, views and likes received, over live videos."""
+    row: asyncpg.Record = await conn.fetchrow(
+        """SELECT count(*) AS total_videos, coalesce(sum(view_count), 0) AS total_views,
+                  coalesce(sum(like_count), 0) AS total_likes_received
+           FROM videos WHERE owner_id = $1 AND deleted_at IS NULL AND source <> 'clip'""",
+        owner,
+    )
+    return row
 
 
 def _escape_like(text: str) -> str:

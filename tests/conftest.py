@@ -11,8 +11,10 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import pytest
@@ -69,6 +71,7 @@ def make_settings(backends: Backends, home: Path, **changes: Any) -> Settings:
         jwt_secret_key=TEST_SECRET,
         password_hashing=PasswordHashing(time_cost=1, memory_kib=1024, parallelism=1),
         db_pool_size=20,
+        rate_limits_enabled=False,
     )
     return base.replace(**changes)
 
@@ -162,3 +165,40 @@ def media_settings(settings: Settings) -> Settings:
 @pytest.fixture
 async def media_api(aiohttp_client: Any, media_settings: Settings) -> Api:
     return Api(await aiohttp_client(create_app(media_settings)))
+
+
+class Catalog:
+    """Ready videos written straight to PostgreSQL, for tests about what happens after upload."""
+
+    def __init__(self, db: asyncpg.Connection) -> None:
+        self.db = db
+        self._n = 0
+
+    async def video(self, owner: str, **fields: Any) -> str:
+        """A ready, public video owned by `owner` (a user id); returns its id."""
+        self._n += 1
+        values = {
+            "title": f"video {self._n}",
+            "status": "ready",
+            "visibility": "public",
+            "duration": 10.0,
+            "width": 1280,
+            "height": 720,
+            "published_at": datetime.now(UTC),
+            **fields,
+        }
+        names = ", ".join(["owner_id", *values])
+        marks = ", ".join(f"${i}" for i in range(1, len(values) + 2))
+        return str(
+            await self.db.fetchval(
+                f"INSERT INTO videos ({names}) VALUES ({marks}) RETURNING id",
+                UUID(owner),
+                *values.values(),
+            )
+        )
+
+
+@pytest.fixture
+def catalog(db: asyncpg.Connection) -> Catalog:
+    """Make ready videos without transcoding anything."""
+    return Catalog(db)

@@ -172,4 +172,5 @@ async def _remove_media(ctx: Services, rows: list[asyncpg.Record]) -> None:
         if row["owns_video"] and row["video_id"]:
             async with ctx.db.acquire() as conn:
                 await video_rows.soft_delete(conn, row["video_id"])
+            await ctx.video_cache.invalidate(row["video_id"])
             await ctx.blobs.delete_prefix(f"videos/{row['video_id']}")

@@ -9,6 +9,9 @@ from uuid import UUID
 import asyncpg
 import redis.asyncio as aioredis
 
+from pubsub.cache import ProfileCache, VideoCache
+from pubsub.limits import RateLimiter
+from pubsub.views import ViewCounter
 from reelwire.domain.passwords import Passwords
 from reelwire.domain.tokens import TokenCodec
 from reelwire.settings import Settings
@@ -27,6 +30,10 @@ class Services:
     passwords: Passwords
     blobs: BlobStore
     jobs: JobQueue
+    views: ViewCounter
+    video_cache: VideoCache
+    profile_cache: ProfileCache
+    limiter: RateLimiter
 
     @property
     def spool_dir(self) -> Path:

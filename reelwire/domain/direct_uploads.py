@@ -23,7 +23,7 @@ from uuid import UUID
 
 import orjson
 
-from reelwire.domain import media, present
+from reelwire.domain import media, present, videos
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, ValidationFailed
 from storage import videos as video_rows
@@ -203,7 +203,7 @@ async def complete(
     if kind == "thumbnail":
         return await _complete_thumbnail(ctx, row)
     if row["status"] != "uploading":
-        return await media.get_video(ctx, video_id, principal)
+        return await videos.get(ctx, video_id, principal)
     key = row["source_key"]
     size = await ctx.blobs.size(key)
     if size is None:
@@ -234,7 +234,7 @@ async def complete(
         )
     await ctx.jobs.enqueue("video", str(video_id))
     await media.publish_status(ctx, video_id, row["owner_id"], "pending", 0.0)
-    return await media.get_video(ctx, video_id, principal)
+    return await videos.get(ctx, video_id, principal)
 
 
 async def _complete_thumbnail(ctx: Services, row: Any) -> dict[str, Any]:
@@ -248,6 +248,7 @@ async def _complete_thumbnail(ctx: Services, row: Any) -> dict[str, Any]:
         raise ValidationFailed("The thumbnail is not a JPEG, PNG or WebP image")
     async with ctx.db.acquire() as conn:
         await video_rows.update(conn, row["id"], thumbnail_key=key)
+    await ctx.video_cache.invalidate(row["id"])
     return {"success": True, "thumbnail_url": ctx.blobs.url(key)}
 
 

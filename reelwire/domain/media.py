@@ -146,17 +146,9 @@ async def publish_status(
     }
     if error:
         event["error"] = error
+    await ctx.video_cache.invalidate(video_id)
     await bus.publish(ctx.redis, keys.user_channel(owner), event)
     await bus.publish(ctx.redis, keys.video_channel(video_id), event)
-
-
-async def get_video(ctx: Services, video_id: UUID, viewer: Principal | None) -> dict[str, Any]:
-    """A video the viewer may see: public and unlisted to anyone, private to its owner."""
-    async with ctx.db.acquire() as conn:
-        row = await video_rows.get(conn, video_id)
-    if row is None or not may_see(row, viewer):
-        raise NotFound(VIDEO_NOT_FOUND)
-    return {"success": True, **present.video(row, ctx.blobs)}
 
 
 def may_see(row: Any, viewer: Principal | None) -> bool:
@@ -207,6 +199,7 @@ async def delete_video(ctx: Services, video_id: UUID, principal: Principal) -> d
         if row["owner_id"] != principal.user_id and not principal.is_admin:
             raise Forbidden("Only the owner can delete this video")
         await video_rows.soft_delete(conn, video_id)
+    await ctx.video_cache.invalidate(video_id)
     removed = await ctx.blobs.delete_prefix(f"videos/{video_id}")
     logger.info("deleted video %s and %d stored files", video_id, removed)
     return {"success": True, "message": "Video deleted"}

@@ -29,18 +29,26 @@ class PageRequest:
         return (self.page - 1) * self.limit
 
 
-def encode_cursor(moment: datetime, row_id: UUID) -> str:
-    """An opaque cursor pointing just after (moment, row_id) in newest-first order."""
-    raw = orjson.dumps([moment.isoformat(), str(row_id)])
+Position = datetime | int
+
+
+def encode_cursor(position: Position, row_id: UUID) -> str:
+    """An opaque cursor pointing just after (position, row_id) in the list's order."""
+    value = position.isoformat() if isinstance(position, datetime) else position
+    raw = orjson.dumps([value, str(row_id)])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+def decode_cursor(cursor: str) -> tuple[Position, UUID]:
     """The position a cursor points after; 400 when it was not made by encode_cursor."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        moment, row_id = orjson.loads(raw)
-        return datetime.fromisoformat(moment), UUID(row_id)
+        value, row_id = orjson.loads(raw)
+        if isinstance(value, str):
+            return datetime.fromisoformat(value), UUID(row_id)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value, UUID(row_id)
+        raise ValueError(value)
     except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
         raise ValidationFailed(
             "Invalid cursor", field_errors={"cursor": ["Invalid or expired cursor"]}
@@ -65,3 +73,13 @@ def pagination(request: PageRequest, total: int, returned: int) -> dict[str, Any
         "has_next": request.page < total_pages,
         "has_prev": request.page > 1,
     }
+
+
+def decode_time_cursor(cursor: str) -> tuple[datetime, UUID]:
+    """A cursor of a list ordered by time."""
+    value, row_id = decode_cursor(cursor)
+    if not isinstance(value, datetime):
+        raise ValidationFailed(
+            "Invalid cursor", field_errors={"cursor": ["Invalid or expired cursor"]}
+        )
+    return value, row_id

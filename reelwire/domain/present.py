@@ -114,6 +114,7 @@ def video(row: Mapping[str, Any], blobs: BlobStore) -> dict[str, Any]:
         "like_count": row["like_count"],
         "dislike_count": row["dislike_count"],
         "comment_count": row["comment_count"],
+        "counts_version": row["counts_version"],
         "author": {
             "id": str(row["owner_id"]),
             "username": row["author_username"],
@@ -133,6 +134,34 @@ def video(row: Mapping[str, Any], blobs: BlobStore) -> dict[str, Any]:
         "updated_at": iso(row["updated_at"]),
         "published_at": iso(row["published_at"]),
     }
+
+
+def comment(row: Mapping[str, Any], viewer_kind: int = 0) -> dict[str, Any]:
+    """Seed 001's comment object; `viewer_kind` is the caller's reaction (1, -1 or 0)."""
+    return {
+        "id": str(row["id"]),
+        "video_id": str(row["video_id"]),
+        "user_id": str(row["user_id"]),
+        "parent_comment_id": str(row["parent_id"]) if row["parent_id"] else None,
+        "content": row["content"],
+        "like_count": row["like_count"],
+        "dislike_count": row["dislike_count"],
+        "reply_count": row["reply_count"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+        "edited": row["edited"],
+        "author": {
+            "id": str(row["user_id"]),
+            "username": row["author_username"],
+            "display_name": row["author_display_name"],
+            "avatar_url": row["author_avatar_url"] or DEFAULT_AVATAR_URL,
+            "verified": row["author_verified"],
+        },
+        "user_interaction": {"liked": viewer_kind == 1, "disliked": viewer_kind == -1},
+    }
+
+
+REACTION_NAMES = {1: "liked", -1: "disliked", 0: "none"}
 
 
 def library_video(row: Mapping[str, Any], blobs: BlobStore) -> dict[str, Any]:

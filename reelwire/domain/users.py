@@ -8,7 +8,7 @@ from uuid import UUID
 from reelwire.domain import present
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, ValidationFailed
-from reelwire.domain.paging import PageRequest, decode_cursor, encode_cursor, pagination
+from reelwire.domain.paging import PageRequest, decode_time_cursor, encode_cursor, pagination
 from storage import follows as follow_rows
 from storage import users as user_rows
 
@@ -88,7 +88,7 @@ async def follow_list(
             viewer is None or viewer.user_id != user_id
         ):
             raise Forbidden(f"This user's {direction} list is private")
-        after = decode_cursor(page.cursor) if page.cursor else None
+        after = decode_time_cursor(page.cursor) if page.cursor else None
         rows = await follow_rows.list_page(
             conn,
             user_id,

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -91,6 +92,7 @@ async def apply_result(
                 provider="external",
                 external=external,
                 duration=duration if duration is not None else row["duration"],
+                published_at=row["published_at"] or datetime.now(UTC),
             )
         else:
             await video_rows.update(

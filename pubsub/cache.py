@@ -1,0 +1,143 @@
+"""Read caches in Redis that never serve counts older than the last event published.
+
+A cached video is a hash: `meta` (the rendered video without its counters), the counters kept
+in PostgreSQL and their `version`. A counter change writes its new counts into the hash before
+its event is published, and only if its version is newer; a reader refilling from PostgreSQL
+cannot overwrite newer counts with the ones it read. A metadata change (edit, status, delete)
+replaces the entry with a short-lived fence, so a reader that read the old row before the change
+cannot put it back; the next reader after the fence refills.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import orjson
+import redis.asyncio as aioredis
+
+from pubsub import keys
+
+VIDEO_TTL_MS = 3_600_000  # seed 001: video metadata, 1 hour
+PROFILE_TTL_MS = 300_000  # follower counts, 5 minutes (a follow fences the profile anyway)
+FENCE_MS = 2_000
+COUNTERS = ("like_count", "dislike_count", "comment_count")
+
+# KEYS: entry. ARGV: meta json, like, dislike, comment, version, ttl ms.
+_REFILL = """
+if redis.call('HEXISTS', KEYS[1], 'fence') == 1 then
+    return 0
+end
+local cached = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
+if cached >= tonumber(ARGV[5]) then
+    redis.call('HSETNX', KEYS[1], 'meta', ARGV[1])
+else
+    redis.call('HSET', KEYS[1], 'meta', ARGV[1], 'like_count', ARGV[2], 'dislike_count', ARGV[3],
+               'comment_count', ARGV[4], 'version', ARGV[5])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+return 1
+"""
+
+# KEYS: entry. ARGV: like, dislike, comment, version, ttl ms.
+_COUNTS = """
+if redis.call('HEXISTS', KEYS[1], 'fence') == 1 then
+    return 0
+end
+local cached = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
+if cached >= tonumber(ARGV[4]) then
+    return 0
+end
+redis.call('HSET', KEYS[1], 'like_count', ARGV[1], 'dislike_count', ARGV[2],
+           'comment_count', ARGV[3], 'version', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+# KEYS: entry. ARGV: json, ttl ms.
+_PUT_UNFENCED = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    return 0
+end
+redis.call('HSET', KEYS[1], 'meta', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+# KEYS: entry. ARGV: fence ms.
+_FENCE = """
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'fence', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+class VideoCache:
+    """Video metadata and counters, cached per video."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.redis = client
+        self._refill = client.register_script(_REFILL)
+        self._counts = client.register_script(_COUNTS)
+        self._fence = client.register_script(_FENCE)
+
+    async def get(self, video_id: UUID) -> dict[str, Any] | None:
+        """The cached video (meta with counters merged in), or None."""
+        raw = await self.redis.hgetall(keys.video_cache(video_id))
+        if b"meta" not in raw:
+            return None
+        video: dict[str, Any] = orjson.loads(raw[b"meta"])
+        for name in COUNTERS:
+            video[name] = int(raw[name.encode()])
+        video["counts_version"] = int(raw[b"version"])
+        return video
+
+    async def put(self, video_id: UUID, video: dict[str, Any]) -> None:
+        """Cache a video read from PostgreSQL (refused while fenced or if counts are older)."""
+        meta = {k: v for k, v in video.items() if k not in COUNTERS and k != "counts_version"}
+        await self._refill(
+            keys=[keys.video_cache(video_id)],
+            args=[
+                orjson.dumps(meta),
+                *(video[name] for name in COUNTERS),
+                video["counts_version"],
+                VIDEO_TTL_MS,
+            ],
+        )
+
+    async def set_counts(self, video_id: UUID, counts: dict[str, int], version: int) -> None:
+        """Newer counters for a video (ignored if the cache already has these or newer)."""
+        await self._counts(
+            keys=[keys.video_cache(video_id)],
+            args=[*(counts[name] for name in COUNTERS), version, VIDEO_TTL_MS],
+        )
+
+    async def invalidate(self, video_id: UUID) -> None:
+        """The video's metadata changed: fence it so no reader caches the old row."""
+        await self._fence(keys=[keys.video_cache(video_id)], args=[FENCE_MS])
+
+
+class ProfileCache:
+    """Public profiles, fenced on every change (profile edit, follow, unfollow)."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.redis = client
+        self._put = client.register_script(_PUT_UNFENCED)
+        self._fence = client.register_script(_FENCE)
+
+    async def get(self, user_id: UUID) -> dict[str, Any] | None:
+        """The cached profile, or None."""
+        raw = await self.redis.hget(keys.profile_cache(user_id), "meta")
+        return orjson.loads(raw) if raw else None
+
+    async def put(self, user_id: UUID, profile: dict[str, Any]) -> None:
+        """Cache a profile read from PostgreSQL, unless fenced."""
+        await self._put(
+            keys=[keys.profile_cache(user_id)], args=[orjson.dumps(profile), PROFILE_TTL_MS]
+        )
+
+    async def invalidate(self, *user_ids: UUID) -> None:
+        """These profiles changed."""
+        for user_id in user_ids:
+            await self._fence(keys=[keys.profile_cache(user_id)], args=[FENCE_MS])

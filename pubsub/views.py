@@ -1,0 +1,175 @@
+"""View counts and watch time, counted in Redis and written to PostgreSQL in batches.
+
+Each video has a live count in Redis (flushed + pending), so the number a viewer sees and the
+number published never wait for the database. Pending deltas sit in one hash; a flush renames it
+to a `flushing` hash under a lock, adds it to PostgreSQL in one statement recorded with a batch
+id, then deletes it. A crash between the commit and the delete leaves the batch to be retried,
+and the batch id makes the retry a no-op, so every view is counted exactly once as long as Redis
+keeps its data. What a crash can lose: nothing when a web process dies; the pending views (at
+most one flush interval of them) when Redis itself loses its memory without persistence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from uuid import UUID
+
+import redis.asyncio as aioredis
+
+from pubsub import keys
+
+logger = logging.getLogger(__name__)
+
+LIVE_TTL_SECONDS = 7 * 86400
+FLUSH_LOCK_MS = 30_000
+
+# KEYS: live, dirty, flushing, generation. ARGV: flushed count or '', generation read with it,
+# views field, watch field, watch seconds, ttl. Returns the live count, or -1 when the caller
+# must (re)read the flushed count from PostgreSQL first.
+_RECORD = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+    if ARGV[1] == '' or redis.call('EXISTS', KEYS[3]) == 1
+       or (redis.call('GET', KEYS[4]) or '0') ~= ARGV[2] then
+        return -1
+    end
+    local pending = tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
+    redis.call('SET', KEYS[1], tonumber(ARGV[1]) + pending)
+end
+local count = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+if tonumber(ARGV[5]) > 0 then
+    redis.call('HINCRBY', KEYS[2], ARGV[4], ARGV[5])
+end
+return count
+"""
+
+# KEYS: dirty, flushing, lock. ARGV: token, lock ms, new batch id. Returns the batch as a flat
+# field/value list (a batch left by a failed flush is resumed first), or nil when locked.
+_BEGIN_FLUSH = """
+if not redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return false
+end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+    if redis.call('EXISTS', KEYS[1]) == 0 then
+        redis.call('DEL', KEYS[3])
+        return {}
+    end
+    redis.call('RENAME', KEYS[1], KEYS[2])
+    redis.call('HSET', KEYS[2], '_batch', ARGV[3])
+end
+return redis.call('HGETALL', KEYS[2])
+"""
+
+# KEYS: flushing, lock, generation. ARGV: token. The batch is in PostgreSQL: drop it.
+_END_FLUSH = """
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+    redis.call('DEL', KEYS[1])
+    redis.call('INCR', KEYS[3])
+    redis.call('DEL', KEYS[2])
+    return 1
+end
+return 0
+"""
+
+# KEYS: lock. ARGV: token. Give the lock up without finishing (the batch stays for a retry).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class ViewBatch:
+    """Pending views and watch seconds per video, as taken for one flush."""
+
+    batch_id: UUID
+    views: dict[UUID, int]
+    watch_seconds: dict[UUID, int]
+
+
+FlushedCount = Callable[[UUID], Awaitable[int | None]]
+ApplyBatch = Callable[[ViewBatch], Awaitable[None]]
+
+
+class ViewCounter:
+    """Counts views in Redis; `flush` moves them to PostgreSQL through `apply`."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.redis = client
+        self._record = client.register_script(_RECORD)
+        self._begin = client.register_script(_BEGIN_FLUSH)
+        self._end = client.register_script(_END_FLUSH)
+        self._release = client.register_script(_RELEASE)
+
+    async def record(
+        self, video_id: UUID, watch_seconds: int, flushed_count: FlushedCount
+    ) -> int | None:
+        """Count one view; the live count, or None when the video does not exist."""
+        field_views, field_watch = f"v:{video_id}", f"w:{video_id}"
+        live_keys = [
+            keys.live_views(video_id),
+            keys.VIEWS_DIRTY,
+            keys.VIEWS_FLUSHING,
+            keys.VIEWS_FLUSH_GENERATION,
+        ]
+        args: list[str | int] = ["", "", field_views, field_watch, watch_seconds, LIVE_TTL_SECONDS]
+        for attempt in range(100):
+            count = int(await self._record(keys=live_keys, args=args))
+            if count >= 0:
+                return count
+            # The live count is cold: read the flushed count, with the flush generation read
+            # before it so that a flush landing in between is noticed and the read repeated.
+            if attempt:
+                await asyncio.sleep(0.01)
+            generation = await self.redis.get(keys.VIEWS_FLUSH_GENERATION)
+            flushed = await flushed_count(video_id)
+            if flushed is None:
+                return None
+            args[0], args[1] = str(flushed), int(generation or 0)
+        raise RuntimeError(f"view count of {video_id} stayed unstable")
+
+    async def live(self, video_ids: list[UUID]) -> dict[UUID, int]:
+        """Live counts known to Redis (videos nobody viewed lately are absent)."""
+        if not video_ids:
+            return {}
+        values = await self.redis.mget([keys.live_views(v) for v in video_ids])
+        return {v: int(n) for v, n in zip(video_ids, values, strict=True) if n is not None}
+
+    async def flush(self, apply: ApplyBatch) -> int:
+        """Write pending views to PostgreSQL; how many views went (0 if another process is)."""
+        token = uuid.uuid4().hex
+        flat = await self._begin(
+            keys=[keys.VIEWS_DIRTY, keys.VIEWS_FLUSHING, keys.VIEWS_FLUSH_LOCK],
+            args=[token, FLUSH_LOCK_MS, str(uuid.uuid4())],
+        )
+        if not flat:
+            return 0
+        batch = _parse_batch(flat)
+        try:
+            await apply(batch)
+        except BaseException:
+            await self._release(keys=[keys.VIEWS_FLUSH_LOCK], args=[token])
+            raise
+        await self._end(
+            keys=[keys.VIEWS_FLUSHING, keys.VIEWS_FLUSH_LOCK, keys.VIEWS_FLUSH_GENERATION],
+            args=[token],
+        )
+        return sum(batch.views.values())
+
+
+def _parse_batch(flat: list[bytes]) -> ViewBatch:
+    fields = dict(zip(flat[::2], flat[1::2], strict=True))
+    batch_id = UUID(fields.pop(b"_batch").decode())
+    views: dict[UUID, int] = {}
+    watch: dict[UUID, int] = {}
+    for name, value in fields.items():
+        kind, _, video = name.decode().partition(":")
+        (views if kind == "v" else watch)[UUID(video)] = int(value)
+    return ViewBatch(batch_id, views, watch)

@@ -1,0 +1,78 @@
+"""The events operations publish after their transaction commits (PROTOCOL.md shapes)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from pubsub import bus, keys
+from reelwire.domain.context import Services
+
+DB_COUNTERS = ("like_count", "dislike_count", "comment_count")
+
+
+async def video_counts(ctx: Services, video_id: UUID, counts: Any) -> None:
+    """`video_update` with the counters kept in PostgreSQL, absolute and versioned.
+
+    The cache is updated first, so no reader can see counts older than an event already sent.
+    Two commits may publish in either order; `counts_version` tells a merger which is newer.
+    """
+    data = {name: counts[name] for name in DB_COUNTERS}
+    await ctx.video_cache.set_counts(video_id, data, counts["counts_version"])
+    data["counts_version"] = counts["counts_version"]
+    await _video_update(ctx, video_id, data)
+
+
+async def video_views(ctx: Services, video_id: UUID, view_count: int) -> None:
+    """`video_update` with the live view count (only ever grows, so the largest wins)."""
+    await _video_update(ctx, video_id, {"view_count": view_count})
+
+
+async def _video_update(ctx: Services, video_id: UUID, data: dict[str, Any]) -> None:
+    event = {"type": "video_update", "video_id": str(video_id), "data": data}
+    await bus.publish(ctx.redis, keys.video_channel(video_id), event)
+
+
+async def new_comment(ctx: Services, video_id: UUID, comment: dict[str, Any]) -> None:
+    """A comment or reply was posted."""
+    event = {"type": "new_comment", "video_id": str(video_id), "comment": comment}
+    await bus.publish(ctx.redis, keys.video_channel(video_id), event)
+
+
+async def comment_updated(ctx: Services, video_id: UUID, comment: dict[str, Any]) -> None:
+    """A comment's text or reaction counts changed."""
+    event = {"type": "comment_updated", "video_id": str(video_id), "comment": comment}
+    await bus.publish(ctx.redis, keys.video_channel(video_id), event)
+
+
+async def comment_deleted(
+    ctx: Services, video_id: UUID, comment_id: UUID, parent_id: UUID | None
+) -> None:
+    """A comment (and its replies) went."""
+    event = {
+        "type": "comment_deleted",
+        "video_id": str(video_id),
+        "comment_id": str(comment_id),
+        "parent_comment_id": str(parent_id) if parent_id else None,
+    }
+    await bus.publish(ctx.redis, keys.video_channel(video_id), event)
+
+
+async def clip_feed(ctx: Services, owner: UUID, action: str, clip: dict[str, Any]) -> None:
+    """`clip_feed` to followers of `owner`: a clip was `added`, `removed` or has `expired`."""
+    event = {"type": "clip_feed", "action": action, "clip": clip}
+    await bus.publish(ctx.redis, keys.clip_channel(owner), event)
+
+
+async def new_follower(
+    ctx: Services, followed: UUID, follower: dict[str, Any], follower_count: int
+) -> None:
+    """Someone followed `followed`."""
+    event = {"type": "new_follower", "follower": follower, "follower_count": follower_count}
+    await bus.publish(ctx.redis, keys.user_channel(followed), event)
+
+
+async def notification(ctx: Services, user_id: UUID, kind: str, data: dict[str, Any]) -> None:
+    """A notification for one user (a clip reaction, ...)."""
+    event = {"type": "notification", "kind": kind, **data}
+    await bus.publish(ctx.redis, keys.user_channel(user_id), event)

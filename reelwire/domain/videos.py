@@ -1,0 +1,266 @@
+"""Videos as a catalogue: read, list, edit, like, view. One function per action, for REST and
+WebSocket alike; each publishes its event after its transaction commits."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import orjson
+
+from pubsub import keys
+from pubsub.views import ViewBatch
+from reelwire.domain import events, present
+from reelwire.domain.context import Principal, Services
+from reelwire.domain.errors import Forbidden, NotFound, ValidationFailed
+from reelwire.domain.paging import PageRequest, decode_cursor, encode_cursor, pagination
+from storage import videos as video_rows
+
+VIDEO_NOT_FOUND = "Video not found"
+REACTIONS = {"like": 1, "dislike": -1, "remove": 0}
+TRENDING_SIZE = 500
+TRENDING_TTL_SECONDS = 60
+COUNT_TTL_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class VideoQuery:
+    """The filters and order of `GET /api/videos`."""
+
+    sort: str = "latest"
+    category: str | None = None
+    tags: list[str] = field(default_factory=list)
+    q: str | None = None
+
+    @property
+    def filters(self) -> dict[str, Any]:
+        """Keyword arguments for the storage queries."""
+        return {"category": self.category, "tags": self.tags, "q": self.q}
+
+    @property
+    def cache_key(self) -> str:
+        """A short stable name for this combination of filters."""
+        raw = orjson.dumps([self.category, sorted(self.tags), self.q])
+        return hashlib.blake2b(raw, digest_size=12).hexdigest()
+
+
+async def load(ctx: Services, video_id: UUID) -> dict[str, Any] | None:
+    """The rendered video (without viewer-specific fields), from the cache or PostgreSQL."""
+    video = await ctx.video_cache.get(video_id)
+    if video is None:
+        async with ctx.db.acquire() as conn:
+            row = await video_rows.get(conn, video_id)
+        if row is None:
+            return None
+        video = present.video(row, ctx.blobs)
+        await ctx.video_cache.put(video_id, video)
+    return video
+
+
+def may_see(video: dict[str, Any], viewer: Principal | None) -> bool:
+    """Public and unlisted videos are visible to anyone, private ones to the owner and admins."""
+    if video["visibility"] != "private":
+        return True
+    return viewer is not None and (str(viewer.user_id) == video["author"]["id"] or viewer.is_admin)
+
+
+async def visible(ctx: Services, video_id: UUID, viewer: Principal | None) -> dict[str, Any]:
+    """The video if `viewer` may see it; 404 otherwise (a private video does not exist to you)."""
+    video = await load(ctx, video_id)
+    if video is None or not may_see(video, viewer):
+        raise NotFound(VIDEO_NOT_FOUND)
+    return video
+
+
+async def get(ctx: Services, video_id: UUID, viewer: Principal | None) -> dict[str, Any]:
+    """The full video object, with live views and the viewer's own reaction."""
+    video = await visible(ctx, video_id, viewer)
+    await _with_live_views(ctx, [video])
+    kind = 0
+    if viewer is not None:
+        async with ctx.db.acquire() as conn:
+            kind = await video_rows.reaction_of(conn, video_id, viewer.user_id)
+    return {
+        "success": True,
+        **video,
+        "user_reaction": present.REACTION_NAMES[kind],
+        "user_interaction": {"liked": kind == 1, "disliked": kind == -1},
+    }
+
+
+async def list_public(ctx: Services, query: VideoQuery, page: PageRequest) -> dict[str, Any]:
+    """Public, ready videos: latest or popular by keyset cursor, trending from a cached ranking."""
+    if query.sort == "trending":
+        return await _trending(ctx, query, page)
+    after = decode_cursor(page.cursor) if page.cursor else None
+    async with ctx.db.acquire() as conn:
+        rows = await video_rows.public_page(
+            conn,
+            sort=query.sort,
+            limit=page.limit,
+            offset=page.offset,
+            after=after,
+            **query.filters,
+        )
+        total = await _cached_count(ctx, conn, query)
+    position = "published_at" if query.sort == "latest" else "view_count"
+    next_cursor = (
+        encode_cursor(rows[-1][position], rows[-1]["id"]) if len(rows) == page.limit else None
+    )
+    return await _video_page(ctx, rows, page, total, next_cursor)
+
+
+async def following_feed(ctx: Services, principal: Principal, page: PageRequest) -> dict[str, Any]:
+    """Public videos by the users the caller follows, newest first."""
+    after = decode_cursor(page.cursor) if page.cursor else None
+    async with ctx.db.acquire() as conn:
+        rows = await video_rows.followed_page(
+            conn, principal.user_id, limit=page.limit, offset=page.offset, after=after
+        )
+        total = await video_rows.followed_count(conn, principal.user_id)
+    next_cursor = (
+        encode_cursor(rows[-1]["published_at"], rows[-1]["id"]) if len(rows) == page.limit else None
+    )
+    return await _video_page(ctx, rows, page, total, next_cursor)
+
+
+async def _trending(ctx: Services, query: VideoQuery, page: PageRequest) -> dict[str, Any]:
+    # The ranking (ids only) is cached for a minute; the videos themselves are read fresh, so
+    # their counts are current. A cursor here is a position in the cached ranking.
+    key = keys.trending_cache(query.cache_key)
+    cached = await ctx.redis.get(key)
+    if cached is None:
+        async with ctx.db.acquire() as conn:
+            ids = await video_rows.trending_ids(
+                conn,
+                window_days=ctx.settings.trending_window_days,
+                limit=TRENDING_SIZE,
+                **query.filters,
+            )
+        await ctx.redis.set(key, orjson.dumps([str(i) for i in ids]), ex=TRENDING_TTL_SECONDS)
+    else:
+        ids = [UUID(i) for i in orjson.loads(cached)]
+    start = page.offset
+    if page.cursor:
+        position, _ = decode_cursor(page.cursor)
+        if not isinstance(position, int) or position < 0:
+            raise ValidationFailed("Invalid cursor", field_errors={"cursor": ["Invalid cursor"]})
+        start = position
+    window = ids[start : start + page.limit]
+    async with ctx.db.acquire() as conn:
+        rows = await video_rows.by_ids(conn, window)
+    end = start + len(window)
+    next_cursor = encode_cursor(end, window[-1]) if window and end < len(ids) else None
+    return await _video_page(ctx, rows, page, len(ids), next_cursor)
+
+
+async def _cached_count(ctx: Services, conn: asyncpg.Connection, query: VideoQuery) -> int:
+    # Counting a large catalogue on every page costs more than the page; totals may lag 10 s.
+    key = keys.list_count_cache(query.cache_key)
+    cached = await ctx.redis.get(key)
+    if cached is not None:
+        return int(cached)
+    total = await video_rows.public_count(conn, **query.filters)
+    await ctx.redis.set(key, total, ex=COUNT_TTL_SECONDS)
+    return total
+
+
+async def _video_page(
+    ctx: Services,
+    rows: list[asyncpg.Record],
+    page: PageRequest,
+    total: int,
+    next_cursor: str | None,
+) -> dict[str, Any]:
+    videos = [present.video(r, ctx.blobs) for r in rows]
+    await _with_live_views(ctx, videos)
+    return {
+        "success": True,
+        "videos": videos,
+        "pagination": pagination(page, total, len(videos)),
+        "next_cursor": next_cursor,
+    }
+
+
+async def _with_live_views(ctx: Services, videos: list[dict[str, Any]]) -> None:
+    """Replace flushed view counts by the live ones (flushed + pending)."""
+    live = await ctx.views.live([UUID(v["id"]) for v in videos])
+    for video in videos:
+        count = live.get(UUID(video["id"]))
+        if count is not None and count > video["view_count"]:
+            video["view_count"] = video["views"] = count
+
+
+async def update(
+    ctx: Services, principal: Principal, video_id: UUID, changes: dict[str, Any]
+) -> dict[str, Any]:
+    """Edit title, description, tags, category or visibility of your own video."""
+    async with ctx.db.acquire() as conn, conn.transaction():
+        row = await video_rows.get_for_update(conn, video_id)
+        if row is None or not _row_visible(row, principal):
+            raise NotFound(VIDEO_NOT_FOUND)
+        if row["owner_id"] != principal.user_id:
+            raise Forbidden("Only the owner can edit this video")
+        if changes:
+            await video_rows.update(conn, video_id, **changes)
+    await ctx.video_cache.invalidate(video_id)
+    return await get(ctx, video_id, principal)
+
+
+def _row_visible(row: Any, viewer: Principal) -> bool:
+    return row["visibility"] != "private" or viewer.user_id == row["owner_id"] or viewer.is_admin
+
+
+async def react(ctx: Services, principal: Principal, video_id: UUID, action: str) -> dict[str, Any]:
+    """Like, dislike or remove your reaction; one per user per video, exact under concurrency."""
+    await visible(ctx, video_id, principal)
+    async with ctx.db.acquire() as conn:
+        row = await video_rows.set_reaction(conn, video_id, principal.user_id, REACTIONS[action])
+    if row is None:
+        raise NotFound(VIDEO_NOT_FOUND)
+    if row["changed"]:
+        await events.video_counts(ctx, video_id, row)
+    return {
+        "success": True,
+        "user_action": present.REACTION_NAMES[REACTIONS[action]],
+        "like_count": row["like_count"],
+        "dislike_count": row["dislike_count"],
+    }
+
+
+async def view(
+    ctx: Services, video_id: UUID, viewer: Principal | None, watch_time_seconds: float = 0
+) -> dict[str, Any]:
+    """Count a view (in Redis; PostgreSQL catches up in batches) and publish the live count."""
+    await visible(ctx, video_id, viewer)
+
+    async def flushed_count(vid: UUID) -> int | None:
+        async with ctx.db.acquire() as conn:
+            row = await video_rows.counts(conn, vid)
+        return None if row is None else int(row["view_count"])
+
+    count = await ctx.views.record(video_id, round(watch_time_seconds), flushed_count)
+    if count is None:
+        raise NotFound(VIDEO_NOT_FOUND)
+    await events.video_views(ctx, video_id, count)
+    return {"success": True, "new_view_count": count}
+
+
+async def flush_views(ctx: Services) -> int:
+    """Write pending views and watch time to PostgreSQL; how many views were written."""
+
+    async def apply(batch: ViewBatch) -> None:
+        ids = sorted(set(batch.views) | set(batch.watch_seconds))
+        async with ctx.db.acquire() as conn, conn.transaction():
+            await video_rows.add_views_once(
+                conn,
+                batch.batch_id,
+                ids,
+                [batch.views.get(i, 0) for i in ids],
+                [batch.watch_seconds.get(i, 0) for i in ids],
+            )
+
+    return await ctx.views.flush(apply)
