@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from http_api import schemas as s
+from http_api import social_schemas as ss
 from http_api.routing import Call, RouteTable, parse_uuid
 from http_api.uploads import receive_form, validate_fields
 from reelwire.domain import clips, media
-from reelwire.domain.errors import ValidationFailed
+from reelwire.domain.errors import Forbidden, Unauthorized, ValidationFailed
 
 routes = RouteTable()
 
@@ -56,3 +60,97 @@ async def delete_clip(call: Call[Any]) -> dict[str, Any]:
     """Delete your clip and its media (404 "Clip not found or unauthorized" otherwise)."""
     clip_id = call.path_uuid("clip_id", message=clips.CLIP_NOT_FOUND)
     return await clips.delete_clip(call.services, call.user, clip_id)
+
+
+class FollowedClipsQuery(BaseModel):
+    """GET /api/clips/all."""
+
+    limit: int = Field(100, ge=1, le=500)
+
+
+@routes.get(
+    "/api/clips/user/{user_id}",
+    tag="clips",
+    auth="required",
+    response=ss.UserClipsOut,
+    errors=(401, 404),
+)
+async def user_clips(call: Call[Any]) -> dict[str, Any]:
+    """A user's clips that have not expired, newest first."""
+    return await clips.user_clips(call.services, call.path_uuid("user_id", "User"))
+
+
+@routes.get(
+    "/api/clips/all",
+    tag="clips",
+    auth="required",
+    query=FollowedClipsQuery,
+    response=ss.ClipsOut,
+    errors=(401,),
+)
+async def followed_clips(call: Call[Any]) -> dict[str, Any]:
+    """Clips of everyone you follow, newest first, each with `uploaded_by`."""
+    return await clips.followed_clips(call.services, call.user, call.query.limit)
+
+
+@routes.post(
+    "/api/clips/cleanup/expired",
+    tag="clips",
+    auth="optional",
+    response=ss.CleanupOut,
+    errors=(401, 403),
+)
+async def cleanup_expired(call: Call[Any]) -> dict[str, Any]:
+    """Delete expired clips now (admins, or `X-API-Key` set to CLEANUP_API_KEY)."""
+    key = call.services.settings.cleanup_api_key
+    sent = call.request.headers.get("X-API-Key")
+    if sent is not None:
+        if not key or not hmac.compare_digest(sent.encode(), key.encode()):
+            raise Forbidden("Invalid API key")
+    elif call.principal is None:
+        raise Unauthorized("An admin token or X-API-Key is required")
+    elif not call.principal.is_admin:
+        raise Forbidden("Only admins can run the cleanup")
+    return await clips.cleanup_expired(call.services)
+
+
+@routes.post(
+    "/api/clips/{clip_id}/view",
+    tag="clips",
+    auth="required",
+    body_required=False,
+    response=ss.ClipViewOut,
+    errors=(401, 404),
+)
+async def view_clip(call: Call[Any]) -> dict[str, Any]:
+    """Mark a clip seen; each viewer counts once."""
+    clip_id = call.path_uuid("clip_id", message=clips.CLIP_NOT_FOUND)
+    return await clips.view(call.services, call.user, clip_id)
+
+
+@routes.get(
+    "/api/clips/{clip_id}/viewers",
+    tag="clips",
+    auth="required",
+    response=ss.ClipViewersOut,
+    errors=(401, 403, 404),
+)
+async def clip_viewers(call: Call[Any]) -> dict[str, Any]:
+    """Who viewed your clip (owner only)."""
+    clip_id = call.path_uuid("clip_id", message=clips.CLIP_NOT_FOUND)
+    return await clips.viewers(call.services, call.user, clip_id)
+
+
+@routes.post(
+    "/api/clips/{clip_id}/reactions",
+    tag="clips",
+    auth="required",
+    rate="like",
+    body=ss.ClipReactionBody,
+    response=ss.ClipReactionsOut,
+    errors=(400, 401, 404, 429),
+)
+async def react_to_clip(call: Call[ss.ClipReactionBody]) -> dict[str, Any]:
+    """React to a clip with an emoji."""
+    clip_id = call.path_uuid("clip_id", message=clips.CLIP_NOT_FOUND)
+    return await clips.react(call.services, call.user, clip_id, call.body.emoji)

@@ -10,9 +10,11 @@ from aiohttp import web
 from http_api import (
     auth,
     clips,
+    comments,
     direct_uploads,
     library,
     media_files,
+    posts,
     service,
     users,
     videos,
@@ -27,7 +29,19 @@ STATIC_DIR = Path(__file__).parent / "static"
 def route_table() -> RouteTable:
     """All REST routes, in one explicit list."""
     table = RouteTable()
-    modules = (service, auth, users, videos, clips, library, direct_uploads, webhooks, media_files)
+    modules = (
+        service,
+        auth,
+        users,
+        videos,
+        comments,
+        clips,
+        posts,
+        library,
+        direct_uploads,
+        webhooks,
+        media_files,
+    )
     for module in modules:
         table.extend(module.routes)
     return table
@@ -42,7 +56,14 @@ def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
     if cors_origins:
         options = aiohttp_cors.ResourceOptions(
             allow_credentials="*" not in cors_origins,
-            expose_headers=("X-Request-ID", "Retry-After"),
+            expose_headers=(
+                "X-Request-ID",
+                "Retry-After",
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+                "RateLimit-Policy",
+            ),
             allow_headers="*",
             max_age=600,
         )

@@ -452,6 +452,7 @@ class ClipOut(BaseModel):
     caption: str
     created_at: str
     expires_at: str
+    view_count: int = 0
     uploaded_by: str | None = None
 
 

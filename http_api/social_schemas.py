@@ -346,3 +346,10 @@ class CommunitiesOut(BaseModel):
     communities: list[CommunityOut]
     pagination: Pagination
     next_cursor: str | None
+
+
+class SuccessMessageOut(BaseModel):
+    """`{success, message}`."""
+
+    success: bool
+    message: str

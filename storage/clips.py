@@ -41,13 +41,68 @@ async def user_clips(conn: asyncpg.Connection, user_id: UUID) -> list[asyncpg.Re
     )
 
 
-async def followed_clips(conn: asyncpg.Connection, viewer: UUID) -> list[asyncpg.Record]:
+async def followed_clips(
+    conn: asyncpg.Connection, viewer: UUID, limit: int = 500
+) -> list[asyncpg.Record]:
     """Live clips of everyone `viewer` follows, newest first."""
     return await conn.fetch(
         f"""{_SELECT} JOIN follows f ON f.following_id = c.user_id AND f.follower_id = $1
-            WHERE c.expires_at > now() ORDER BY c.created_at DESC LIMIT 500""",
+            WHERE c.expires_at > now() ORDER BY c.created_at DESC LIMIT $2""",
+        viewer,
+        limit,
+    )
+
+
+async def record_view(conn: asyncpg.Connection, clip_id: UUID, viewer: UUID) -> tuple[bool, int]:
+    """Count `viewer` once on a live clip; (whether this view was new, the clip's count)."""
+    new = await conn.fetchval(
+        """INSERT INTO clip_views (clip_id, viewer_id) VALUES ($1, $2)
+           ON CONFLICT DO NOTHING RETURNING true""",
+        clip_id,
         viewer,
     )
+    if new:
+        count = await conn.fetchval(
+            "UPDATE clips SET view_count = view_count + 1 WHERE id = $1 RETURNING view_count",
+            clip_id,
+        )
+    else:
+        count = await conn.fetchval("SELECT view_count FROM clips WHERE id = $1", clip_id)
+    return bool(new), int(count)
+
+
+async def viewers(conn: asyncpg.Connection, clip_id: UUID, limit: int) -> list[asyncpg.Record]:
+    """Who viewed a clip, latest first."""
+    return await conn.fetch(
+        """SELECT u.id, u.username, u.display_name, u.avatar_url, cv.viewed_at
+           FROM clip_views cv JOIN users u ON u.id = cv.viewer_id
+           WHERE cv.clip_id = $1 ORDER BY cv.viewed_at DESC, u.id LIMIT $2""",
+        clip_id,
+        limit,
+    )
+
+
+async def add_reaction(conn: asyncpg.Connection, clip_id: UUID, user_id: UUID, emoji: str) -> bool:
+    """Add an emoji reaction (each user may send each emoji once per clip); False if a repeat."""
+    return bool(
+        await conn.fetchval(
+            """INSERT INTO clip_reactions (clip_id, user_id, emoji) VALUES ($1, $2, $3)
+               ON CONFLICT DO NOTHING RETURNING true""",
+            clip_id,
+            user_id,
+            emoji,
+        )
+    )
+
+
+async def reaction_counts(conn: asyncpg.Connection, clip_id: UUID) -> dict[str, int]:
+    """Reactions to a clip, counted per emoji."""
+    rows = await conn.fetch(
+        "SELECT emoji, count(*) AS n FROM clip_reactions WHERE clip_id = $1 "
+        "GROUP BY emoji ORDER BY n DESC, emoji",
+        clip_id,
+    )
+    return {r["emoji"]: r["n"] for r in rows}
 
 
 async def mark_ready(conn: asyncpg.Connection, clip_id: UUID, **fields: Any) -> None:

@@ -33,6 +33,11 @@ async def get(conn: asyncpg.Connection, comment_id: UUID) -> asyncpg.Record | No
     return await conn.fetchrow(f"{_SELECT} WHERE c.id = $1", comment_id)
 
 
+async def get_for_update(conn: asyncpg.Connection, comment_id: UUID) -> asyncpg.Record | None:
+    """A comment, locked until the transaction ends."""
+    return await conn.fetchrow("SELECT * FROM comments WHERE id = $1 FOR UPDATE", comment_id)
+
+
 async def insert(
     conn: asyncpg.Connection, video_id: UUID, user_id: UUID, parent: UUID | None, content: str
 ) -> tuple[asyncpg.Record, asyncpg.Record]:

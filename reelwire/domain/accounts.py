@@ -18,6 +18,7 @@ from reelwire.domain.errors import Conflict, NotFound, Unauthorized
 from reelwire.domain.tokens import ACCESS, REFRESH, Claims
 from storage import tokens as token_rows
 from storage import users as user_rows
+from storage import videos as video_rows
 
 logger = logging.getLogger(__name__)
 
@@ -125,10 +126,12 @@ async def me(ctx: Services, principal: Principal) -> dict[str, Any]:
     """The caller's own user object and creator figures."""
     async with ctx.db.acquire() as conn:
         row = await user_rows.get_private(conn, principal.user_id)
-    if row is None:
-        raise NotFound("User not found")
-    # Videos arrive with the media pipeline (#3); until a user has any, their totals are zero.
-    profile = {"total_views": 0, "total_videos": 0, "total_likes_received": 0}
+        if row is None:
+            raise NotFound("User not found")
+        totals = await video_rows.owner_totals(conn, principal.user_id)
+    # Views of the last flush interval are not in PostgreSQL yet; the creator totals may trail
+    # the live count on each video by that much.
+    profile = {name: int(value) for name, value in totals.items()}
     return {"success": True, "user": present.user_private(row), "profile": profile}
 
 

@@ -12,10 +12,11 @@ from uuid import UUID
 import aiofiles.os
 import asyncpg
 
-from reelwire.domain import media, present
+from reelwire.domain import events, media, present
 from reelwire.domain.context import Principal, Services
-from reelwire.domain.errors import NotFound, ValidationFailed
+from reelwire.domain.errors import Forbidden, NotFound, ValidationFailed
 from storage import clips as clip_rows
+from storage import users as user_rows
 from storage import videos as video_rows
 from transcode.probe import InvalidMedia, probe
 
@@ -51,6 +52,7 @@ def clip_body(row: Any, ctx: Services) -> dict[str, Any]:
         "caption": row["caption"],
         "created_at": present.iso(row["created_at"]),
         "expires_at": present.iso(row["expires_at"]),
+        "view_count": row["view_count"],
     }
     if "uploaded_by" in row:
         body["uploaded_by"] = row["uploaded_by"]
@@ -111,7 +113,9 @@ async def upload_clip(
     if info.kind != "video":
         await ctx.jobs.enqueue("image", str(clip_id))
     assert row is not None
-    return {"message": "Clip uploaded successfully", "clip": clip_body(row, ctx)}
+    clip = clip_body(row, ctx)
+    await events.clip_feed(ctx, principal.user_id, "added", clip)
+    return {"message": "Clip uploaded successfully", "clip": clip}
 
 
 async def clip_from_library(
@@ -138,7 +142,9 @@ async def clip_from_library(
         )
         row = await clip_rows.get_active(conn, clip_id)
     assert row is not None
-    return {"message": "Clip created successfully", "clip": clip_body(row, ctx)}
+    clip = clip_body(row, ctx)
+    await events.clip_feed(ctx, principal.user_id, "added", clip)
+    return {"message": "Clip created successfully", "clip": clip}
 
 
 async def delete_clip(ctx: Services, principal: Principal, clip_id: UUID) -> dict[str, Any]:
@@ -148,7 +154,93 @@ async def delete_clip(ctx: Services, principal: Principal, clip_id: UUID) -> dic
     if row is None:
         raise NotFound(CLIP_NOT_FOUND)
     await _remove_media(ctx, [row])
+    await events.clip_feed(ctx, principal.user_id, "removed", _gone(row))
     return {"message": "Clip deleted successfully"}
+
+
+async def user_clips(ctx: Services, user_id: UUID) -> dict[str, Any]:
+    """A user's live clips, newest first (seed 000)."""
+    async with ctx.db.acquire() as conn:
+        if not await user_rows.exists(conn, user_id):
+            raise NotFound("User not found")
+        rows = await clip_rows.user_clips(conn, user_id)
+    clips = [clip_body(r, ctx) for r in rows]
+    return {"user_id": str(user_id), "clips": clips, "count": len(clips)}
+
+
+async def followed_clips(ctx: Services, principal: Principal, limit: int) -> dict[str, Any]:
+    """Live clips of everyone the caller follows, newest first, with `uploaded_by`."""
+    async with ctx.db.acquire() as conn:
+        rows = await clip_rows.followed_clips(conn, principal.user_id, limit)
+    clips = [clip_body(r, ctx) for r in rows]
+    return {"clips": clips, "count": len(clips)}
+
+
+async def cleanup_expired(ctx: Services) -> dict[str, Any]:
+    """Seed 000's manual cleanup: delete expired clips now."""
+    deleted = await sweep_expired(ctx)
+    return {"message": "Cleanup completed", "deleted_count": deleted}
+
+
+async def view(ctx: Services, principal: Principal, clip_id: UUID) -> dict[str, Any]:
+    """Record that the caller saw a clip: once per viewer, and the owner's own views not at all."""
+    async with ctx.db.acquire() as conn, conn.transaction():
+        row = await clip_rows.get_active(conn, clip_id)
+        if row is None:
+            raise NotFound(CLIP_NOT_FOUND)
+        if row["user_id"] == principal.user_id:
+            return {"success": True, "counted": False, "view_count": row["view_count"]}
+        counted, count = await clip_rows.record_view(conn, clip_id, principal.user_id)
+    return {"success": True, "counted": counted, "view_count": count}
+
+
+async def viewers(ctx: Services, principal: Principal, clip_id: UUID) -> dict[str, Any]:
+    """Who saw your clip (the owner only)."""
+    async with ctx.db.acquire() as conn:
+        row = await clip_rows.get_active(conn, clip_id)
+        if row is None:
+            raise NotFound(CLIP_NOT_FOUND)
+        if row["user_id"] != principal.user_id:
+            raise Forbidden("Only the clip's owner can see who viewed it")
+        rows = await clip_rows.viewers(conn, clip_id, limit=1000)
+    return {
+        "success": True,
+        "clip_id": str(clip_id),
+        "view_count": row["view_count"],
+        "viewers": [
+            {
+                "id": str(r["id"]),
+                "username": r["username"],
+                "display_name": r["display_name"],
+                "avatar_url": r["avatar_url"] or present.DEFAULT_AVATAR_URL,
+                "viewed_at": present.iso(r["viewed_at"]),
+            }
+            for r in rows
+        ],
+    }
+
+
+async def react(ctx: Services, principal: Principal, clip_id: UUID, emoji: str) -> dict[str, Any]:
+    """Send an emoji reaction to a live clip; its owner is notified."""
+    async with ctx.db.acquire() as conn, conn.transaction():
+        row = await clip_rows.get_active(conn, clip_id)
+        if row is None:
+            raise NotFound(CLIP_NOT_FOUND)
+        added = await clip_rows.add_reaction(conn, clip_id, principal.user_id, emoji)
+        counts = await clip_rows.reaction_counts(conn, clip_id)
+    if added and row["user_id"] != principal.user_id:
+        await events.notification(
+            ctx,
+            row["user_id"],
+            "clip_reaction",
+            {"clip_id": str(clip_id), "emoji": emoji, "user_id": str(principal.user_id)},
+        )
+    return {"success": True, "clip_id": str(clip_id), "reactions": counts}
+
+
+def _gone(row: Any) -> dict[str, Any]:
+    """What followers need to drop a clip from their tray."""
+    return {"id": str(row["id"]), "clip_id": str(row["id"]), "user_id": str(row["user_id"])}
 
 
 async def sweep_expired(ctx: Services) -> int:
@@ -160,6 +252,8 @@ async def sweep_expired(ctx: Services) -> int:
         if not rows:
             break
         await _remove_media(ctx, rows)
+        for row in rows:
+            await events.clip_feed(ctx, row["user_id"], "expired", _gone(row))
         total += len(rows)
     if total:
         logger.info("swept %d expired clip(s)", total)

@@ -47,6 +47,11 @@ def user_private(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def follow_entry(row: Mapping[str, Any]) -> dict[str, Any]:
     """One row of a followers/following list."""
+    return {**user_card(row), "followed_at": iso(row["followed_at"])}
+
+
+def user_card(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A user in a list or an event: who they are at a glance."""
     return {
         "id": str(row["id"]),
         "username": row["username"],
@@ -54,7 +59,6 @@ def follow_entry(row: Mapping[str, Any]) -> dict[str, Any]:
         "avatar_url": row["avatar_url"] or DEFAULT_AVATAR_URL,
         "verified": row["verified"],
         "follower_count": row["follower_count"],
-        "followed_at": iso(row["followed_at"]),
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from reelwire.domain import present
+from reelwire.domain import events, present
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, ValidationFailed
 from reelwire.domain.paging import PageRequest, decode_time_cursor, encode_cursor, pagination
@@ -17,16 +17,20 @@ USER_NOT_FOUND = "User not found"
 
 async def profile(ctx: Services, user_id: UUID, viewer: Principal | None) -> dict[str, Any]:
     """A user's public profile, with whether the viewer follows them."""
+    user = await ctx.profile_cache.get(user_id)
     async with ctx.db.acquire() as conn:
-        row = await user_rows.get_public(conn, user_id)
-        if row is None:
-            raise NotFound(USER_NOT_FOUND)
+        if user is None:
+            row = await user_rows.get_public(conn, user_id)
+            if row is None:
+                raise NotFound(USER_NOT_FOUND)
+            user = present.user_public(row)
+            await ctx.profile_cache.put(user_id, user)
         following = (
             viewer is not None
             and viewer.user_id != user_id
             and await follow_rows.is_following(conn, viewer.user_id, user_id)
         )
-    return {"success": True, "user": {**present.user_public(row), "is_following": following}}
+    return {"success": True, "user": {**user, "is_following": following}}
 
 
 async def update_me(ctx: Services, principal: Principal, changes: dict[str, Any]) -> dict[str, Any]:
@@ -39,6 +43,7 @@ async def update_me(ctx: Services, principal: Principal, changes: dict[str, Any]
             changes = {**changes, "settings": _merge(stored, changes["settings"])}
         row = await user_rows.update_profile(conn, principal.user_id, changes)
     assert row is not None
+    await ctx.profile_cache.invalidate(principal.user_id)
     return {"success": True, "user": present.user_private(row)}
 
 
@@ -49,10 +54,16 @@ async def follow(ctx: Services, principal: Principal, target: UUID) -> dict[str,
     async with ctx.db.acquire() as conn, conn.transaction():
         if not await user_rows.exists(conn, target):
             raise NotFound(USER_NOT_FOUND)
-        if await follow_rows.insert(conn, principal.user_id, target):
+        new = await follow_rows.insert(conn, principal.user_id, target)
+        if new:
             count = await follow_rows.adjust_counts(conn, principal.user_id, target, +1)
+            follower = await user_rows.get_public(conn, principal.user_id)
         else:
             count = await follow_rows.follower_count(conn, target) or 0
+    if new:
+        await ctx.profile_cache.invalidate(principal.user_id, target)
+        assert follower is not None
+        await events.new_follower(ctx, target, present.user_card(follower), count)
     return {"success": True, "following": True, "follower_count": count}
 
 
@@ -61,13 +72,16 @@ async def unfollow(ctx: Services, principal: Principal, target: UUID) -> dict[st
     if target == principal.user_id:
         raise ValidationFailed("You cannot unfollow yourself")
     async with ctx.db.acquire() as conn, conn.transaction():
-        if await follow_rows.delete(conn, principal.user_id, target):
+        removed = await follow_rows.delete(conn, principal.user_id, target)
+        if removed:
             count = await follow_rows.adjust_counts(conn, principal.user_id, target, -1)
         else:
             found = await follow_rows.follower_count(conn, target)
             if found is None:
                 raise NotFound(USER_NOT_FOUND)
             count = found
+    if removed:
+        await ctx.profile_cache.invalidate(principal.user_id, target)
     return {"success": True, "following": False, "follower_count": count}
 
 

@@ -1,0 +1,81 @@
+"""Posts and communities (seed 003)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from http_api import social_schemas as ss
+from http_api.routing import Call, RouteTable, parse_uuid
+from http_api.videos import page_of
+from reelwire.domain import posts, videos
+
+routes = RouteTable()
+
+
+@routes.post(
+    "/api/posts",
+    tag="posts",
+    auth="required",
+    body=ss.PostBody,
+    response=ss.PostOut,
+    status=201,
+    errors=(400, 401, 404),
+)
+async def create_post(call: Call[ss.PostBody]) -> dict[str, Any]:
+    """Post text, or one of your ready videos, optionally in a community."""
+    body = call.body
+    video_id = parse_uuid(body.videoId, videos.VIDEO_NOT_FOUND) if body.videoId else None
+    community_id = (
+        parse_uuid(body.communityId, posts.COMMUNITY_NOT_FOUND) if body.communityId else None
+    )
+    return await posts.create_post(
+        call.services,
+        call.user,
+        content=body.content,
+        video_id=video_id,
+        community_id=community_id,
+    )
+
+
+@routes.get(
+    "/api/posts",
+    tag="posts",
+    auth="optional",
+    query=ss.PostsQuery,
+    response=ss.PostsOut,
+    errors=(400, 404),
+)
+async def list_posts(call: Call[Any]) -> dict[str, Any]:
+    """The feed of posts, newest first; `communityId` narrows it to one community."""
+    raw = call.query.communityId
+    community_id = parse_uuid(raw, posts.COMMUNITY_NOT_FOUND) if raw else None
+    return await posts.list_posts(call.services, community_id, page_of(call.query))
+
+
+@routes.post(
+    "/api/communities",
+    tag="posts",
+    auth="required",
+    body=ss.CommunityBody,
+    response=ss.CommunityOut,
+    status=201,
+    errors=(400, 401, 409),
+)
+async def create_community(call: Call[ss.CommunityBody]) -> dict[str, Any]:
+    """Start a community."""
+    return await posts.create_community(
+        call.services, call.user, call.body.name, call.body.description
+    )
+
+
+@routes.get(
+    "/api/communities",
+    tag="posts",
+    auth="optional",
+    query=ss.PageQuery,
+    response=ss.CommunitiesOut,
+    errors=(400,),
+)
+async def list_communities(call: Call[Any]) -> dict[str, Any]:
+    """Communities, newest first."""
+    return await posts.list_communities(call.services, page_of(call.query))
