@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -140,10 +140,34 @@ class Api:
         data["id"] = data["user"]["id"]
         return data
 
+    async def admin(self, db: asyncpg.Connection) -> dict[str, Any]:
+        """Register a user, make them an admin, and sign in again for a token with that role."""
+        user = await self.register()
+        await db.execute("UPDATE users SET role = 'admin' WHERE id = $1", UUID(user["id"]))
+        resp = await self.client.post(
+            "/api/auth/login", json={"login": user["user"]["username"], "password": "Passw0rd!"}
+        )
+        data = await resp.json()
+        assert resp.status == 200, data
+        return {**data, "token": data["tokens"]["access_token"], "id": user["id"]}
+
     @staticmethod
     def auth(token: str) -> dict[str, str]:
         """The Authorization header for `token`."""
         return {"Authorization": f"Bearer {token}"}
+
+
+MakeApi = Callable[..., Awaitable[Api]]
+
+
+@pytest.fixture
+def make_api(aiohttp_client: Any, settings: Settings) -> MakeApi:
+    """An Api over an app with some settings changed."""
+
+    async def make(**changes: Any) -> Api:
+        return Api(await aiohttp_client(create_app(settings.replace(**changes))))
+
+    return make
 
 
 @pytest.fixture
@@ -194,6 +218,19 @@ class Catalog:
                 f"INSERT INTO videos ({names}) VALUES ({marks}) RETURNING id",
                 UUID(owner),
                 *values.values(),
+            )
+        )
+
+    async def clip(self, owner: str, *, expires_in: timedelta = timedelta(hours=24)) -> str:
+        """A ready image clip of `owner` expiring `expires_in` from now; returns its id."""
+        now = datetime.now(UTC)
+        return str(
+            await self.db.fetchval(
+                """INSERT INTO clips (user_id, kind, status, caption, created_at, expires_at)
+                   VALUES ($1, 'image', 'ready', 'a clip', $2, $3) RETURNING id""",
+                UUID(owner),
+                min(now, now + expires_in - timedelta(hours=24)),
+                now + expires_in,
             )
         )
 
