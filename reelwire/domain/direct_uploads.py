@@ -273,7 +273,7 @@ async def _reject(ctx: Services, row: Any, reason: str) -> NoReturn:
 async def _own_video(ctx: Services, principal: Principal, video_id: UUID) -> Any:
     async with ctx.db.acquire() as conn:
         row = await video_rows.get(conn, video_id)
-    if row is None:
+    if row is None or not media.may_see(row, principal):
         raise NotFound(media.VIDEO_NOT_FOUND)
     if row["owner_id"] != principal.user_id:
         raise Forbidden("Access denied")

@@ -162,7 +162,7 @@ async def video_status(ctx: Services, video_id: UUID, principal: Principal) -> d
     """Seed 003's status object, for the owner only."""
     async with ctx.db.acquire() as conn:
         row = await video_rows.get(conn, video_id)
-    if row is None:
+    if row is None or not may_see(row, principal):
         raise NotFound(VIDEO_NOT_FOUND)
     if row["owner_id"] != principal.user_id:
         raise Forbidden("Access denied")
@@ -194,7 +194,7 @@ async def delete_video(ctx: Services, video_id: UUID, principal: Principal) -> d
     """Soft-delete the row and remove every stored file of the video."""
     async with ctx.db.acquire() as conn, conn.transaction():
         row = await video_rows.get_for_update(conn, video_id)
-        if row is None:
+        if row is None or not may_see(row, principal):
             raise NotFound(VIDEO_NOT_FOUND)
         if row["owner_id"] != principal.user_id and not principal.is_admin:
             raise Forbidden("Only the owner can delete this video")

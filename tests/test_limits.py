@@ -1,0 +1,77 @@
+"""Rate limits: counted in Redis, so they hold across server processes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+
+from pubsub.limits import Limit
+from tests.conftest import TEST_SECRET, Backends, Catalog, MakeApi
+from tests.test_serve import Server
+
+
+async def test_over_the_limit_gets_429_with_retry_after(
+    make_api: MakeApi, catalog: Catalog
+) -> None:
+    api = await make_api(
+        rate_limits_enabled=True,
+        rate_limits={
+            "auth": Limit(1000, 60),
+            "upload": Limit(5, 3600),
+            "comment": Limit(30, 3600),
+            "like": Limit(3, 60),
+            "general": Limit(1000, 3600),
+        },
+    )
+    owner = await api.register()
+    fan = await api.register()
+    video = await catalog.video(owner["id"])
+    url, headers = f"/api/videos/{video}/like", api.auth(fan["token"])
+    remaining = []
+    for _ in range(3):
+        resp = await api.client.post(url, json={"action": "like"}, headers=headers)
+        assert resp.status == 200
+        assert resp.headers["RateLimit-Limit"] == "3"
+        remaining.append(resp.headers["RateLimit-Remaining"])
+    assert remaining == ["2", "1", "0"]
+    refused = await api.client.post(url, json={"action": "like"}, headers=headers)
+    body = await refused.json()
+    assert refused.status == 429, body
+    assert body["error"]["code"] == "RATE_LIMITED"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    # another user has a budget of their own, and other buckets are not touched
+    other = await api.client.post(url, json={"action": "like"}, headers=api.auth(owner["token"]))
+    assert other.status == 200
+    assert (await api.client.get(f"/api/videos/{video}", headers=headers)).status == 200
+
+
+async def test_exactly_n_pass_across_two_server_processes(
+    tmp_path: Path, backends: Backends, reset: None
+) -> None:
+    limit, extra = 20, 15
+    env = {
+        "DATABASE_URL": backends.database_url,
+        "REDIS_URL": backends.redis_url,
+        "JWT_SECRET_KEY": TEST_SECRET,
+        "INLINE_WORKER": "false",
+        "RATE_LIMIT_GENERAL": f"{limit}/hour",
+    }
+    servers = [Server(tmp_path / f"home{i}", env) for i in range(2)]
+    try:
+        for server in servers:
+            server.wait_healthy()
+        async with aiohttp.ClientSession() as http:
+
+            async def get(i: int) -> int:
+                server = servers[i % 2]
+                async with http.get(f"{server.url}/api/videos") as resp:
+                    return resp.status
+
+            statuses = await asyncio.gather(*(get(i) for i in range(limit + extra)))
+        assert statuses.count(200) == limit
+        assert statuses.count(429) == extra
+    finally:
+        for server in servers:
+            server.stop()
