@@ -11,7 +11,7 @@ import asyncpg
 from http_api import social_schemas as ss
 from reelwire.appkeys import SERVICES
 from reelwire.domain import videos
-from tests.conftest import Api, Catalog
+from tests.conftest import Api, Catalog, MakeApi
 
 
 async def test_list_shows_only_public_ready_videos_newest_first(api: Api, catalog: Catalog) -> None:
@@ -271,3 +271,54 @@ async def test_two_hundred_views_counted_live_and_flushed(
 
 def _services(api: Api) -> Any:
     return api.client.app[SERVICES]
+
+
+async def test_clean_shutdown_flushes_pending_views(
+    make_api: MakeApi, catalog: Catalog, db: asyncpg.Connection
+) -> None:
+    api = await make_api(view_flush_ms=600_000)  # no periodic flush during the test
+    owner = await api.register()
+    video = await catalog.video(owner["id"])
+    for _ in range(5):
+        await api.client.post(f"/api/videos/{video}/view", json={"watch_time_seconds": 2})
+    assert await db.fetchval("SELECT view_count FROM videos WHERE id = $1", video) == 0
+    await api.client.close()  # runs the app's cleanup: the flusher writes what is pending
+    row = await db.fetchrow(
+        "SELECT view_count, watch_time_seconds FROM videos WHERE id = $1", video
+    )
+    assert (row["view_count"], row["watch_time_seconds"]) == (5, 10)
+
+
+async def test_following_feed_and_creator_figures(api: Api, catalog: Catalog) -> None:
+    creator = await api.register()
+    other = await api.register()
+    fan = await api.register()
+    first = await catalog.video(creator["id"], view_count=40, like_count=3)
+    second = await catalog.video(creator["id"], view_count=2, like_count=1)
+    await catalog.video(creator["id"], visibility="private", view_count=5)
+    await catalog.video(other["id"])
+    await api.client.post(f"/api/users/{creator['id']}/follow", headers=api.auth(fan["token"]))
+
+    resp = await api.client.get("/api/users/me/following/videos", headers=api.auth(fan["token"]))
+    feed = await resp.json()
+    assert resp.status == 200, feed
+    ss.VideoListOut.model_validate(feed)
+    assert [v["id"] for v in feed["videos"]] == [second, first]
+    assert feed["pagination"]["total_items"] == 2
+
+    me = await (await api.client.get("/api/auth/me", headers=api.auth(creator["token"]))).json()
+    assert me["profile"] == {"total_views": 47, "total_videos": 3, "total_likes_received": 4}
+
+
+async def test_cached_profile_follows_a_follow_at_once(api: Api) -> None:
+    star = await api.register()
+    fans = [await api.register() for _ in range(3)]
+    for n, fan in enumerate(fans, start=1):
+        await api.client.post(f"/api/users/{star['id']}/follow", headers=api.auth(fan["token"]))
+        profile = await (await api.client.get(f"/api/users/{star['id']}")).json()
+        assert profile["user"]["follower_count"] == n
+    await api.client.patch(
+        "/api/users/me", json={"bio": "new bio"}, headers=api.auth(star["token"])
+    )
+    profile = await (await api.client.get(f"/api/users/{star['id']}")).json()
+    assert profile["user"]["bio"] == "new bio"
