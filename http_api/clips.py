@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+from aiohttp import web
 from pydantic import BaseModel, Field
 
 from http_api import schemas as s
@@ -88,9 +89,10 @@ async def user_clips(call: Call[Any]) -> dict[str, Any]:
     response=ss.ClipsOut,
     errors=(401,),
 )
-async def followed_clips(call: Call[Any]) -> dict[str, Any]:
+async def followed_clips(call: Call[Any]) -> web.Response:
     """Clips of everyone you follow, newest first, each with `uploaded_by`."""
-    return await clips.followed_clips(call.services, call.user, call.query.limit)
+    body = await clips.followed_clips_json(call.services, call.user, call.query.limit)
+    return web.Response(body=body, content_type="application/json")
 
 
 @routes.post(

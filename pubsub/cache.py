@@ -15,6 +15,7 @@ from uuid import UUID
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from pubsub import keys
 
@@ -106,11 +107,19 @@ class VideoCache:
             ],
         )
 
-    async def set_counts(self, video_id: UUID, counts: dict[str, int], version: int) -> None:
-        """Newer counters for a video (ignored if the cache already has these or newer)."""
+    async def set_counts(
+        self,
+        video_id: UUID,
+        counts: dict[str, int],
+        version: int,
+        pipe: Pipeline | None = None,
+    ) -> None:
+        """Newer counters for a video (ignored if the cache already has these or newer);
+        queued on `pipe` when one is given."""
         await self._counts(
             keys=[keys.video_cache(video_id)],
             args=[*(counts[name] for name in COUNTERS), version, VIDEO_TTL_MS],
+            client=pipe,
         )
 
     async def invalidate(self, video_id: UUID) -> None:
@@ -141,3 +150,50 @@ class ProfileCache:
         """These profiles changed."""
         for user_id in user_ids:
             await self._fence(keys=[keys.profile_cache(user_id)], args=[FENCE_MS])
+
+
+# KEYS: entry. ARGV: field, value, ttl ms. Adds one variant unless fenced; the entry lives as
+# long as its shortest-lived variant allows.
+_PUT_VARIANT = """
+if redis.call('HEXISTS', KEYS[1], 'fence') == 1 then
+    return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 or ttl > tonumber(ARGV[3]) then
+    redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return 1
+"""
+
+
+class ClipFeedCache:
+    """Each user's rendered followed-clips feed (one variant per page size), as response bytes.
+
+    Fenced when someone they follow adds, removes or finishes a clip, and when they follow or
+    unfollow; it expires by itself when its earliest clip does.
+    """
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.redis = client
+        self._put = client.register_script(_PUT_VARIANT)
+        self._fence = client.register_script(_FENCE)
+
+    async def get(self, user_id: UUID, variant: str) -> bytes | None:
+        """The cached response body, or None."""
+        raw = await self.redis.hget(keys.clip_feed_cache(user_id), variant)
+        return raw.encode() if isinstance(raw, str) else raw
+
+    async def put(self, user_id: UUID, variant: str, body: bytes, ttl_ms: int) -> None:
+        """Cache a rendered feed for at most `ttl_ms`, unless fenced."""
+        if ttl_ms > 0:
+            await self._put(keys=[keys.clip_feed_cache(user_id)], args=[variant, body, ttl_ms])
+
+    async def invalidate(self, user_ids: list[UUID]) -> None:
+        """These users' feeds changed."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                await self._fence(
+                    keys=[keys.clip_feed_cache(user_id)], args=[FENCE_MS], client=pipe
+                )
+            await pipe.execute()

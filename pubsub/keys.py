@@ -35,6 +35,11 @@ def profile_cache(user_id: UUID | str) -> str:
     return f"{PREFIX}cache:user:{user_id}"
 
 
+def clip_feed_cache(user_id: UUID | str) -> str:
+    """A user's rendered followed-clips feed."""
+    return f"{PREFIX}cache:clipfeed:{user_id}"
+
+
 def trending_cache(filters: str) -> str:
     """Trending video ids for one combination of list filters."""
     return f"{PREFIX}cache:trending:{filters}"

@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import redis.asyncio as aioredis
 
-from pubsub.cache import ProfileCache, VideoCache
+from pubsub.cache import ClipFeedCache, ProfileCache, VideoCache
 from pubsub.limits import RateLimiter
 from pubsub.views import ViewCounter
 from reelwire.domain.context import Services
@@ -114,6 +114,7 @@ def build_services(
         views=ViewCounter(redis),
         video_cache=VideoCache(redis),
         profile_cache=ProfileCache(redis),
+        clip_feed_cache=ClipFeedCache(redis),
         limiter=RateLimiter(redis),
     )
 

@@ -109,3 +109,9 @@ async def list_page(
             LIMIT $2 {offset_sql}""",
         *args,
     )
+
+
+async def follower_ids(conn: asyncpg.Connection, user_id: UUID) -> list[UUID]:
+    """Everyone who follows `user_id`."""
+    rows = await conn.fetch("SELECT follower_id FROM follows WHERE following_id = $1", user_id)
+    return [r["follower_id"] for r in rows]

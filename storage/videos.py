@@ -256,11 +256,12 @@ async def reaction_of(conn: asyncpg.Connection, video_id: UUID, user_id: UUID) -
 
 
 async def set_reaction(
-    conn: asyncpg.Connection, video_id: UUID, user_id: UUID, kind: int
+    conn: asyncpg.Connection, video_id: UUID, user_id: UUID, kind: int, *, admin: bool
 ) -> asyncpg.Record | None:
-    """Set (1, -1) or remove (0) a reaction; new counts and version, or None if no video."""
+    """Set (1, -1) or remove (0) a reaction; new counts and version, or None when there is no
+    such video the user may see."""
     return await conn.fetchrow(
-        "SELECT * FROM set_video_reaction($1, $2, $3::smallint)", video_id, user_id, kind
+        "SELECT * FROM set_video_reaction($1, $2, $3::smallint, $4)", video_id, user_id, kind, admin
     )
 
 

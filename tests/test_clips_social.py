@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import aiohttp
 import asyncpg
 
 from http_api import social_schemas as ss
@@ -123,3 +124,28 @@ async def test_cleanup_needs_an_admin_or_the_api_key(
     resp = await api.client.post(url, headers=api.auth(admin["token"]))
     assert await resp.json() == {"message": "Cleanup completed", "deleted_count": 1}
     assert [str(r["id"]) for r in await db.fetch("SELECT id FROM clips")] == [live]
+
+
+async def test_followed_feed_cache_follows_every_change(api: Api, catalog: Catalog) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    carol = await api.register("carol")
+    headers = api.auth(bob["token"])
+
+    async def feed() -> list[str]:
+        body = await (await api.client.get("/api/clips/all", headers=headers)).json()
+        return [c["uploaded_by"] for c in body["clips"]]
+
+    await catalog.clip(alice["id"])
+    await catalog.clip(carol["id"])
+    assert await feed() == []  # cached empty
+    await api.client.post(f"/api/users/{alice['id']}/follow", headers=headers)
+    assert await feed() == ["alice"]  # the follow fenced the cache
+    form = aiohttp.FormData(
+        {"caption": "x", "video_id": await catalog.video(alice["id"])}, default_to_multipart=True
+    )
+    resp = await api.client.post("/api/clips/upload", data=form, headers=api.auth(alice["token"]))
+    assert resp.status == 201, await resp.text()
+    assert await feed() == ["alice", "alice"]  # alice's new clip fenced her followers' feeds
+    await api.client.delete(f"/api/users/{alice['id']}/follow", headers=headers)
+    assert await feed() == []

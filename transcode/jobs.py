@@ -14,6 +14,7 @@ from uuid import UUID
 
 import aiofiles
 
+from reelwire.domain.clips import feeds_changed
 from reelwire.domain.context import Services
 from reelwire.domain.errors import ValidationFailed
 from reelwire.domain.media import (
@@ -130,6 +131,8 @@ async def transcode_video(ctx: Services, target: str) -> None:
         async with ctx.db.acquire() as conn:
             await video_rows.update(conn, video_id, source_key=None)
     await publish_status(ctx, video_id, owner, "ready", 100.0)
+    if current["source"] == "clip":
+        await feeds_changed(ctx, owner)
     logger.info("video %s ready: %s", video_id, ", ".join(r.name for r in rungs))
 
 
@@ -142,6 +145,8 @@ async def fail_video(ctx: Services, target: str, reason: str) -> None:
             return
         await video_rows.update(conn, video_id, status="failed", error=reason)
     await publish_status(ctx, video_id, row["owner_id"], "failed", row["progress"], reason)
+    if row["source"] == "clip":
+        await feeds_changed(ctx, row["owner_id"])
 
 
 async def process_image_clip(ctx: Services, target: str) -> None:
@@ -177,12 +182,16 @@ async def process_image_clip(ctx: Services, target: str) -> None:
             width=info.width,
             height=info.height,
         )
+    await feeds_changed(ctx, clip["user_id"])
 
 
 async def fail_image_clip(ctx: Services, target: str, reason: str) -> None:
     """Mark an image clip failed."""
     async with ctx.db.acquire() as conn:
         await clip_rows.mark_failed(conn, UUID(target), reason)
+        clip = await clip_rows.get_any(conn, UUID(target))
+    if clip is not None:
+        await feeds_changed(ctx, clip["user_id"])
 
 
 JOBS = {"video": (transcode_video, fail_video), "image": (process_image_clip, fail_image_clip)}

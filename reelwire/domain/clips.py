@@ -11,11 +11,13 @@ from uuid import UUID
 
 import aiofiles.os
 import asyncpg
+import orjson
 
 from reelwire.domain import events, media, present
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, ValidationFailed
 from storage import clips as clip_rows
+from storage import follows as follow_rows
 from storage import users as user_rows
 from storage import videos as video_rows
 from transcode.probe import InvalidMedia, probe
@@ -24,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 CLIP_LIFETIME = timedelta(hours=24)
 CLIP_NOT_FOUND = "Clip not found or unauthorized"
+FEED_CACHE_MAX = timedelta(minutes=5)
 
 
 def clip_body(row: Any, ctx: Services) -> dict[str, Any]:
@@ -114,6 +117,7 @@ async def upload_clip(
         await ctx.jobs.enqueue("image", str(clip_id))
     assert row is not None
     clip = clip_body(row, ctx)
+    await feeds_changed(ctx, principal.user_id)
     await events.clip_feed(ctx, principal.user_id, "added", clip)
     return {"message": "Clip uploaded successfully", "clip": clip}
 
@@ -143,6 +147,7 @@ async def clip_from_library(
         row = await clip_rows.get_active(conn, clip_id)
     assert row is not None
     clip = clip_body(row, ctx)
+    await feeds_changed(ctx, principal.user_id)
     await events.clip_feed(ctx, principal.user_id, "added", clip)
     return {"message": "Clip created successfully", "clip": clip}
 
@@ -154,6 +159,7 @@ async def delete_clip(ctx: Services, principal: Principal, clip_id: UUID) -> dic
     if row is None:
         raise NotFound(CLIP_NOT_FOUND)
     await _remove_media(ctx, [row])
+    await feeds_changed(ctx, principal.user_id)
     await events.clip_feed(ctx, principal.user_id, "removed", _gone(row))
     return {"message": "Clip deleted successfully"}
 
@@ -168,12 +174,31 @@ async def user_clips(ctx: Services, user_id: UUID) -> dict[str, Any]:
     return {"user_id": str(user_id), "clips": clips, "count": len(clips)}
 
 
-async def followed_clips(ctx: Services, principal: Principal, limit: int) -> dict[str, Any]:
-    """Live clips of everyone the caller follows, newest first, with `uploaded_by`."""
+async def followed_clips_json(ctx: Services, principal: Principal, limit: int) -> bytes:
+    """Live clips of everyone the caller follows, newest first, with `uploaded_by`: the JSON
+    body, served from a per-user cache that is fenced whenever the feed changes."""
+    variant = str(limit)
+    cached = await ctx.clip_feed_cache.get(principal.user_id, variant)
+    if cached is not None:
+        return cached
     async with ctx.db.acquire() as conn:
         rows = await clip_rows.followed_clips(conn, principal.user_id, limit)
     clips = [clip_body(r, ctx) for r in rows]
-    return {"clips": clips, "count": len(clips)}
+    body = orjson.dumps({"clips": clips, "count": len(clips)})
+    # valid until the first of these clips expires (then the query would drop it)
+    now = datetime.now(UTC)
+    lifetime = min([r["expires_at"] - now for r in rows], default=FEED_CACHE_MAX)
+    ttl_ms = int(min(lifetime, FEED_CACHE_MAX).total_seconds() * 1000)
+    await ctx.clip_feed_cache.put(principal.user_id, variant, body, ttl_ms)
+    return body
+
+
+async def feeds_changed(ctx: Services, owner: UUID) -> None:
+    """`owner`'s clips changed: fence the cached feeds of everyone following them."""
+    async with ctx.db.acquire() as conn:
+        followers = await follow_rows.follower_ids(conn, owner)
+    for start in range(0, len(followers), 1000):
+        await ctx.clip_feed_cache.invalidate(followers[start : start + 1000])
 
 
 async def cleanup_expired(ctx: Services) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from uuid import UUID
 import asyncpg
 import redis.asyncio as aioredis
 
-from pubsub.cache import ProfileCache, VideoCache
+from pubsub.cache import ClipFeedCache, ProfileCache, VideoCache
 from pubsub.limits import RateLimiter
 from pubsub.views import ViewCounter
 from reelwire.domain.passwords import Passwords
@@ -33,6 +33,7 @@ class Services:
     views: ViewCounter
     video_cache: VideoCache
     profile_cache: ProfileCache
+    clip_feed_cache: ClipFeedCache
     limiter: RateLimiter
 
     @property

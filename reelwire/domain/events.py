@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from redis.asyncio.client import Pipeline
+
 from pubsub import bus, keys
 from reelwire.domain.context import Services
 
@@ -18,18 +20,22 @@ async def video_counts(ctx: Services, video_id: UUID, counts: Any) -> None:
     Two commits may publish in either order; `counts_version` tells a merger which is newer.
     """
     data = {name: counts[name] for name in DB_COUNTERS}
-    await ctx.video_cache.set_counts(video_id, data, counts["counts_version"])
-    data["counts_version"] = counts["counts_version"]
-    await _video_update(ctx, video_id, data)
+    version = counts["counts_version"]
+
+    async def update_cache(pipe: Pipeline) -> None:
+        await ctx.video_cache.set_counts(video_id, data, version, pipe)
+
+    event = {
+        "type": "video_update",
+        "video_id": str(video_id),
+        "data": {**data, "counts_version": version},
+    }
+    await bus.publish(ctx.redis, keys.video_channel(video_id), event, first=update_cache)
 
 
 async def video_views(ctx: Services, video_id: UUID, view_count: int) -> None:
     """`video_update` with the live view count (only ever grows, so the largest wins)."""
-    await _video_update(ctx, video_id, {"view_count": view_count})
-
-
-async def _video_update(ctx: Services, video_id: UUID, data: dict[str, Any]) -> None:
-    event = {"type": "video_update", "video_id": str(video_id), "data": data}
+    event = {"type": "video_update", "video_id": str(video_id), "data": {"view_count": view_count}}
     await bus.publish(ctx.redis, keys.video_channel(video_id), event)
 
 

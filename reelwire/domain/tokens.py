@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from reelwire.domain.errors import Unauthorized
 
 ALGORITHM = "HS256"
 ACCESS, REFRESH = "access", "refresh"
+VERIFIED_CACHE_SIZE = 10_000
 _REQUIRED = ["exp", "iat", "iss", "aud", "sub", "jti", "typ", "fam"]
 
 
@@ -55,6 +57,7 @@ class TokenCodec:
         self.audience = audience
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
+        self._verified: dict[str, Claims] = {}  # insertion-ordered: the oldest goes first
 
     def issue(
         self,
@@ -84,7 +87,24 @@ class TokenCodec:
         return IssuedToken(token, jti, expires_at)
 
     def verify(self, token: str, token_type: str) -> Claims:
-        """Check signature, algorithm, issuer, audience, expiry and type; raise Unauthorized."""
+        """Check signature, algorithm, issuer, audience, expiry and type; raise Unauthorized.
+
+        Verified access tokens are remembered until they expire: a client sends the same one
+        with every request, and checking its signature again costs more than the rest of a
+        small request. (Revocation is checked per request by the caller, not here.)
+        """
+        if token_type == ACCESS:
+            known = self._verified.get(token)
+            if known is not None and known.expires_at.timestamp() + 5 > time.time():
+                return known
+        claims = self._decode(token, token_type)
+        if token_type == ACCESS:
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.pop(next(iter(self._verified)))
+            self._verified[token] = claims
+        return claims
+
+    def _decode(self, token: str, token_type: str) -> Claims:
         try:
             payload = jwt.decode(
                 token,

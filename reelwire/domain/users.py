@@ -62,6 +62,7 @@ async def follow(ctx: Services, principal: Principal, target: UUID) -> dict[str,
             count = await follow_rows.follower_count(conn, target) or 0
     if new:
         await ctx.profile_cache.invalidate(principal.user_id, target)
+        await ctx.clip_feed_cache.invalidate([principal.user_id])
         assert follower is not None
         await events.new_follower(ctx, target, present.user_card(follower), count)
     return {"success": True, "following": True, "follower_count": count}
@@ -82,6 +83,7 @@ async def unfollow(ctx: Services, principal: Principal, target: UUID) -> dict[st
             count = found
     if removed:
         await ctx.profile_cache.invalidate(principal.user_id, target)
+        await ctx.clip_feed_cache.invalidate([principal.user_id])
     return {"success": True, "following": False, "follower_count": count}
 
 

@@ -59,15 +59,16 @@ CREATE INDEX comment_reactions_user ON comment_reactions (user_id);
 
 -- Set a user's reaction (1, -1, or 0 to remove) and move the counters in the same transaction.
 -- One statement from the client, so the hot counter row is locked only from its UPDATE to the
--- commit. Returns nothing when the video does not exist.
-CREATE FUNCTION set_video_reaction(p_video uuid, p_user uuid, p_kind smallint)
+-- commit. Returns nothing when the video does not exist or is private to someone else.
+CREATE FUNCTION set_video_reaction(p_video uuid, p_user uuid, p_kind smallint, p_admin boolean)
 RETURNS TABLE (like_count integer, dislike_count integer, comment_count integer,
                counts_version bigint, changed boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
     old smallint;
 BEGIN
-    PERFORM 1 FROM videos v WHERE v.id = p_video AND v.deleted_at IS NULL;
+    PERFORM 1 FROM videos v WHERE v.id = p_video AND v.deleted_at IS NULL
+        AND (v.visibility <> 'private' OR v.owner_id = p_user OR p_admin);
     IF NOT FOUND THEN
         RETURN;
     END IF;
