@@ -11,7 +11,7 @@ import asyncpg
 from reelwire.domain import events, present, videos
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, ValidationFailed
-from reelwire.domain.paging import PageRequest, decode_time_cursor, encode_cursor, pagination
+from reelwire.domain.paging import PageRequest, decode_time_cursor, next_cursor, pagination
 from storage import comments as comment_rows
 
 COMMENT_NOT_FOUND = "Comment not found"
@@ -64,7 +64,7 @@ async def list_top_level(
         )
         total = await comment_rows.top_level_count(conn, video_id)
         shaped = await _with_interaction(conn, rows, viewer)
-    cursor = _next_cursor(rows, page) if sort != "top" else None
+    cursor = next_cursor(rows, page) if sort != "top" else None
     return {
         "success": True,
         "comments": shaped,
@@ -77,11 +77,7 @@ async def list_replies(
     ctx: Services, comment_id: UUID, viewer: Principal | None, page: PageRequest
 ) -> dict[str, Any]:
     """Replies to a comment, oldest first."""
-    async with ctx.db.acquire() as conn:
-        parent = await comment_rows.get(conn, comment_id)
-    if parent is None:
-        raise NotFound(COMMENT_NOT_FOUND)
-    await _visible_video(ctx, parent, viewer)
+    parent, _ = await _visible_comment(ctx, comment_id, viewer)
     after = decode_time_cursor(page.cursor) if page.cursor else None
     async with ctx.db.acquire() as conn:
         rows = await comment_rows.replies(
@@ -92,7 +88,7 @@ async def list_replies(
         "success": True,
         "replies": shaped,
         "pagination": pagination(page, parent["reply_count"], len(rows)),
-        "next_cursor": _next_cursor(rows, page),
+        "next_cursor": next_cursor(rows, page),
     }
 
 
@@ -100,13 +96,10 @@ async def edit(
     ctx: Services, principal: Principal, comment_id: UUID, content: str
 ) -> dict[str, Any]:
     """Change your own comment's text; it is marked `edited`."""
+    row, _ = await _visible_comment(ctx, comment_id, principal)
+    if row["user_id"] != principal.user_id:
+        raise Forbidden("Only the author can edit this comment")
     async with ctx.db.acquire() as conn, conn.transaction():
-        row = await comment_rows.get(conn, comment_id)
-        if row is None:
-            raise NotFound(COMMENT_NOT_FOUND)
-        await _visible_video(ctx, row, principal)
-        if row["user_id"] != principal.user_id:
-            raise Forbidden("Only the author can edit this comment")
         await comment_rows.edit(conn, comment_id, content)
         updated = await comment_rows.get(conn, comment_id)
         kind = (await comment_rows.reactions_of(conn, principal.user_id, [comment_id])).get(
@@ -119,11 +112,7 @@ async def edit(
 
 async def delete(ctx: Services, principal: Principal, comment_id: UUID) -> dict[str, Any]:
     """Delete a comment and its replies: by its author, the video's owner, or an admin."""
-    async with ctx.db.acquire() as conn:
-        row = await comment_rows.get(conn, comment_id)
-    if row is None:
-        raise NotFound(COMMENT_NOT_FOUND)
-    video = await _visible_video(ctx, row, principal)
+    row, video = await _visible_comment(ctx, comment_id, principal)
     allowed = (
         row["user_id"] == principal.user_id
         or video["author"]["id"] == str(principal.user_id)
@@ -145,11 +134,7 @@ async def react(
     ctx: Services, principal: Principal, comment_id: UUID, action: str
 ) -> dict[str, Any]:
     """Like, dislike or remove your reaction to a comment."""
-    async with ctx.db.acquire() as conn:
-        row = await comment_rows.get(conn, comment_id)
-    if row is None:
-        raise NotFound(COMMENT_NOT_FOUND)
-    await _visible_video(ctx, row, principal)
+    row, _ = await _visible_comment(ctx, comment_id, principal)
     kind = videos.REACTIONS[action]
     async with ctx.db.acquire() as conn:
         counts = await comment_rows.set_reaction(conn, comment_id, principal.user_id, kind)
@@ -171,12 +156,17 @@ async def react(
     }
 
 
-async def _visible_video(
-    ctx: Services, comment: asyncpg.Record, viewer: Principal | None
-) -> dict[str, Any]:
-    """The comment's video, if the viewer may see it; a hidden video's comments do not exist."""
+async def _visible_comment(
+    ctx: Services, comment_id: UUID, viewer: Principal | None
+) -> tuple[asyncpg.Record, dict[str, Any]]:
+    """The comment and its video, if the viewer may see the video (a hidden video's comments do
+    not exist)."""
+    async with ctx.db.acquire() as conn:
+        row = await comment_rows.get(conn, comment_id)
+    if row is None:
+        raise NotFound(COMMENT_NOT_FOUND)
     try:
-        return await videos.visible(ctx, comment["video_id"], viewer)
+        return row, await videos.visible(ctx, row["video_id"], viewer)
     except NotFound:
         raise NotFound(COMMENT_NOT_FOUND) from None
 
@@ -188,9 +178,3 @@ async def _with_interaction(
     if viewer is not None and rows:
         kinds = await comment_rows.reactions_of(conn, viewer.user_id, [r["id"] for r in rows])
     return [present.comment(r, kinds.get(r["id"], 0)) for r in rows]
-
-
-def _next_cursor(rows: list[asyncpg.Record], page: PageRequest) -> str | None:
-    if len(rows) < page.limit:
-        return None
-    return encode_cursor(rows[-1]["created_at"], rows[-1]["id"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -83,3 +84,12 @@ def decode_time_cursor(cursor: str) -> tuple[datetime, UUID]:
             "Invalid cursor", field_errors={"cursor": ["Invalid or expired cursor"]}
         )
     return value, row_id
+
+
+def next_cursor(
+    rows: Sequence[Mapping[str, Any]], page: PageRequest, column: str = "created_at"
+) -> str | None:
+    """The cursor after a full page (ordered by `column`, then id); None after the last one."""
+    if len(rows) < page.limit:
+        return None
+    return encode_cursor(rows[-1][column], rows[-1]["id"])

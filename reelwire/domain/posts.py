@@ -10,7 +10,7 @@ import asyncpg
 from reelwire.domain import present, videos
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Conflict, NotFound, ValidationFailed
-from reelwire.domain.paging import PageRequest, decode_time_cursor, encode_cursor, pagination
+from reelwire.domain.paging import PageRequest, decode_time_cursor, next_cursor, pagination
 from storage import posts as post_rows
 from storage import videos as video_rows
 
@@ -64,7 +64,7 @@ async def list_posts(ctx: Services, community_id: UUID | None, page: PageRequest
         "success": True,
         "posts": [_post(r, ctx) for r in rows],
         "pagination": pagination(page, total, len(rows)),
-        "next_cursor": _next_cursor(rows, page),
+        "next_cursor": next_cursor(rows, page),
     }
 
 
@@ -91,7 +91,7 @@ async def list_communities(ctx: Services, page: PageRequest) -> dict[str, Any]:
         "success": True,
         "communities": [_community(r) for r in rows],
         "pagination": pagination(page, total, len(rows)),
-        "next_cursor": _next_cursor(rows, page),
+        "next_cursor": next_cursor(rows, page),
     }
 
 
@@ -145,9 +145,3 @@ def _community(row: asyncpg.Record) -> dict[str, Any]:
         "post_count": row["post_count"],
         "created_at": present.iso(row["created_at"]),
     }
-
-
-def _next_cursor(rows: list[asyncpg.Record], page: PageRequest) -> str | None:
-    if len(rows) < page.limit:
-        return None
-    return encode_cursor(rows[-1]["created_at"], rows[-1]["id"])

@@ -8,7 +8,7 @@ from uuid import UUID
 from reelwire.domain import events, present
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, ValidationFailed
-from reelwire.domain.paging import PageRequest, decode_time_cursor, encode_cursor, pagination
+from reelwire.domain.paging import PageRequest, decode_time_cursor, next_cursor, pagination
 from storage import follows as follow_rows
 from storage import users as user_rows
 
@@ -114,14 +114,11 @@ async def follow_list(
             after=after,
         )
     total = owner["follower_count" if direction == "followers" else "following_count"]
-    next_cursor = (
-        encode_cursor(rows[-1]["followed_at"], rows[-1]["id"]) if len(rows) == page.limit else None
-    )
     return {
         "success": True,
         direction: [present.follow_entry(r) for r in rows],
         "pagination": pagination(page, total, len(rows)),
-        "next_cursor": next_cursor,
+        "next_cursor": next_cursor(rows, page, "followed_at"),
     }
 
 

@@ -16,7 +16,13 @@ from pubsub.views import ViewBatch
 from reelwire.domain import events, present
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, ValidationFailed
-from reelwire.domain.paging import PageRequest, decode_cursor, encode_cursor, pagination
+from reelwire.domain.paging import (
+    PageRequest,
+    decode_cursor,
+    encode_cursor,
+    next_cursor,
+    pagination,
+)
 from storage import videos as video_rows
 
 VIDEO_NOT_FOUND = "Video not found"
@@ -107,10 +113,7 @@ async def list_public(ctx: Services, query: VideoQuery, page: PageRequest) -> di
         )
         total = await _cached_count(ctx, conn, query)
     position = "published_at" if query.sort == "latest" else "view_count"
-    next_cursor = (
-        encode_cursor(rows[-1][position], rows[-1]["id"]) if len(rows) == page.limit else None
-    )
-    return await _video_page(ctx, rows, page, total, next_cursor)
+    return await _video_page(ctx, rows, page, total, next_cursor(rows, page, position))
 
 
 async def following_feed(ctx: Services, principal: Principal, page: PageRequest) -> dict[str, Any]:
@@ -121,10 +124,7 @@ async def following_feed(ctx: Services, principal: Principal, page: PageRequest)
             conn, principal.user_id, limit=page.limit, offset=page.offset, after=after
         )
         total = await video_rows.followed_count(conn, principal.user_id)
-    next_cursor = (
-        encode_cursor(rows[-1]["published_at"], rows[-1]["id"]) if len(rows) == page.limit else None
-    )
-    return await _video_page(ctx, rows, page, total, next_cursor)
+    return await _video_page(ctx, rows, page, total, next_cursor(rows, page, "published_at"))
 
 
 async def _trending(ctx: Services, query: VideoQuery, page: PageRequest) -> dict[str, Any]:
@@ -153,8 +153,8 @@ async def _trending(ctx: Services, query: VideoQuery, page: PageRequest) -> dict
     async with ctx.db.acquire() as conn:
         rows = await video_rows.by_ids(conn, window)
     end = start + len(window)
-    next_cursor = encode_cursor(end, window[-1]) if window and end < len(ids) else None
-    return await _video_page(ctx, rows, page, len(ids), next_cursor)
+    cursor = encode_cursor(end, window[-1]) if window and end < len(ids) else None
+    return await _video_page(ctx, rows, page, len(ids), cursor)
 
 
 async def _cached_count(ctx: Services, conn: asyncpg.Connection, query: VideoQuery) -> int:
@@ -173,7 +173,7 @@ async def _video_page(
     rows: list[asyncpg.Record],
     page: PageRequest,
     total: int,
-    next_cursor: str | None,
+    cursor: str | None,
 ) -> dict[str, Any]:
     videos = [present.video(r, ctx.blobs) for r in rows]
     await _with_live_views(ctx, videos)
@@ -181,7 +181,7 @@ async def _video_page(
         "success": True,
         "videos": videos,
         "pagination": pagination(page, total, len(videos)),
-        "next_cursor": next_cursor,
+        "next_cursor": cursor,
     }
 
 
