@@ -41,6 +41,9 @@ async def test_post_with_video_in_a_community(api: Api, catalog: Catalog) -> Non
 
     status, body = await post({"content": "wip", "videoId": processing})
     assert (status, body["error"]["message"]) == (400, "Video is still processing")  # type: ignore[index]
+    private = await catalog.video(alice["id"], visibility="private")
+    status, body = await post({"content": "secret", "videoId": private})
+    assert status == 400
     status, body = await post({"content": "not mine", "videoId": bobs})
     assert (status, body["error"]["message"]) == (404, "Video not found")  # type: ignore[index]
     status, text_post = await post({"content": "just words"})

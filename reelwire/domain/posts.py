@@ -37,6 +37,9 @@ async def create_post(
                 raise NotFound(videos.VIDEO_NOT_FOUND)
             if video["status"] != "ready":
                 raise ValidationFailed("Video is still processing")
+            if video["visibility"] == "private":
+                # a post is public: it would show a private video to everyone
+                raise ValidationFailed("Make the video public or unlisted before posting it")
         if community_id is not None and not await post_rows.community_exists(conn, community_id):
             raise NotFound(COMMUNITY_NOT_FOUND)
         row = await post_rows.insert_post(
