@@ -18,18 +18,17 @@ USER_NOT_FOUND = "User not found"
 async def profile(ctx: Services, user_id: UUID, viewer: Principal | None) -> dict[str, Any]:
     """A user's public profile, with whether the viewer follows them."""
     user = await ctx.profile_cache.get(user_id)
-    async with ctx.db.acquire() as conn:
-        if user is None:
+    if user is None:
+        async with ctx.db.acquire() as conn:
             row = await user_rows.get_public(conn, user_id)
-            if row is None:
-                raise NotFound(USER_NOT_FOUND)
-            user = present.user_public(row)
-            await ctx.profile_cache.put(user_id, user)
-        following = (
-            viewer is not None
-            and viewer.user_id != user_id
-            and await follow_rows.is_following(conn, viewer.user_id, user_id)
-        )
+        if row is None:
+            raise NotFound(USER_NOT_FOUND)
+        user = present.user_public(row)
+        await ctx.profile_cache.put(user_id, user)
+    following = False
+    if viewer is not None and viewer.user_id != user_id:
+        async with ctx.db.acquire() as conn:
+            following = await follow_rows.is_following(conn, viewer.user_id, user_id)
     return {"success": True, "user": {**user, "is_following": following}}
 
 
