@@ -6,7 +6,6 @@ import hmac
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, Field
 
 from http_api import schemas as s
 from http_api import social_schemas as ss
@@ -63,12 +62,6 @@ async def delete_clip(call: Call[Any]) -> dict[str, Any]:
     return await clips.delete_clip(call.services, call.user, clip_id)
 
 
-class FollowedClipsQuery(BaseModel):
-    """GET /api/clips/all."""
-
-    limit: int = Field(100, ge=1, le=500)
-
-
 @routes.get(
     "/api/clips/user/{user_id}",
     tag="clips",
@@ -85,7 +78,7 @@ async def user_clips(call: Call[Any]) -> dict[str, Any]:
     "/api/clips/all",
     tag="clips",
     auth="required",
-    query=FollowedClipsQuery,
+    query=ss.FollowedClipsQuery,
     response=ss.ClipsOut,
     errors=(401,),
 )
@@ -120,7 +113,6 @@ async def cleanup_expired(call: Call[Any]) -> dict[str, Any]:
     "/api/clips/{clip_id}/view",
     tag="clips",
     auth="required",
-    body_required=False,
     response=ss.ClipViewOut,
     errors=(401, 404),
 )

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from http_api import social_schemas as ss
-from http_api.routing import Call, RouteTable, parse_uuid
-from http_api.videos import page_of
+from http_api.routing import Call, RouteTable, page_of, parse_uuid
 from reelwire.domain import posts, videos
 
 routes = RouteTable()

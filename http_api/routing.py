@@ -27,6 +27,7 @@ from reelwire.domain.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from reelwire.domain.paging import PageRequest
 
 B = TypeVar("B", bound=pydantic.BaseModel)
 AuthRule = Literal["required", "optional", "none"]
@@ -52,6 +53,11 @@ class Call(Generic[B]):
     def path_uuid(self, name: str, what: str = "Resource", message: str | None = None) -> UUID:
         """A UUID path parameter; anything else cannot name a row, so it is a 404."""
         return parse_uuid(self.request.match_info[name], message or f"{what} not found")
+
+
+def page_of(query: Any) -> PageRequest:
+    """The page or cursor a list query (a PageQuery) asks for."""
+    return PageRequest(page=query.page, limit=query.limit, cursor=query.cursor)
 
 
 def parse_uuid(value: str, not_found: str) -> UUID:

@@ -197,6 +197,12 @@ class UserClipsOut(BaseModel):
     count: int
 
 
+class FollowedClipsQuery(BaseModel):
+    """GET /api/clips/all."""
+
+    limit: int = Field(100, ge=1, le=500)
+
+
 class ClipsOut(BaseModel):
     """GET /api/clips/all (seed 000)."""
 

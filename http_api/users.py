@@ -6,10 +6,8 @@ from typing import Any
 
 from http_api import schemas as s
 from http_api import social_schemas as ss
-from http_api.routing import Call, RouteTable
-from http_api.videos import page_of
+from http_api.routing import Call, RouteTable, page_of
 from reelwire.domain import users, videos
-from reelwire.domain.paging import PageRequest
 
 routes = RouteTable()
 
@@ -86,7 +84,7 @@ async def followers(call: Call[Any]) -> dict[str, Any]:
         call.services,
         call.path_uuid("user_id", "User"),
         "followers",
-        PageRequest(**call.query.model_dump()),
+        page_of(call.query),
         call.principal,
     )
 
@@ -105,6 +103,6 @@ async def following(call: Call[Any]) -> dict[str, Any]:
         call.services,
         call.path_uuid("user_id", "User"),
         "following",
-        PageRequest(**call.query.model_dump()),
+        page_of(call.query),
         call.principal,
     )

@@ -9,17 +9,11 @@ from aiohttp import web
 from http_api import schemas as s
 from http_api import social_schemas as ss
 from http_api.media_files import serve_blob
-from http_api.routing import Call, RouteTable
+from http_api.routing import Call, RouteTable, page_of
 from http_api.uploads import receive_video
 from reelwire.domain import media, present, videos
-from reelwire.domain.paging import PageRequest
 
 routes = RouteTable()
-
-
-def page_of(query: Any) -> PageRequest:
-    """The page or cursor a list query asks for."""
-    return PageRequest(page=query.page, limit=query.limit, cursor=query.cursor)
 
 
 @routes.get(

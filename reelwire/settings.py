@@ -30,8 +30,16 @@ DEFAULT_RATE_LIMITS = MappingProxyType(
         "general": Limit(1000, 3600),
     }
 )
-_PERIODS = {"s": 1, "sec": 1, "second": 1, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
-_PERIODS["day"] = 86400
+_PERIODS = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "min": 60,
+    "minute": 60,
+    "h": 3600,
+    "hour": 3600,
+    "day": 86400,
+}
 
 
 @dataclass(frozen=True)

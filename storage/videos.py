@@ -115,7 +115,7 @@ async def stale_unfinished(conn: asyncpg.Connection, older_than_seconds: float) 
 
 # The public catalogue: what anyone may find in lists.
 _PUBLIC = "v.status = 'ready' AND v.visibility = 'public' AND v.deleted_at IS NULL"
-# sort -> (order column, cursor column); both descending, ties broken by id.
+# sort -> the column a list is ordered (and keyset-paged) by, descending, ties broken by id.
 _LIST_SORTS = {
     "latest": "v.published_at",
     "popular": "v.view_count",

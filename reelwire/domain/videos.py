@@ -13,7 +13,7 @@ import orjson
 
 from pubsub import keys
 from pubsub.views import ViewBatch
-from reelwire.domain import events, present
+from reelwire.domain import events, media, present
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, ValidationFailed
 from reelwire.domain.paging import (
@@ -200,7 +200,7 @@ async def update(
     """Edit title, description, tags, category or visibility of your own video."""
     async with ctx.db.acquire() as conn, conn.transaction():
         row = await video_rows.get_for_update(conn, video_id)
-        if row is None or not _row_visible(row, principal):
+        if row is None or not media.may_see(row, principal):
             raise NotFound(VIDEO_NOT_FOUND)
         if row["owner_id"] != principal.user_id:
             raise Forbidden("Only the owner can edit this video")
@@ -208,10 +208,6 @@ async def update(
             await video_rows.update(conn, video_id, **changes)
     await ctx.video_cache.invalidate(video_id)
     return await get(ctx, video_id, principal)
-
-
-def _row_visible(row: Any, viewer: Principal) -> bool:
-    return row["visibility"] != "private" or viewer.user_id == row["owner_id"] or viewer.is_admin
 
 
 async def react(ctx: Services, principal: Principal, video_id: UUID, action: str) -> dict[str, Any]:
