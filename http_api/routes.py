@@ -16,6 +16,7 @@ from http_api import (
     media_files,
     posts,
     service,
+    sockets,
     users,
     videos,
     webhooks,
@@ -41,6 +42,7 @@ def route_table() -> RouteTable:
         direct_uploads,
         webhooks,
         media_files,
+        sockets,
     )
     for module in modules:
         table.extend(module.routes)
@@ -52,6 +54,7 @@ def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
     table = route_table()
     added = table.register(app)
     app[service.OPENAPI] = build_openapi(table.routes)
+    app[service.OPENAPI]["paths"]["/ws"] = sockets.WEBSOCKET_OPERATION
     app.router.add_static("/static", STATIC_DIR, name="static")
     if cors_origins:
         options = aiohttp_cors.ResourceOptions(

@@ -73,9 +73,44 @@ def clip_channel(user_id: UUID | str) -> str:
     return f"clips:{user_id}"
 
 
+def follows_channel(user_id: UUID | str) -> str:
+    """Internal: tells a user's live sockets whom they started or stopped following."""
+    return f"follows:{user_id}"
+
+
 def redis_channel(channel: str) -> str:
     """The Redis pub/sub channel carrying a protocol channel."""
     return f"{PREFIX}ch:{channel}"
+
+
+def channel_of(redis_name: bytes) -> str:
+    """The protocol channel a Redis pub/sub channel carries (the inverse of redis_channel)."""
+    return redis_name[len(PREFIX) + 3 :].decode()
+
+
+# The history keys of one channel share a hash tag, so a Lua script may touch both on a Redis
+# Cluster; the stream expires with HISTORY_TTL, the position (epoch and top offset) lives longer
+# so a quiet channel keeps its epoch and clients still recover "nothing missed".
+
+
+def history_stream(channel: str) -> str:
+    """The last HISTORY_SIZE messages of a channel, stream ids `<offset>-0`."""
+    return f"{PREFIX}hist:{{{channel}}}:stream"
+
+
+def history_position(channel: str) -> str:
+    """Hash: `epoch` (changes when the history is lost) and `top` (the last offset)."""
+    return f"{PREFIX}hist:{{{channel}}}:pos"
+
+
+def presence(channel: str) -> str:
+    """Hash: each live process's socket count on a channel, with the time that share expires."""
+    return f"{PREFIX}presence:{{{channel}}}"
+
+
+def socket_ticket(ticket: str) -> str:
+    """A single-use WebSocket ticket (POST /api/ws/ticket), valid for 30 s."""
+    return f"{PREFIX}ws-ticket:{ticket}"
 
 
 # --- transcode job queue -------------------------------------------------------------------

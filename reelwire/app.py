@@ -12,6 +12,7 @@ from aiohttp import web
 from http_api.metrics import METRICS, HttpMetrics, metrics_middleware
 from http_api.middlewares import add_response_headers, error_middleware, request_id_middleware
 from http_api.routes import setup_routes
+from realtime.endpoint import setup_realtime
 from reelwire import resources
 from reelwire.appkeys import BLOBS, DB, EXECUTOR, REDIS, SERVICES, SETTINGS
 from reelwire.domain import videos
@@ -42,6 +43,7 @@ def create_app(settings: Settings) -> web.Application:
             inline_worker_ctx,
         ]
     )
+    setup_realtime(app)  # after the services it uses, so it closes before them
     setup_routes(app, settings.cors_origins)
     return app
 

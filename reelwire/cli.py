@@ -31,6 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="overrides HOST")
     serve.add_argument("--port", type=int, help="overrides PORT")
     serve.add_argument(
+        "--processes",
+        type=int,
+        help="web processes sharing the port (SO_REUSEPORT); default WEB_CONCURRENCY or 1",
+    )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument(
         "--migrate",
         action="store_true",
         help="apply pending migrations first (always done on the embedded default)",
@@ -54,7 +60,17 @@ def main(argv: list[str] | None = None) -> int:
                 settings = settings.replace(transcode_concurrency=max(1, args.concurrency))
             return _worker(settings)
         overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v}
-        return _serve(settings.replace(**overrides), migrate=args.migrate)
+        settings = settings.replace(**overrides)
+        processes = args.processes or settings.web_concurrency
+        if processes > 1:
+            from reelwire.supervisor import serve_many
+
+            with backends(settings) as resolved:
+                if not _prepare_database(settings, resolved, migrate=args.migrate):
+                    return 1
+                _log_backends(settings, resolved)
+                return serve_many(resolved, processes)
+        return _serve(settings, migrate=args.migrate, reuse_port=args.reuse_port)
     except EmbeddedError as exc:
         print(f"reelwire: {exc}", file=sys.stderr)
         return 1
@@ -112,37 +128,47 @@ def _migrate(settings: Settings) -> int:
     return 0
 
 
-def _serve(settings: Settings, *, migrate: bool) -> int:
+def _serve(settings: Settings, *, migrate: bool, reuse_port: bool = False) -> int:
     from aiohttp import web
 
     from reelwire.app import create_app
-    from storage.migrate import load_migrations, migrate_url, pending_url
 
     with backends(settings) as resolved:
-        assert resolved.database_url is not None
-        if settings.embedded_postgres or migrate:
-            asyncio.run(migrate_url(resolved.database_url))
-        else:
-            pending = asyncio.run(pending_url(resolved.database_url, load_migrations()))
-            if pending:
-                print(
-                    f"reelwire: the database lacks migrations {pending}; run `reelwire migrate`"
-                    " (the Procfile's release step) or start with --migrate",
-                    file=sys.stderr,
-                )
-                return 1
-        _log_backends(settings, resolved)
+        if not _prepare_database(settings, resolved, migrate=migrate):
+            return 1
+        if not reuse_port:
+            _log_backends(settings, resolved)
         loop = _new_loop()
         web.run_app(
             create_app(resolved),
             host=resolved.host,
             port=resolved.port,
+            reuse_port=reuse_port or None,
             shutdown_timeout=10,
             print=None,
             loop=loop,
             access_log=logging.getLogger("aiohttp.access"),
         )
     return 0
+
+
+def _prepare_database(configured: Settings, resolved: Settings, *, migrate: bool) -> bool:
+    """Migrate (embedded default, or asked), or refuse to serve a database that lacks some."""
+    from storage.migrate import load_migrations, migrate_url, pending_url
+
+    assert resolved.database_url is not None
+    if configured.embedded_postgres or migrate:
+        asyncio.run(migrate_url(resolved.database_url))
+        return True
+    pending = asyncio.run(pending_url(resolved.database_url, load_migrations()))
+    if pending:
+        print(
+            f"reelwire: the database lacks migrations {pending}; run `reelwire migrate`"
+            " (the Procfile's release step) or start with --migrate",
+            file=sys.stderr,
+        )
+        return False
+    return True
 
 
 def _worker(settings: Settings) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncpg
 import redis.asyncio as aioredis
 
+from pubsub.bus import EventBus
 from pubsub.cache import ClipFeedCache, ProfileCache, VideoCache
 from pubsub.limits import RateLimiter
 from pubsub.views import ViewCounter
@@ -23,6 +24,8 @@ from reelwire.settings import Settings
 from storage.blobs import BlobStore, LocalBlobStore
 from storage.db import create_pool
 from transcode.queue import JobQueue
+
+REDIS_CONNECTIONS = 200  # per process; one of them is the pub/sub subscriber's
 
 
 @contextlib.asynccontextmanager
@@ -52,17 +55,23 @@ async def open_postgres(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 async def open_redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
     """The Redis client (its own connection pool)."""
     assert settings.redis_url is not None
-    client = aioredis.Redis.from_url(
+    # A blocking pool: under a burst, a request waits for a connection instead of failing
+    # (redis-py's default pool raises past 100).
+    pool = aioredis.BlockingConnectionPool.from_url(
         settings.redis_url,
+        max_connections=REDIS_CONNECTIONS,
+        timeout=5,
         socket_timeout=5,
         socket_connect_timeout=2,
         health_check_interval=30,
         retry_on_timeout=True,
     )
+    client = aioredis.Redis(connection_pool=pool)
     try:
         yield client
     finally:
         await client.aclose()
+        await pool.aclose()
 
 
 @contextlib.asynccontextmanager
@@ -116,6 +125,7 @@ def build_services(
         profile_cache=ProfileCache(redis),
         clip_feed_cache=ClipFeedCache(redis),
         limiter=RateLimiter(redis),
+        bus=EventBus(redis, history_size=settings.history_size, history_ttl=settings.history_ttl),
     )
 
 
@@ -127,4 +137,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         db = await stack.enter_async_context(open_postgres(settings))
         redis = await stack.enter_async_context(open_redis(settings))
         blobs = await stack.enter_async_context(open_blobs(settings))
-        yield build_services(settings, db=db, redis=redis, blobs=blobs, executor=executor)
+        services = build_services(settings, db=db, redis=redis, blobs=blobs, executor=executor)
+        try:
+            yield services
+        finally:
+            await services.bus.aclose()

@@ -94,6 +94,20 @@ class Settings:
     rate_limits: Mapping[str, Limit] = field(default_factory=lambda: DEFAULT_RATE_LIMITS)
     view_flush_ms: int = 1000
     trending_window_days: int = 7
+    # realtime
+    web_concurrency: int = 1
+    coalesce_ms: int = 100
+    history_size: int = 1000
+    history_ttl: int = 600
+    presence_ttl: int = 15
+    ws_heartbeat_seconds: int = 25
+    ws_auth_timeout: int = 10
+    ws_max_message_bytes: int = 64 * 1024
+    ws_max_subscriptions: int = 100
+    ws_messages_per_second: int = 20
+    ws_queue_bytes: int = 1024 * 1024
+    ws_queue_messages: int = 2000
+    ws_send_buffer_bytes: int = 128 * 1024
 
     @property
     def embedded_postgres(self) -> bool:
@@ -164,6 +178,19 @@ class Settings:
             ),
             view_flush_ms=reader.integer("VIEW_FLUSH_MS", 1000, 50, 600_000),
             trending_window_days=reader.integer("TRENDING_WINDOW_DAYS", 7, 1, 365),
+            web_concurrency=reader.integer("WEB_CONCURRENCY", 1, 1, 256),
+            coalesce_ms=reader.integer("COALESCE_MS", 100, 0, 10_000),
+            history_size=reader.integer("HISTORY_SIZE", 1000, 0, 1_000_000),
+            history_ttl=reader.integer("HISTORY_TTL_SECONDS", 600, 1, 30 * 86400),
+            presence_ttl=reader.integer("PRESENCE_TTL_SECONDS", 15, 1, 3600),
+            ws_heartbeat_seconds=reader.integer("WS_HEARTBEAT_SECONDS", 25, 1, 3600),
+            ws_auth_timeout=reader.integer("WS_AUTH_TIMEOUT_SECONDS", 10, 1, 3600),
+            ws_max_message_bytes=reader.integer("WS_MAX_MESSAGE_BYTES", 64 * 1024, 1024, 16 << 20),
+            ws_max_subscriptions=reader.integer("WS_MAX_SUBSCRIPTIONS", 100, 1, 100_000),
+            ws_messages_per_second=reader.integer("WS_MESSAGES_PER_SECOND", 20, 1, 100_000),
+            ws_queue_bytes=reader.integer("WS_QUEUE_BYTES", 1024 * 1024, 4096, 1 << 30),
+            ws_queue_messages=reader.integer("WS_QUEUE_MESSAGES", 2000, 10, 10_000_000),
+            ws_send_buffer_bytes=reader.integer("WS_SEND_BUFFER_BYTES", 128 * 1024, 0, 1 << 30),
         )
         if settings.database_url is not None and settings.jwt_secret_key is None:
             raise SettingsError(

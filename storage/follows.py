@@ -115,3 +115,14 @@ async def follower_ids(conn: asyncpg.Connection, user_id: UUID) -> list[UUID]:
     """Everyone who follows `user_id`."""
     rows = await conn.fetch("SELECT follower_id FROM follows WHERE following_id = $1", user_id)
     return [r["follower_id"] for r in rows]
+
+
+async def followed_ids(conn: asyncpg.Connection, user_id: UUID, limit: int) -> list[UUID]:
+    """Whom `user_id` follows (at most `limit`, most recently followed first)."""
+    rows = await conn.fetch(
+        """SELECT following_id FROM follows WHERE follower_id = $1
+           ORDER BY created_at DESC LIMIT $2""",
+        user_id,
+        limit,
+    )
+    return [r["following_id"] for r in rows]

@@ -25,10 +25,24 @@ class Listener:
         while asyncio.get_running_loop().time() < deadline:
             message = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
             if message is not None:
-                event: dict[str, Any] = orjson.loads(message["data"])
-                event["_channel"] = message["channel"].decode().removeprefix(keys.PREFIX + "ch:")
-                return event
+                return self.decode(message["channel"], message["data"])
         raise AssertionError("no event arrived")
+
+    @staticmethod
+    def decode(channel: bytes, payload: bytes) -> dict[str, Any]:
+        """A history event (`H epoch offset frame`) or a state one (`S json`), as a dict with
+        `_channel` (and `_offset` for history); the publish time `ts` is checked and dropped."""
+        if payload.startswith(b"H "):
+            _, _, offset, frame = payload.split(b" ", 3)
+            event: dict[str, Any] = orjson.loads(frame)
+            assert event.pop("offset") == int(offset)
+            event["_offset"] = int(offset)
+        else:
+            assert payload.startswith(b"S ")
+            event = orjson.loads(payload[2:])
+        assert isinstance(event.pop("ts"), int)
+        event["_channel"] = keys.channel_of(channel)
+        return event
 
     async def subscribe(self, *channels: str) -> None:
         await self.pubsub.subscribe(*(keys.redis_channel(c) for c in channels))
@@ -81,6 +95,7 @@ async def test_video_events(api: Api, catalog: Catalog, listener: Listener) -> N
         "comment_id": comment["id"],
         "parent_comment_id": None,
         "_channel": keys.video_channel(video),
+        "_offset": 3,  # after new_comment (1) and comment_updated (2); counts carry none
     }
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
 import pytest
 import redis.asyncio as aioredis
 
@@ -21,6 +20,7 @@ from reelwire.appkeys import SERVICES
 from reelwire.settings import Settings
 from tests.conftest import Api, Backends
 from tests.media import Media, fetch, form, upload, wait_for
+from tests.test_events import Listener
 
 pytestmark = pytest.mark.usefixtures("reset")
 
@@ -91,7 +91,7 @@ async def test_1080p_upload_becomes_a_four_rung_ladder_with_progress_events(
     while time.monotonic() < deadline and not (events and events[-1]["status"] == "ready"):
         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
         if message:
-            events.append(orjson.loads(message["data"]))
+            events.append(Listener.decode(message["channel"], message["data"]))
     await pubsub.aclose()
     await watcher.aclose()
     assert all(e["type"] == "processing" and e["video_id"] == body["id"] for e in events)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import orjson
 
 from pubsub import keys
 from reelwire.domain import present
@@ -119,7 +121,12 @@ async def authenticate(ctx: Services, access_token: str) -> Principal:
     claims: Claims = ctx.tokens.verify(access_token, ACCESS)
     if await ctx.redis.exists(keys.revoked_session(claims.family)):
         raise Unauthorized("Session has been logged out")
-    return Principal(user_id=claims.user_id, role=claims.role, family=claims.family)
+    return Principal(
+        user_id=claims.user_id,
+        role=claims.role,
+        family=claims.family,
+        expires_at=claims.expires_at.timestamp(),
+    )
 
 
 async def me(ctx: Services, principal: Principal) -> dict[str, Any]:
@@ -200,3 +207,37 @@ def _auth_body(message: str, row: asyncpg.Record, pair: _Pair) -> dict[str, Any]
         "access": pair.access,
         "refresh": pair.refresh,
     }
+
+
+SOCKET_TICKET_SECONDS = 30
+
+
+async def issue_socket_ticket(ctx: Services, principal: Principal) -> dict[str, Any]:
+    """A single-use ticket for `/ws?ticket=`: browsers cannot send headers on the upgrade, and
+    the long-lived access token must not end up in URLs and access logs."""
+    ticket = secrets.token_urlsafe(24)
+    grant = {
+        "user_id": str(principal.user_id),
+        "role": principal.role,
+        "family": str(principal.family),
+        "expires_at": principal.expires_at,
+    }
+    await ctx.redis.set(keys.socket_ticket(ticket), orjson.dumps(grant), ex=SOCKET_TICKET_SECONDS)
+    return {"success": True, "ticket": ticket, "expires_in": SOCKET_TICKET_SECONDS}
+
+
+async def redeem_socket_ticket(ctx: Services, ticket: str) -> Principal:
+    """The caller a ticket was issued to; the ticket is gone afterwards."""
+    raw = await ctx.redis.getdel(keys.socket_ticket(ticket[:64]))
+    if raw is None:
+        raise Unauthorized("Ticket is invalid, used or expired")
+    grant = orjson.loads(raw)
+    principal = Principal(
+        user_id=UUID(grant["user_id"]),
+        role=grant["role"],
+        family=UUID(grant["family"]),
+        expires_at=grant["expires_at"],
+    )
+    if await ctx.redis.exists(keys.revoked_session(principal.family)):
+        raise Unauthorized("Session has been logged out")
+    return principal

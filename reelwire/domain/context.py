@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
@@ -9,6 +10,7 @@ from uuid import UUID
 import asyncpg
 import redis.asyncio as aioredis
 
+from pubsub.bus import EventBus
 from pubsub.cache import ClipFeedCache, ProfileCache, VideoCache
 from pubsub.limits import RateLimiter
 from pubsub.views import ViewCounter
@@ -35,6 +37,7 @@ class Services:
     profile_cache: ProfileCache
     clip_feed_cache: ClipFeedCache
     limiter: RateLimiter
+    bus: EventBus
 
     @property
     def spool_dir(self) -> Path:
@@ -49,6 +52,7 @@ class Principal:
     user_id: UUID
     role: str
     family: UUID
+    expires_at: float = math.inf  # when the access token that proved it expires (epoch s)
 
     @property
     def is_admin(self) -> bool:

@@ -55,6 +55,10 @@ class UnsupportedMediaType(DomainError):
     code, status, default_message = "UNSUPPORTED_MEDIA_TYPE", 415, "Unsupported content type"
 
 
+class LimitExceeded(DomainError):
+    code, status, default_message = "LIMIT_EXCEEDED", 400, "A limit was reached"
+
+
 class RateLimited(DomainError):
     code, status, default_message = "RATE_LIMITED", 429, "Too many requests"
 

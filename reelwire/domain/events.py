@@ -7,7 +7,7 @@ from uuid import UUID
 
 from redis.asyncio.client import Pipeline
 
-from pubsub import bus, keys
+from pubsub import keys
 from reelwire.domain.context import Services
 
 DB_COUNTERS = ("like_count", "dislike_count", "comment_count")
@@ -30,25 +30,25 @@ async def video_counts(ctx: Services, video_id: UUID, counts: Any) -> None:
         "video_id": str(video_id),
         "data": {**data, "counts_version": version},
     }
-    await bus.publish(ctx.redis, keys.video_channel(video_id), event, first=update_cache)
+    await ctx.bus.publish_state(keys.video_channel(video_id), event, first=update_cache)
 
 
 async def video_views(ctx: Services, video_id: UUID, view_count: int) -> None:
     """`video_update` with the live view count (only ever grows, so the largest wins)."""
     event = {"type": "video_update", "video_id": str(video_id), "data": {"view_count": view_count}}
-    await bus.publish(ctx.redis, keys.video_channel(video_id), event)
+    await ctx.bus.publish_state(keys.video_channel(video_id), event)
 
 
 async def new_comment(ctx: Services, video_id: UUID, comment: dict[str, Any]) -> None:
     """A comment or reply was posted."""
     event = {"type": "new_comment", "video_id": str(video_id), "comment": comment}
-    await bus.publish(ctx.redis, keys.video_channel(video_id), event)
+    await ctx.bus.publish(keys.video_channel(video_id), event)
 
 
 async def comment_updated(ctx: Services, video_id: UUID, comment: dict[str, Any]) -> None:
     """A comment's text or reaction counts changed."""
     event = {"type": "comment_updated", "video_id": str(video_id), "comment": comment}
-    await bus.publish(ctx.redis, keys.video_channel(video_id), event)
+    await ctx.bus.publish(keys.video_channel(video_id), event)
 
 
 async def comment_deleted(
@@ -61,13 +61,13 @@ async def comment_deleted(
         "comment_id": str(comment_id),
         "parent_comment_id": str(parent_id) if parent_id else None,
     }
-    await bus.publish(ctx.redis, keys.video_channel(video_id), event)
+    await ctx.bus.publish(keys.video_channel(video_id), event)
 
 
 async def clip_feed(ctx: Services, owner: UUID, action: str, clip: dict[str, Any]) -> None:
     """`clip_feed` to followers of `owner`: a clip was `added`, `removed` or has `expired`."""
     event = {"type": "clip_feed", "action": action, "clip": clip}
-    await bus.publish(ctx.redis, keys.clip_channel(owner), event)
+    await ctx.bus.publish(keys.clip_channel(owner), event)
 
 
 async def new_follower(
@@ -75,10 +75,17 @@ async def new_follower(
 ) -> None:
     """Someone followed `followed`."""
     event = {"type": "new_follower", "follower": follower, "follower_count": follower_count}
-    await bus.publish(ctx.redis, keys.user_channel(followed), event)
+    await ctx.bus.publish(keys.user_channel(followed), event)
 
 
 async def notification(ctx: Services, user_id: UUID, kind: str, data: dict[str, Any]) -> None:
     """A notification for one user (a clip reaction, ...)."""
     event = {"type": "notification", "kind": kind, **data}
-    await bus.publish(ctx.redis, keys.user_channel(user_id), event)
+    await ctx.bus.publish(keys.user_channel(user_id), event)
+
+
+async def following_changed(ctx: Services, follower: UUID, followed: UUID, action: str) -> None:
+    """Internal: `follower` started (`added`) or stopped (`removed`) following `followed`; their
+    live feed:clips sockets join or leave that user's clip channel."""
+    event = {"type": "following", "action": action, "user_id": str(followed)}
+    await ctx.bus.publish_state(keys.follows_channel(follower), event)

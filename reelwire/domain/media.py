@@ -12,7 +12,7 @@ from uuid import UUID
 import aiofiles.os
 import asyncpg
 
-from pubsub import bus, keys
+from pubsub import keys
 from reelwire.domain import present
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, PayloadTooLarge, ValidationFailed
@@ -147,8 +147,10 @@ async def publish_status(
     if error:
         event["error"] = error
     await ctx.video_cache.invalidate(video_id)
-    await bus.publish(ctx.redis, keys.user_channel(owner), event)
-    await bus.publish(ctx.redis, keys.video_channel(video_id), event)
+    await ctx.bus.publish(keys.user_channel(owner), event)
+    # Watchers of the video see its status; its progress is the owner's business.
+    status_only = {name: event[name] for name in ("type", "video_id", "status")}
+    await ctx.bus.publish(keys.video_channel(video_id), status_only)
 
 
 def may_see(row: Any, viewer: Principal | None) -> bool:

@@ -12,6 +12,7 @@ from reelwire.domain.paging import PageRequest, decode_time_cursor, next_cursor,
 from storage import follows as follow_rows
 from storage import users as user_rows
 
+MAX_LIVE_FOLLOWS = 5000  # clip channels one socket's feed:clips joins
 USER_NOT_FOUND = "User not found"
 
 
@@ -64,6 +65,7 @@ async def follow(ctx: Services, principal: Principal, target: UUID) -> dict[str,
         await ctx.clip_feed_cache.invalidate([principal.user_id])
         assert follower is not None
         await events.new_follower(ctx, target, present.user_card(follower), count)
+        await events.following_changed(ctx, principal.user_id, target, "added")
     return {"success": True, "following": True, "follower_count": count}
 
 
@@ -83,7 +85,14 @@ async def unfollow(ctx: Services, principal: Principal, target: UUID) -> dict[st
     if removed:
         await ctx.profile_cache.invalidate(principal.user_id, target)
         await ctx.clip_feed_cache.invalidate([principal.user_id])
+        await events.following_changed(ctx, principal.user_id, target, "removed")
     return {"success": True, "following": False, "follower_count": count}
+
+
+async def followed_ids(ctx: Services, user_id: UUID) -> list[UUID]:
+    """Whom a user follows: the clip channels behind their live feed:clips."""
+    async with ctx.db.acquire() as conn:
+        return await follow_rows.followed_ids(conn, user_id, MAX_LIVE_FOLLOWS)
 
 
 async def follow_list(

@@ -81,6 +81,25 @@ async def visible(ctx: Services, video_id: UUID, viewer: Principal | None) -> di
     return video
 
 
+LIVE_FIELDS = ("view_count", "like_count", "dislike_count", "comment_count", "counts_version")
+
+
+async def watch(ctx: Services, video_id: UUID, viewer: Principal | None) -> dict[str, Any]:
+    """The live counters of a video `viewer` may see: what a `video:{id}` channel starts from."""
+    video = await visible(ctx, video_id, viewer)
+    await _with_live_views(ctx, [video])
+    return {name: video[name] for name in LIVE_FIELDS}
+
+
+async def live_counts(ctx: Services, video_id: UUID) -> dict[str, Any] | None:
+    """The live counters of a video, or None once it is gone (a channel refreshing its state)."""
+    video = await load(ctx, video_id)
+    if video is None:
+        return None
+    await _with_live_views(ctx, [video])
+    return {name: video[name] for name in LIVE_FIELDS}
+
+
 async def get(ctx: Services, video_id: UUID, viewer: Principal | None) -> dict[str, Any]:
     """The full video object, with live views and the viewer's own reaction."""
     video = await visible(ctx, video_id, viewer)

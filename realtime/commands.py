@@ -1,0 +1,339 @@
+"""The client messages of PROTOCOL.md: one function per type, registered in one table.
+
+`dispatch` parses a text frame, validates it against the command's schema, calls it, and maps
+any failure to an `error` reply through `errors.describe`, as REST maps it to its envelope. The
+`view`, `like` and `comment` commands call the same domain operations as their REST routes, with
+the same body schemas and the same rate limit buckets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import orjson
+import pydantic
+
+from http_api import social_schemas as ss
+from http_api.routing import field_errors
+from pubsub import keys
+from pubsub.history import Position
+from realtime import messages
+from realtime.connection import Connection
+from realtime.hub import VIDEO_FIELDS, Hub
+from reelwire.domain import accounts, comments, users, videos
+from reelwire.domain.context import Principal, Services
+from reelwire.domain.errors import (
+    DomainError,
+    Forbidden,
+    LimitExceeded,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    ValidationFailed,
+)
+
+logger = logging.getLogger(__name__)
+
+FEED_CLIPS = "feed:clips"
+
+
+@dataclass
+class Session:
+    """What a command sees: the process's services and hub, and the socket it came from."""
+
+    services: Services
+    hub: Hub
+    conn: Connection
+
+
+Handler = Callable[[Session, Any], Awaitable[bytes | None]]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A message type, its schema, and the function that answers it."""
+
+    schema: type[pydantic.BaseModel]
+    handler: Handler
+    auth: bool = False
+    rate: str | None = None
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(
+    kind: str, schema: type[pydantic.BaseModel], *, auth: bool = False, rate: str | None = None
+) -> Callable[[Handler], Handler]:
+    """Register the function answering messages of `kind`."""
+
+    def register(handler: Handler) -> Handler:
+        COMMANDS[kind] = Command(schema, handler, auth, rate)
+        return handler
+
+    return register
+
+
+class Message(pydantic.BaseModel):
+    """Fields every client message may carry."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    type: str
+    id: int | str | None = None
+
+
+async def dispatch(session: Session, text: str) -> None:
+    """Answer one client message; a bad one gets an error reply."""
+    conn = session.conn
+    message_id = None
+    try:
+        try:
+            raw = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise ValidationFailed("Message is not valid JSON") from None
+        if not isinstance(raw, dict):
+            raise ValidationFailed("Message must be a JSON object")
+        message_id = raw.get("id") if isinstance(raw.get("id"), int | str) else None
+        kind = raw.get("type")
+        found = COMMANDS.get(kind) if isinstance(kind, str) else None
+        if found is None:
+            raise ValidationFailed(f"Unknown message type {str(kind)[:40]!r}")
+        try:
+            body = found.schema.model_validate(raw)
+        except pydantic.ValidationError as exc:
+            raise ValidationFailed(
+                "Message validation failed", field_errors=field_errors(exc)
+            ) from None
+        if found.auth and conn.principal is None:
+            raise Unauthorized("Authenticate first (an `auth` message, a ticket or a header)")
+        if found.rate is not None:
+            await _check_rate(session, found.rate)
+        answer = await found.handler(session, body)
+    except DomainError as exc:
+        conn.send(messages.error(message_id, exc.code, exc.message, exc.details, exc.field_errors))
+        return
+    except Exception:
+        logger.exception("websocket message failed")
+        conn.send(messages.error(message_id, "SERVER_ERROR", "Internal server error"))
+        return
+    if answer is not None:
+        conn.send(answer)
+
+
+# --- subscriptions -------------------------------------------------------------------------
+
+
+class Since(pydantic.BaseModel):
+    """Where a client's copy of a channel stands."""
+
+    offset: int = pydantic.Field(ge=0)
+    epoch: str = pydantic.Field(max_length=64)
+
+
+class SubscribeMessage(Message):
+    """`subscribe`: a channel, seed 001's optional `events` filter, and `since` to recover."""
+
+    channel: str = pydantic.Field(min_length=1, max_length=100)
+    events: list[pydantic.constr(max_length=40)] | None = pydantic.Field(None, max_length=20)  # type: ignore[valid-type]
+    since: Since | None = None
+
+
+class ChannelMessage(Message):
+    """`unsubscribe`."""
+
+    channel: str = pydantic.Field(min_length=1, max_length=100)
+
+
+@command("subscribe", SubscribeMessage)
+async def subscribe(session: Session, body: SubscribeMessage) -> bytes | None:
+    """Join a channel the caller may watch."""
+    conn, hub, principal = session.conn, session.hub, session.conn.principal
+    channel = body.channel
+    new = channel not in conn.memberships and channel != FEED_CLIPS
+    if new and conn.subscriptions >= conn.limits.max_subscriptions:
+        raise LimitExceeded(
+            f"At most {conn.limits.max_subscriptions} subscriptions per socket",
+            details={"limit": conn.limits.max_subscriptions},
+        )
+    kind, _, rest = channel.partition(":")
+    hub.proven(conn)
+    if channel == FEED_CLIPS:
+        return await _subscribe_clip_feed(session, body)
+    target = _channel_id(rest) if kind in ("video", "user") else None
+    if target is None:
+        raise ValidationFailed(f"Unknown channel {channel[:100]!r}")
+    counts = None
+    if kind == "video":
+        counts = await videos.watch(session.services, target, principal)
+    elif principal is None:
+        raise Unauthorized("Authenticate to subscribe to a user channel")
+    elif principal.user_id != target:
+        raise Forbidden("A user channel is open to that user only")
+    hub.leave(conn, channel)  # subscribing again restarts it (for example to recover)
+    events = _event_filter(body.events)
+    since = Position(body.since.epoch, body.since.offset) if body.since else None
+    await hub.join(conn, channel, events=events, since=since, counts=counts, message_id=body.id)
+    return None
+
+
+async def _subscribe_clip_feed(session: Session, body: SubscribeMessage) -> bytes:
+    conn, principal = session.conn, session.conn.principal
+    if principal is None:
+        raise Unauthorized("Authenticate to subscribe to feed:clips")
+    if conn.feed_follows is None:
+        following = await users.followed_ids(session.services, principal.user_id)
+        conn.feed_follows = set()
+        await session.hub.join(conn, keys.follows_channel(principal.user_id), via_feed=True)
+        await session.hub.follow_clips(conn, following)
+    # A feed joins many channels, so there is no single offset to recover from: a client that
+    # asked to recover reloads GET /api/clips/all.
+    return messages.subscribed(body.id, FEED_CLIPS, 0, "", False)
+
+
+@command("unsubscribe", ChannelMessage)
+async def unsubscribe(session: Session, body: ChannelMessage) -> bytes:
+    """Leave a channel."""
+    conn, hub = session.conn, session.hub
+    if body.channel == FEED_CLIPS and conn.feed_follows is not None:
+        for user_id in list(conn.feed_follows):
+            hub.unfollow_clips(conn, user_id)
+        if conn.principal is not None:
+            hub.leave(conn, keys.follows_channel(conn.principal.user_id))
+        conn.feed_follows = None
+    else:
+        membership = conn.memberships.get(body.channel)
+        if membership is None or membership.via_feed:
+            raise ValidationFailed(f"Not subscribed to {body.channel[:100]!r}")
+        hub.leave(conn, body.channel)
+    return messages.reply(body.id, "unsubscribed", channel=body.channel)
+
+
+@command("ping", Message)
+async def ping(session: Session, body: Message) -> bytes:
+    """Application-level ping (browsers cannot send protocol pings)."""
+    return messages.reply(body.id, "pong")
+
+
+class AuthMessage(Message):
+    """`auth`: an access token, first thing after connecting or to renew an expiring one."""
+
+    token: str = pydantic.Field(min_length=1, max_length=4096)
+
+
+@command("auth", AuthMessage)
+async def auth(session: Session, body: AuthMessage) -> bytes:
+    """Become (or stay) a user on this socket."""
+    conn = session.conn
+    principal = await accounts.authenticate(session.services, body.token)
+    if conn.principal is not None and conn.principal.user_id != principal.user_id:
+        raise Forbidden("This socket belongs to another user; open a new one")
+    authenticate(session.hub, conn, principal)
+    return messages.reply(body.id, "ack", data={"user_id": str(principal.user_id)})
+
+
+def authenticate(hub: Hub, conn: Connection, principal: Principal) -> None:
+    """Bind a user to the socket until their token expires."""
+    conn.principal = principal
+    conn.expires_at = principal.expires_at
+    conn.warned_expiry = False
+    hub.proven(conn)
+
+
+# --- the REST operations ---------------------------------------------------------------------
+
+
+class ViewMessage(ss.ViewBody, Message):
+    """`view`: the body of POST /api/videos/{id}/view, plus the video."""
+
+    video_id: str = pydantic.Field(max_length=64)
+
+
+class LikeMessage(ss.ReactionBody, Message):
+    """`like`: the body of POST /api/videos/{id}/like, plus the video."""
+
+    video_id: str = pydantic.Field(max_length=64)
+
+
+class CommentMessage(ss.CommentBody, Message):
+    """`comment`: the body of POST /api/videos/{id}/comments, plus the video."""
+
+    video_id: str = pydantic.Field(max_length=64)
+
+
+@command("view", ViewMessage, rate="general")
+async def view(session: Session, body: ViewMessage) -> bytes:
+    """Count a view, as POST /api/videos/{id}/view."""
+    video_id = _video_id(body.video_id)
+    watched = body.watch_time_seconds or 0
+    result = await videos.view(session.services, video_id, session.conn.principal, watched)
+    return messages.reply(body.id, "ack", data=result)
+
+
+@command("like", LikeMessage, auth=True, rate="like")
+async def like(session: Session, body: LikeMessage) -> bytes:
+    """Like, dislike or remove a reaction, as POST /api/videos/{id}/like."""
+    assert session.conn.principal is not None
+    video_id = _video_id(body.video_id)
+    result = await videos.react(session.services, session.conn.principal, video_id, body.action)
+    return messages.reply(body.id, "ack", data=result)
+
+
+@command("comment", CommentMessage, auth=True, rate="comment")
+async def comment(session: Session, body: CommentMessage) -> bytes:
+    """Comment or reply, as POST /api/videos/{id}/comments."""
+    principal = session.conn.principal
+    assert principal is not None
+    video_id = _video_id(body.video_id)
+    parent = body.parent_comment_id
+    parent_id = _uuid(parent, comments.COMMENT_NOT_FOUND) if parent else None
+    result = await comments.create(session.services, principal, video_id, body.content, parent_id)
+    return messages.reply(body.id, "ack", data=result)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+async def _check_rate(session: Session, bucket: str) -> None:
+    settings = session.services.settings
+    if not settings.rate_limits_enabled:
+        return
+    principal = session.conn.principal
+    subject = f"u:{principal.user_id}" if principal else f"ip:{session.conn.remote}"
+    decision = await session.services.limiter.hit(bucket, subject, settings.rate_limits[bucket])
+    if not decision.allowed:
+        raise RateLimited(
+            f"Too many requests; try again in {decision.reset_seconds} s",
+            details={"limit": decision.limit, "window_seconds": decision.window_seconds},
+        )
+
+
+def _event_filter(names: list[str] | None) -> frozenset[str] | None:
+    """Seed 001 filters by counter names; those select `video_update` (which carries them all)."""
+    if not names:
+        return None
+    wanted = set(names)
+    if wanted & set(VIDEO_FIELDS):
+        wanted.add("video_update")
+    return frozenset(wanted)
+
+
+def _channel_id(text: str) -> UUID | None:
+    try:
+        return UUID(text)
+    except ValueError:
+        return None
+
+
+def _uuid(text: str, not_found: str) -> UUID:
+    value = _channel_id(text)
+    if value is None:
+        raise NotFound(not_found)
+    return value
+
+
+def _video_id(text: str) -> UUID:
+    return _uuid(text, videos.VIDEO_NOT_FOUND)

@@ -1,0 +1,103 @@
+"""`reelwire serve --processes N`: N full web processes on one port, kept running.
+
+Each child is an ordinary `reelwire serve` bound with SO_REUSEPORT, so the kernel spreads new
+connections over them; they share nothing but PostgreSQL and Redis (which fan events out between
+them), exactly as processes on different machines would. The parent starts the embedded
+services (if any) once, hands the children their URLs, forwards SIGTERM/SIGINT, and restarts a
+child that dies unexpectedly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+
+from reelwire.settings import Settings
+
+logger = logging.getLogger("reelwire.supervisor")
+
+STOP_GRACE_SECONDS = 20
+RESTART_DELAY_SECONDS = 1.0
+MAX_QUICK_DEATHS = 5  # in a row, each within QUICK_SECONDS of starting: give up
+QUICK_SECONDS = 5.0
+
+
+def child_environment(settings: Settings, index: int) -> dict[str, str]:
+    """A child's environment: the resolved backends, and the inline worker in child 0 only."""
+    assert settings.database_url and settings.redis_url and settings.jwt_secret_key
+    return {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "JWT_SECRET_KEY": settings.jwt_secret_key,
+        "INLINE_WORKER": "true" if settings.runs_inline_worker and index == 0 else "false",
+        "WEB_CONCURRENCY": "1",
+    }
+
+
+def serve_many(settings: Settings, processes: int) -> int:
+    """Run `processes` children until SIGTERM/SIGINT; the exit status of the supervisor."""
+    command = [
+        sys.executable,
+        "-m",
+        "reelwire",
+        "serve",
+        "--processes",
+        "1",
+        "--reuse-port",
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.port),
+    ]
+    children: dict[int, subprocess.Popen[bytes]] = {}
+    started: dict[int, float] = {}
+    quick_deaths = 0
+    stopping = False
+
+    def start(index: int) -> None:
+        children[index] = subprocess.Popen(command, env=child_environment(settings, index))
+        started[index] = time.monotonic()
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for index in range(processes):
+        start(index)
+    logger.info("%d web processes on port %d (SO_REUSEPORT)", processes, settings.port)
+
+    while not stopping:
+        time.sleep(0.2)
+        for index, child in list(children.items()):
+            code = child.poll()
+            if code is None or stopping:
+                continue
+            lived = time.monotonic() - started[index]
+            quick_deaths = quick_deaths + 1 if lived < QUICK_SECONDS else 0
+            if quick_deaths >= MAX_QUICK_DEATHS:
+                logger.error("web processes keep dying at start (exit %s); stopping", code)
+                stop(signal.SIGTERM, None)
+                break
+            logger.warning("web process %d exited with %s; restarting it", child.pid, code)
+            time.sleep(RESTART_DELAY_SECONDS)
+            start(index)
+
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for child in children.values():
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    return 1 if quick_deaths >= MAX_QUICK_DEATHS else 0
