@@ -42,9 +42,16 @@ def main(argv: list[str] | None = None) -> int:
         help="apply pending migrations first (always done on the embedded default)",
     )
     commands.add_parser("migrate", help="apply pending database migrations")
+    from reelwire import loadtest
+
+    loadtest.add_arguments(
+        commands.add_parser("loadtest", help="many WebSocket viewers against a local server")
+    )
     worker = commands.add_parser("worker", help="run transcode jobs from the queue")
     worker.add_argument("--concurrency", type=int, help="overrides TRANSCODE_CONCURRENCY")
     args = parser.parse_args(argv)
+    if args.command == "loadtest":
+        return loadtest.run(args)
 
     try:
         settings = Settings.from_env()

@@ -322,3 +322,27 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def test_serve_processes_runs_peers_on_one_port(
+    tmp_path: Path, backends: Backends, reset: None, catalog: Catalog
+) -> None:
+    server = Server(tmp_path / "home", server_env(backends, WEB_CONCURRENCY="2"))
+    try:
+        server.wait_healthy()
+        async with aiohttp.ClientSession() as http:
+            cluster = Cluster([server], http)
+            owner = await cluster.register("owner")
+            video = await catalog.video(owner["id"])
+            sockets = [await cluster.socket(0) for _ in range(16)]
+            nodes = {sock.welcome["node"] for sock in sockets}
+            assert len(nodes) == 2, nodes  # the kernel spread them over both processes
+            for sock in sockets:
+                await sock.subscribe(f"video:{video}")
+            assert (await cluster.comment(0, owner["token"], video, "to all")).status == 201
+            for sock in sockets:
+                assert (await sock.expect("new_comment"))["comment"]["content"] == "to all"
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=30) == 0
+    finally:
+        server.stop()
