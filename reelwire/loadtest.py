@@ -85,7 +85,13 @@ class Totals:
     gaps_recovered: int = 0
     gaps_lost: int = 0
     closes: dict[int, int] = field(default_factory=dict)
-    latency: Latency = field(default_factory=Latency)
+    latency: Latency = field(default_factory=Latency)  # events (comments, clips, statuses)
+    update_latency: Latency = field(default_factory=Latency)  # coalesced video_update
+
+    def reset(self) -> None:
+        """Start a measurement window (connections stay counted)."""
+        self.messages = self.events = self.video_updates = 0
+        self.latency, self.update_latency = Latency(), Latency()
 
 
 class Viewer(asyncio.Protocol):
@@ -106,12 +112,12 @@ class Viewer(asyncio.Protocol):
         self.epoch: str | None = None
         self.since: dict[str, Any] | None = None
         self.close_code: int | None = None
+        self.last_update = b""
 
     # --- connection ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         key = base64.b64encode(os.urandom(16)).decode()
         transport.write(
             (
@@ -221,15 +227,19 @@ class Viewer(asyncio.Protocol):
             self._on_control(orjson.loads(payload))
             return
         totals.messages += 1
-        if payload[9:21] == b"video_update":
+        update = payload[9:21] == b"video_update"
+        if update:
             totals.video_updates += 1
+            self.last_update = payload
         at = payload.rfind(b'"ts":')
         if at > 0:
             end = at + 5
             while payload[end] in b"0123456789":
                 end += 1
             sent = int(payload[at + 5 : end])
-            if sent:
+            if sent and update:
+                totals.update_latency.add(time.time() * 1000 - sent)
+            elif sent:
                 totals.events += 1
                 totals.latency.add(time.time() * 1000 - sent)
         at = payload.rfind(b'"offset":')
@@ -414,6 +424,7 @@ async def _load(args: argparse.Namespace) -> dict[str, Any]:
         "video_updates": totals.video_updates,
         "messages_per_second": round(totals.messages / max(elapsed, 1e-9)),
         "latency_ms": totals.latency.summary(),
+        "video_update_latency_ms": totals.update_latency.summary(),
         "reconnects": totals.reconnects,
         "gaps_recovered": totals.gaps_recovered,
         "gaps_lost": totals.gaps_lost,

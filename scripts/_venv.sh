@@ -19,7 +19,7 @@ find_python() {
 }
 
 ensure_venv() {
-    local extras="$1"   # "" or "test"
+    local extras="$1"   # "", "test" or "bench"
     if [ ! -x .venv/bin/python ]; then
         local python
         python="$(find_python)"
