@@ -103,7 +103,7 @@ class Viewer(asyncio.Protocol):
         self.dialect = dialect
         self.path = path
         self.host = host
-        self.transport: asyncio.Transport | None = None
+        self.transport: Any = None  # asyncio's or uvloop's transport
         self.buffer = bytearray()
         self.upgraded = False
         self.ready = asyncio.get_running_loop().create_future()
@@ -117,7 +117,7 @@ class Viewer(asyncio.Protocol):
     # --- connection ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        self.transport = transport
         key = base64.b64encode(os.urandom(16)).decode()
         transport.write(
             (
