@@ -323,3 +323,20 @@ async def test_idle_socket_is_closed_and_shutdown_says_1012(
     assert (await watcher.call("ping"))["type"] == "pong"
     await api.client.app.shutdown()
     assert await watcher.closed() == 1012
+
+
+async def test_a_peer_that_never_answers_pings_is_dropped(
+    make_api: MakeApi, catalog: Catalog
+) -> None:
+    from tests.test_realtime_processes import StalledReader
+
+    api = await make_api(ws_heartbeat_seconds=1)
+    owner = await api.register()
+    video = await catalog.video(owner["id"])
+    silent = await asyncio.to_thread(StalledReader, api.client.server.port)
+    silent.send({"type": "subscribe", "channel": f"video:{video}"})
+    lively = await Socket.open(api.client)  # aiohttp answers pings by itself
+    await lively.subscribe(f"video:{video}")
+    _, code = await asyncio.to_thread(silent.read_until_close, 15)
+    assert code == 1001
+    assert (await lively.call("ping"))["type"] == "pong"
