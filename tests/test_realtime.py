@@ -335,8 +335,11 @@ async def test_a_peer_that_never_answers_pings_is_dropped(
     video = await catalog.video(owner["id"])
     silent = await asyncio.to_thread(StalledReader, api.client.server.port)
     silent.send({"type": "subscribe", "channel": f"video:{video}"})
-    lively = await Socket.open(api.client)  # aiohttp answers pings by itself
+    lively = await Socket.open(api.client)  # aiohttp answers pings while it reads
     await lively.subscribe(f"video:{video}")
-    _, code = await asyncio.to_thread(silent.read_until_close, 15)
-    assert code == 1001
+    closing = asyncio.ensure_future(asyncio.to_thread(silent.read_until_close, 15))
+    while not closing.done():
+        assert (await lively.call("ping"))["type"] == "pong"
+        await asyncio.sleep(0.2)
+    assert (await closing)[1] == 1001
     assert (await lively.call("ping"))["type"] == "pong"
