@@ -28,6 +28,9 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from benchlib import free_port, pinned  # noqa: E402
 
 SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"
 
@@ -66,15 +69,6 @@ WITH creators AS (
 )
 UPDATE users SET follower_count = follower_count + 1 WHERE id IN (SELECT following_id FROM followed)
 """
-
-
-def pinned(cpu: int, argv: list[str]) -> list[str]:
-    """Run `argv` on one CPU when taskset exists and the machine has more than one."""
-    if (os.cpu_count() or 1) > 1 and subprocess.run(
-        ["which", "taskset"], capture_output=True
-    ).returncode == 0:
-        return ["taskset", "-c", str(cpu), *argv]
-    return argv
 
 
 # --- the load process ----------------------------------------------------------------------
@@ -156,12 +150,6 @@ def load(
 
 
 # --- orchestration ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def seed(database_url: str) -> None:

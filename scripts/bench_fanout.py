@@ -40,30 +40,18 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from benchlib import free_port, pinned  # noqa: E402
 
 SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def pinned(cpu: int, argv: list[str]) -> list[str]:
-    """Run `argv` on one CPU when taskset exists and the machine has more than one."""
-    if (os.cpu_count() or 1) > 1 and subprocess.run(
-        ["which", "taskset"], capture_output=True
-    ).returncode == 0:
-        return ["taskset", "-c", str(cpu), *argv]
-    return argv
 
 
 def pin_existing(cpu: int, pid: int) -> None:
     """Move a running process (and its threads) to one CPU."""
     if (os.cpu_count() or 1) > 1:
         subprocess.run(["taskset", "-a", "-pc", str(cpu), str(pid)], capture_output=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def family(pid: int) -> list[int]:
