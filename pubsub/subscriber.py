@@ -48,11 +48,6 @@ class ChannelSubscriber:
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def channels(self) -> int:
-        """How many channels this process is subscribed to."""
-        return len(self._refs)
-
     async def start(self) -> None:
         """Connect and start reading."""
         self._task = asyncio.create_task(self._run(), name="redis-subscriber")

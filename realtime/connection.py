@@ -113,11 +113,6 @@ class Connection:
             1 if self.feed_follows is not None else 0
         )
 
-    @property
-    def queued_bytes(self) -> int:
-        """Bytes waiting in this socket's queue (not yet handed to the transport)."""
-        return self._queued_bytes
-
     # --- writing ----------------------------------------------------------------------------
 
     def send(self, frame: bytes) -> None:

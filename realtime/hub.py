@@ -167,7 +167,6 @@ class Hub:
         self.connections: set[Connection] = set()
         self.feeds: dict[str, ChannelFeed] = {}
         self.closing = False
-        self.slow_closed = 0
         self._redis = redis
         self._load_counts = load_counts
         self._subscriber = ChannelSubscriber(redis, self._on_message, self._on_reconnect)
