@@ -17,12 +17,11 @@ import pydantic
 from aiohttp import web
 
 from reelwire.appkeys import SERVICES, SETTINGS
-from reelwire.domain import accounts
+from reelwire.domain import accounts, rates
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import (
     NotFound,
     PayloadTooLarge,
-    RateLimited,
     Unauthorized,
     UnsupportedMediaType,
     ValidationFailed,
@@ -179,7 +178,9 @@ def _make_view(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResp
     async def view(request: web.Request) -> web.StreamResponse:
         services = request.app[SERVICES]
         principal = await _principal(request, services, route.auth)
-        limit_headers = await _check_rate(request, services, route.rate, principal)
+        limit_headers = await rates.check(
+            services, route.rate, principal, request.remote or "unknown"
+        )
         query = _validate(route.query, dict(request.query), "query") if route.query else None
         body = await _read_body(request, route) if route.body and not route.raw_body else None
         result = await route.handler(Call(request, services, principal, body, query))
@@ -192,28 +193,6 @@ def _make_view(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResp
     view.__name__ = route.handler.__name__
     view.__doc__ = route.summary
     return view
-
-
-async def _check_rate(
-    request: web.Request, services: Services, bucket: str | None, principal: Principal | None
-) -> dict[str, str]:
-    """Count the request against its limit; 429 with Retry-After when it is over."""
-    settings = services.settings
-    if bucket is None or not settings.rate_limits_enabled:
-        return {}
-    # Sign-in attempts are limited per address (there is no user yet); the rest per user.
-    if principal is not None and bucket != "auth":
-        subject = f"u:{principal.user_id}"
-    else:
-        subject = f"ip:{request.remote or 'unknown'}"
-    decision = await services.limiter.hit(bucket, subject, settings.rate_limits[bucket])
-    if not decision.allowed:
-        raise RateLimited(
-            f"Too many requests; try again in {decision.reset_seconds} s",
-            details={"limit": decision.limit, "window_seconds": decision.window_seconds},
-            headers=decision.headers,
-        )
-    return decision.headers
 
 
 async def _principal(request: web.Request, services: Services, rule: AuthRule) -> Principal | None:

@@ -18,20 +18,18 @@ import orjson
 import pydantic
 
 from http_api import social_schemas as ss
-from http_api.routing import field_errors
+from http_api.routing import field_errors, parse_uuid
 from pubsub import keys
 from pubsub.history import Position
 from realtime import messages
 from realtime.connection import Connection
 from realtime.hub import VIDEO_FIELDS, Hub
-from reelwire.domain import accounts, comments, users, videos
+from reelwire.domain import accounts, comments, rates, users, videos
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import (
     DomainError,
     Forbidden,
     LimitExceeded,
-    NotFound,
-    RateLimited,
     Unauthorized,
     ValidationFailed,
 )
@@ -110,8 +108,7 @@ async def dispatch(session: Session, text: str) -> None:
             ) from None
         if found.auth and conn.principal is None:
             raise Unauthorized("Authenticate first (an `auth` message, a ticket or a header)")
-        if found.rate is not None:
-            await _check_rate(session, found.rate)
+        await rates.check(session.services, found.rate, conn.principal, conn.remote)
         answer = await found.handler(session, body)
     except DomainError as exc:
         conn.send(messages.error(message_id, exc.code, exc.message, exc.details, exc.field_errors))
@@ -289,26 +286,12 @@ async def comment(session: Session, body: CommentMessage) -> bytes:
     assert principal is not None
     video_id = _video_id(body.video_id)
     parent = body.parent_comment_id
-    parent_id = _uuid(parent, comments.COMMENT_NOT_FOUND) if parent else None
+    parent_id = parse_uuid(parent, comments.COMMENT_NOT_FOUND) if parent else None
     result = await comments.create(session.services, principal, video_id, body.content, parent_id)
     return messages.reply(body.id, "ack", data=result)
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-async def _check_rate(session: Session, bucket: str) -> None:
-    settings = session.services.settings
-    if not settings.rate_limits_enabled:
-        return
-    principal = session.conn.principal
-    subject = f"u:{principal.user_id}" if principal else f"ip:{session.conn.remote}"
-    decision = await session.services.limiter.hit(bucket, subject, settings.rate_limits[bucket])
-    if not decision.allowed:
-        raise RateLimited(
-            f"Too many requests; try again in {decision.reset_seconds} s",
-            details={"limit": decision.limit, "window_seconds": decision.window_seconds},
-        )
 
 
 def _event_filter(names: list[str] | None) -> frozenset[str] | None:
@@ -328,12 +311,5 @@ def _channel_id(text: str) -> UUID | None:
         return None
 
 
-def _uuid(text: str, not_found: str) -> UUID:
-    value = _channel_id(text)
-    if value is None:
-        raise NotFound(not_found)
-    return value
-
-
 def _video_id(text: str) -> UUID:
-    return _uuid(text, videos.VIDEO_NOT_FOUND)
+    return parse_uuid(text, videos.VIDEO_NOT_FOUND)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import WSMsgType, web
 
+from http_api.routing import bearer_token
 from realtime import commands, messages
 from realtime.commands import Session
 from realtime.connection import Connection, Limits
@@ -130,9 +131,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
 
 async def _upgrade_principal(request: web.Request, ctx: Services) -> Principal | None:
-    header = request.headers.get("Authorization", "")
-    if header[:7].lower() == "bearer " and header[7:].strip():
-        return await accounts.authenticate(ctx, header[7:].strip())
+    token = bearer_token(request)
+    if token is not None:
+        return await accounts.authenticate(ctx, token)
     ticket = request.query.get("ticket")
     if ticket:
         return await accounts.redeem_socket_ticket(ctx, ticket)

@@ -258,7 +258,10 @@ class Hub:
         try:
             await self._subscriber.acquire(channel)
             membership.acquired = True
-            if since is not None:
+            if via_feed:
+                # Nobody is told a position: everything from now on is new to this socket.
+                recovery = None
+            elif since is not None:
                 recovery = await history.since(
                     self._redis, channel, since.epoch, since.offset, self.settings.history_size
                 )
@@ -275,18 +278,20 @@ class Hub:
             raise ServiceUnavailable("Realtime service unavailable; try again") from exc
         if conn.memberships.get(channel) is not membership:
             return  # left (or closed) while we waited
-        top = recovery.position
-        if feed.epoch is None:
-            feed.epoch, feed.offset = top.epoch, max(feed.offset, top.offset)
-        if not via_feed:
+        seen = 0  # the socket's position: buffered events past it are new to it
+        if recovery is not None:
+            top = recovery.position
+            seen = top.offset
+            if feed.epoch is None:
+                feed.epoch, feed.offset = top.epoch, max(feed.offset, top.offset)
             recovered = recovery.recovered and since is not None
             conn.send(messages.subscribed(message_id, channel, top.offset, top.epoch, recovered))
-        for _offset, body in recovery.frames:
-            if membership.events is None or _event_type(body) in membership.events:
-                conn.send(text_frame(body))
+            for _offset, body in recovery.frames:
+                if membership.wants(_event_type(body)):
+                    conn.send(text_frame(body))
         buffered, membership.pending = membership.pending or [], None
         for offset, frame in buffered:
-            if offset > top.offset:
+            if offset == 0 or offset > seen:  # 0: an event kept in no history
                 conn.send(frame)
         if feed.video is not None and membership.wants("video_update"):
             conn.send(feed.video.frame(feed.offset))
@@ -318,14 +323,17 @@ class Hub:
 
     async def follow_clips(self, conn: Connection, user_ids: Iterable[UUID]) -> None:
         """Subscribe the socket server-side to these users' clip channels (feed:clips)."""
-        assert conn.feed_follows is not None
-        for user_id in user_ids:
-            key = str(user_id)
-            if key in conn.feed_follows:
-                continue
-            conn.feed_follows.add(key)
+        follows = conn.feed_follows
+        assert follows is not None
+        new = [user_id for user_id in dict.fromkeys(user_ids) if str(user_id) not in follows]
+        follows.update(str(user_id) for user_id in new)
+
+        async def join(user_id: UUID) -> None:
             with contextlib.suppress(ServiceUnavailable):
                 await self.join(conn, keys.clip_channel(user_id), via_feed=True)
+
+        # Concurrently: a user following thousands would otherwise wait a round trip each.
+        await asyncio.gather(*(join(user_id) for user_id in new))
 
     def unfollow_clips(self, conn: Connection, user_id: str) -> None:
         """Stop delivering one user's clips to the socket."""

@@ -6,12 +6,10 @@ from typing import Any
 
 from realtime.wire import encode
 
-HEARTBEAT_FIELD = "heartbeat"
-
 
 def welcome(session: str, node: str, heartbeat: int) -> bytes:
     """The greeting sent as soon as a socket is open."""
-    return encode({"type": "welcome", "session": session, "node": node, HEARTBEAT_FIELD: heartbeat})
+    return encode({"type": "welcome", "session": session, "node": node, "heartbeat": heartbeat})
 
 
 def error(
