@@ -131,4 +131,4 @@ async def library_upload(call: Call[Any]) -> dict[str, Any]:
         source="library",
         visibility="private",
     )
-    return library.shape(call.services, row)
+    return library.shape(call.services, row, call.user)

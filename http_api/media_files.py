@@ -1,27 +1,51 @@
-"""Serving stored media: local files with Range (206/416) and long-lived caching; on S3 without
-a CDN, playlists are proxied (so their relative URIs keep resolving here) and everything else
-redirects to a short-lived presigned GET."""
+"""Serving stored media to players.
+
+Watching is not calling the API: media has its own per-address limit (`RATE_LIMIT_MEDIA`),
+answers any origin (players embed anywhere; nothing here uses cookies), and says how long it
+may be cached. Segments, images and storyboards never change under a key, so public ones are
+`immutable` for a year; playlists are cached for seconds. Local files answer `Range` (206/416)
+and `If-None-Match` (304) themselves; on S3 without a CDN, playlists and storyboard indexes are
+proxied (their relative URIs keep resolving here) and everything else redirects to a
+short-lived presigned GET.
+
+Who may fetch what is `reelwire.domain.media_access`: plain URLs for public and unlisted videos
+(checked against the video's visibility on every request), signed URLs for the rest.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from aiohttp import web
 
 from http_api.routing import Call, RouteTable
+from reelwire.domain import media_access, videos
 from reelwire.domain.context import Services
-from reelwire.domain.errors import NotFound
+from reelwire.domain.errors import Forbidden, NotFound
 from storage.blobs import LocalBlobStore, check_key, content_type_for
 
 routes = RouteTable()
 
 _PROXIED = (".m3u8", ".vtt")
+_PLAYLISTS = (".m3u8", ".vtt")
+YEAR = 31_536_000
+PLAYLIST_SECONDS = 10
+PRESIGNED_SECONDS = 900
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Content-Length, Content-Range, Accept-Ranges, ETag",
+}
 
 
-@routes.get("/media/{key:.+}", tag="media", errors=(404, 416))
+@routes.get("/media/{key:.+}", tag="media", rate="media", head=True, errors=(403, 404, 416, 429))
 async def media_file(call: Call[Any]) -> web.StreamResponse:
-    """A stored file: HLS playlists and segments, thumbnails, storyboards, originals."""
-    key = call.request.match_info["key"]
+    """A stored file: HLS playlists and segments, thumbnails, storyboards. Public videos at
+    `/media/<key>`; private videos and clips only at `/media/signed/<token>/<key>`."""
+    path = call.request.match_info["key"]
+    signed = media_access.split_signed(path)
+    key = signed.key if signed is not None else path
     try:
         check_key(key)
     except ValueError:
@@ -29,38 +53,88 @@ async def media_file(call: Call[Any]) -> web.StreamResponse:
     if key.endswith("/original"):
         # Originals are served by /api/videos/{id}/stream, which checks visibility.
         raise NotFound("Not found")
-    return await serve_blob(call.request, call.services, key)
+    ctx = call.services
+    if signed is not None:
+        if not media_access.verify(ctx, signed):
+            raise Forbidden("This media link is invalid or has expired; reload the page")
+        keep = media_access.cache_seconds(signed)
+        if key.endswith(_PLAYLISTS):
+            cache = f"private, max-age={min(keep, PLAYLIST_SECONDS)}"
+        else:
+            cache = f"private, max-age={min(keep, YEAR)}, immutable"
+        return await serve_blob(
+            call.request, ctx, key, cache_control=cache, presign_for=min(keep, PRESIGNED_SECONDS)
+        )
+    obj = media_access.media_object(key)
+    if obj is None or obj.kind != "videos":
+        raise NotFound("Not found")
+    if not media_access.plain_allowed(await videos.load(ctx, obj.object_id)):
+        raise NotFound("Not found")
+    cache = (
+        f"public, max-age={PLAYLIST_SECONDS}"
+        if key.endswith(_PLAYLISTS)
+        else f"public, max-age={YEAR}, immutable"
+    )
+    return await serve_blob(call.request, ctx, key, cache_control=cache)
+
+
+async def media_preflight(request: web.Request) -> web.StreamResponse:
+    """CORS preflight for media: any origin, reading only."""
+    headers = {
+        **CORS_HEADERS,
+        "Access-Control-Allow-Methods": "GET, HEAD",
+        "Access-Control-Allow-Headers": request.headers.get(
+            "Access-Control-Request-Headers", "Range"
+        ),
+        "Access-Control-Max-Age": "86400",
+    }
+    return web.Response(status=204, headers=headers)
+
+
+async def add_media_cors(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: media answers (errors included) are readable by any origin."""
+    if request.path.startswith("/media/"):
+        for name, value in CORS_HEADERS.items():
+            response.headers.setdefault(name, value)
 
 
 async def serve_blob(
-    request: web.Request, ctx: Services, key: str, *, content_type: str | None = None
+    request: web.Request,
+    ctx: Services,
+    key: str,
+    *,
+    content_type: str | None = None,
+    cache_control: str = "private, no-cache",
+    presign_for: int = PRESIGNED_SECONDS,
 ) -> web.StreamResponse:
     """Answer with the object behind `key`, whichever backend holds it."""
     content_type = content_type or content_type_for(key)
     blobs = ctx.blobs
+    headers = {"Content-Type": content_type, "Cache-Control": cache_control}
     if isinstance(blobs, LocalBlobStore):
         path = blobs.path(key)
         if not path.is_file():
             raise NotFound("Not found")
-        response = web.FileResponse(
-            path, headers={"Content-Type": content_type, "Cache-Control": _cache_control(key)}
-        )
-        return response
+        # FileResponse answers Range (206/416) and If-None-Match / If-Modified-Since (304).
+        return web.FileResponse(path, headers=headers)
     from storage.s3 import S3BlobStore
 
     assert isinstance(blobs, S3BlobStore)
+    if key.endswith(_PROXIED):
+        body = await blobs.read_bytes_or_none(key)
+        if body is None:
+            raise NotFound("Not found")
+        etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+        headers["ETag"] = etag
+        if etag in _if_none_match(request):
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=body, headers=headers)
     if await blobs.size(key) is None:
         raise NotFound("Not found")
-    if key.endswith(_PROXIED):
-        body = await blobs.read_bytes(key)
-        return web.Response(
-            body=body, content_type=content_type, headers={"Cache-Control": _cache_control(key)}
-        )
-    raise web.HTTPFound(await blobs.presigned_get(key, expires=900))
+    url = await blobs.presigned_get(key, expires=max(1, presign_for))
+    raise web.HTTPFound(url, headers={"Cache-Control": f"private, max-age={presign_for // 2}"})
 
 
-def _cache_control(key: str) -> str:
-    # Segments and images never change under a key; playlists may be rewritten by a re-run.
-    if key.endswith((".m3u8", ".vtt")):
-        return "public, max-age=10"
-    return "public, max-age=86400"
+def _if_none_match(request: web.Request) -> set[str]:
+    raw = request.headers.get("If-None-Match", "")
+    return {tag.strip().removeprefix("W/") for tag in raw.split(",") if tag.strip()}

@@ -19,12 +19,14 @@ from http_api import (
     sockets,
     users,
     videos,
+    webapp,
     webhooks,
 )
 from http_api.openapi import build_openapi
 from http_api.routing import RouteTable
 
 STATIC_DIR = Path(__file__).parent / "static"
+CORS_MAX_AGE = 3600  # browsers keep a preflight this long (Chromium caps it at 2 hours)
 
 
 def route_table() -> RouteTable:
@@ -43,6 +45,7 @@ def route_table() -> RouteTable:
         webhooks,
         media_files,
         sockets,
+        webapp,
     )
     for module in modules:
         table.extend(module.routes)
@@ -50,26 +53,37 @@ def route_table() -> RouteTable:
 
 
 def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
-    """Register routes, the generated OpenAPI document, /static and CORS."""
+    """Register routes, the generated OpenAPI document, static files, the web app and CORS."""
     table = route_table()
-    added = table.register(app)
+    resources = table.register(app)
     app[service.OPENAPI] = build_openapi(table.routes)
     app[service.OPENAPI]["paths"]["/ws"] = sockets.WEBSOCKET_OPERATION
     app.router.add_static("/static", STATIC_DIR, name="static")
-    if cors_origins:
-        options = aiohttp_cors.ResourceOptions(
-            allow_credentials="*" not in cors_origins,
-            expose_headers=(
-                "X-Request-ID",
-                "Retry-After",
-                "RateLimit-Limit",
-                "RateLimit-Remaining",
-                "RateLimit-Reset",
-                "RateLimit-Policy",
-            ),
-            allow_headers="*",
-            max_age=600,
-        )
-        cors = aiohttp_cors.setup(app, defaults={origin: options for origin in cors_origins})
-        for route in added:
+    webapp.setup_static(app)
+    # Media is for players on any page: it answers every origin itself (no credentials used).
+    media = [r for r in resources if r.canonical.startswith("/media/")]
+    for resource in media:
+        resource.add_route("OPTIONS", media_files.media_preflight)
+    app.on_response_prepare.append(media_files.add_media_cors)
+    if not cors_origins:
+        return
+    options = aiohttp_cors.ResourceOptions(
+        allow_credentials="*" not in cors_origins,
+        expose_headers=(
+            "X-Request-ID",
+            "Retry-After",
+            "RateLimit-Limit",
+            "RateLimit-Remaining",
+            "RateLimit-Reset",
+            "RateLimit-Policy",
+        ),
+        allow_headers="*",
+        max_age=CORS_MAX_AGE,
+    )
+    cors = aiohttp_cors.setup(app, defaults={origin: options for origin in cors_origins})
+    for resource in resources:
+        if resource in media:
+            continue
+        # Every method of a path is on one resource, so one preflight answers all of them.
+        for route in list(resource):
             cors.add(route)

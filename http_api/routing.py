@@ -90,6 +90,7 @@ class Route:
     form_file: str | None = None
     raw_body: bool = False  # the handler reads the body itself (signed webhooks, uploads)
     rate: str | None = "general"  # the rate limit bucket (settings.rate_limits), None for none
+    head: bool = False  # a GET that also answers HEAD (media players and caches ask)
 
     @property
     def openapi_path(self) -> str:
@@ -142,15 +143,25 @@ class RouteTable:
         """Take another table's routes."""
         self.routes.extend(other.routes)
 
-    def register(self, app: web.Application) -> list[web.AbstractRoute]:
-        """Add every route to `app`, each also answering with a trailing slash."""
-        added = []
+    def register(self, app: web.Application) -> list[web.Resource]:
+        """Add every route to `app`, each also answering with a trailing slash.
+
+        All methods of a path live on one aiohttp resource (and its trailing-slash twin on
+        another): CORS preflights are answered per resource, so a method added to a second
+        resource for the same path would be refused."""
+        resources: dict[str, web.Resource] = {}
         for route in self.routes:
             view = _make_view(route)
-            added.append(app.router.add_route(route.method, route.path, view))
+            paths = [route.path]
             if route.path != "/" and not route.path.endswith("/"):
-                added.append(app.router.add_route(route.method, route.path + "/", view))
-        return added
+                paths.append(route.path + "/")
+            for path in paths:
+                if path not in resources:
+                    resources[path] = app.router.add_resource(path)
+                resources[path].add_route(route.method, view)
+                if route.head:
+                    resources[path].add_route("HEAD", view)
+        return list(resources.values())
 
 
 def json_response(

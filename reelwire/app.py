@@ -10,7 +10,13 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from http_api.metrics import METRICS, HttpMetrics, metrics_middleware
-from http_api.middlewares import add_response_headers, error_middleware, request_id_middleware
+from http_api.middlewares import (
+    CSP,
+    add_response_headers,
+    content_security_policy,
+    error_middleware,
+    request_id_middleware,
+)
 from http_api.routes import setup_routes
 from realtime.endpoint import setup_realtime
 from reelwire import resources
@@ -31,6 +37,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[METRICS] = HttpMetrics.create()
+    app[CSP] = content_security_policy(settings.media_origins)
     app.on_response_prepare.append(add_response_headers)
     app.cleanup_ctx.extend(
         [

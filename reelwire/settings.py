@@ -28,6 +28,9 @@ DEFAULT_RATE_LIMITS = MappingProxyType(
         "comment": Limit(30, 3600),
         "like": Limit(100, 60),
         "general": Limit(1000, 3600),
+        # Watching is not calling the API: HLS asks for a segment (and its audio) every 4 s,
+        # so one address gets room for ~15 viewers at the top rung for hours, seeking included.
+        "media": Limit(30000, 3600),
     }
 )
 _PERIODS = {
@@ -82,6 +85,7 @@ class Settings:
     keep_originals: bool = True
     inline_worker: bool | None = None
     upload_url_ttl: int = 3600
+    media_url_ttl: int = 4 * 3600
     clip_sweep_seconds: int = 3600
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None
@@ -126,6 +130,18 @@ class Settings:
             return self.inline_worker
         return self.embedded_postgres
 
+    @property
+    def media_origins(self) -> tuple[str, ...]:
+        """Origins other than ours that browsers load media from: the CDN, or the S3 endpoint
+        that presigned GETs redirect to."""
+        if self.s3_bucket is None:
+            return ()
+        if self.cdn_base_url:
+            return (_origin(self.cdn_base_url),)
+        if self.s3_endpoint_url:
+            return (_origin(self.s3_endpoint_url),)
+        return ("https://*.amazonaws.com",)
+
     def replace(self, **changes: object) -> Settings:
         """A copy with some fields changed (used once the embedded services are up)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -162,6 +178,7 @@ class Settings:
             keep_originals=reader.boolean("KEEP_ORIGINALS", True),
             inline_worker=reader.optional_boolean("INLINE_WORKER"),
             upload_url_ttl=reader.integer("UPLOAD_URL_TTL_SECONDS", 3600, 30, 7 * 86400),
+            media_url_ttl=reader.integer("MEDIA_URL_TTL_SECONDS", 4 * 3600, 60, 7 * 86400),
             clip_sweep_seconds=reader.integer("CLIP_SWEEP_SECONDS", 3600, 1, 86400),
             s3_bucket=reader.optional_text("S3_BUCKET"),
             s3_endpoint_url=reader.url("S3_ENDPOINT_URL", ("http", "https")),
@@ -289,3 +306,8 @@ class _Reader:
                     f"{name}: {origin!r} is not an origin like https://app.example.com or *"
                 )
         return origins
+
+
+def _origin(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"

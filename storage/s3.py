@@ -132,6 +132,15 @@ class S3BlobStore:
             data: bytes = await body.read()
             return data
 
+    async def read_bytes_or_none(self, key: str) -> bytes | None:
+        """A whole (small) object, or None when it does not exist (one round trip)."""
+        try:
+            return await self.read_bytes(key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
     async def size(self, key: str) -> int | None:
         """ContentLength, or None when missing."""
         try:

@@ -13,7 +13,7 @@ import aiofiles.os
 import asyncpg
 import orjson
 
-from reelwire.domain import events, media, present
+from reelwire.domain import events, media, media_access, present
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, ValidationFailed
 from storage import clips as clip_rows
@@ -59,7 +59,8 @@ def clip_body(row: Any, ctx: Services) -> dict[str, Any]:
     }
     if "uploaded_by" in row:
         body["uploaded_by"] = row["uploaded_by"]
-    return body
+    # A clip's media exists for its 24 hours: only at URLs signed to expire with it.
+    return media_access.sign_urls(ctx, body, None, not_after=row["expires_at"])
 
 
 def _video_clip_status(video_status: str | None) -> str:

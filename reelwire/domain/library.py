@@ -5,15 +5,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from reelwire.domain import present
+from reelwire.domain import media_access, present
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import NotFound
 from storage import videos as video_rows
 
 
-def shape(ctx: Services, row: Any) -> dict[str, Any]:
-    """One library entry."""
-    return present.library_video(row, ctx.blobs)
+def shape(ctx: Services, row: Any, owner: Principal | None = None) -> dict[str, Any]:
+    """One library entry (the caller's own), its media URLs signed for them when needed."""
+    entry = present.library_video(row, ctx.blobs)
+    if row["visibility"] == "private" or row["source"] == "clip":
+        entry = media_access.sign_urls(ctx, entry, owner)
+    return entry
 
 
 async def page(
@@ -39,7 +42,7 @@ async def page(
         )
     total_pages = math.ceil(total / page_size) if total else 0
     return {
-        "videos": [shape(ctx, r) for r in rows],
+        "videos": [shape(ctx, r, principal) for r in rows],
         "total_count": total,
         "page": page,
         "page_size": page_size,
@@ -62,4 +65,4 @@ async def by_key(ctx: Services, principal: Principal, key: str) -> dict[str, Any
         row = await video_rows.by_source_key(conn, principal.user_id, key)
     if row is None:
         raise NotFound("Video not found")
-    return shape(ctx, row)
+    return shape(ctx, row, principal)

@@ -13,7 +13,7 @@ import aiofiles.os
 import asyncpg
 
 from pubsub import keys
-from reelwire.domain import present
+from reelwire.domain import media_access, present
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, PayloadTooLarge, ValidationFailed
 from storage import videos as video_rows
@@ -168,7 +168,7 @@ async def video_status(ctx: Services, video_id: UUID, principal: Principal) -> d
         raise NotFound(VIDEO_NOT_FOUND)
     if row["owner_id"] != principal.user_id:
         raise Forbidden("Access denied")
-    shaped = present.video(row, ctx.blobs)
+    shaped = media_access.for_viewer(ctx, present.video(row, ctx.blobs), principal)
     return {
         "videoId": str(video_id),
         "status": row["status"],

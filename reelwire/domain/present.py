@@ -130,6 +130,7 @@ def video(row: Mapping[str, Any], blobs: BlobStore) -> dict[str, Any]:
         "tags": list(row["tags"] or []),
         "category": row["category"],
         "visibility": row["visibility"],
+        "source": row["source"],
         "metrics": {
             "watch_time_minutes": round(row["watch_time_seconds"] / 60, 1),
             "engagement_rate": round(engagement, 4),

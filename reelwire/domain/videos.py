@@ -13,7 +13,7 @@ import orjson
 
 from pubsub import keys
 from pubsub.views import ViewBatch
-from reelwire.domain import events, media, present
+from reelwire.domain import events, media, media_access, present
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, ValidationFailed
 from reelwire.domain.paging import (
@@ -110,7 +110,7 @@ async def get(ctx: Services, video_id: UUID, viewer: Principal | None) -> dict[s
             kind = await video_rows.reaction_of(conn, video_id, viewer.user_id)
     return {
         "success": True,
-        **video,
+        **media_access.for_viewer(ctx, video, viewer),
         "user_reaction": present.REACTION_NAMES[kind],
         "user_interaction": {"liked": kind == 1, "disliked": kind == -1},
     }
@@ -194,6 +194,7 @@ async def _video_page(
     total: int,
     cursor: str | None,
 ) -> dict[str, Any]:
+    # Lists hold public videos only, at plain media URLs.
     videos = [present.video(r, ctx.blobs) for r in rows]
     await _with_live_views(ctx, videos)
     return {
