@@ -1,6 +1,7 @@
 """The client messages of PROTOCOL.md: one function per type, registered in one table.
 
-`dispatch` parses a text frame, validates it against the command's schema, calls it, and maps
+`dispatch` parses a text frame, validates it against the command's model (the protocol's
+models live in `realtime.schemas`, which also generate /api/asyncapi.json), calls it, and maps
 any failure to an `error` reply through `errors.describe`, as REST maps it to its envelope. The
 `view`, `like` and `comment` commands call the same domain operations as their REST routes, with
 the same body schemas and the same rate limit buckets.
@@ -17,11 +18,11 @@ from uuid import UUID
 import orjson
 import pydantic
 
-from http_api import social_schemas as ss
 from http_api.routing import field_errors, parse_uuid
 from pubsub import keys
 from pubsub.history import Position
 from realtime import messages
+from realtime import schemas as s
 from realtime.connection import Connection
 from realtime.hub import VIDEO_FIELDS, Hub
 from reelwire.domain import accounts, comments, rates, users, videos
@@ -55,7 +56,7 @@ Handler = Callable[[Session, Any], Awaitable[bytes | None]]
 class Command:
     """A message type, its schema, and the function that answers it."""
 
-    schema: type[pydantic.BaseModel]
+    schema: type[s.ClientMessage]
     handler: Handler
     auth: bool = False
     rate: str | None = None
@@ -65,23 +66,15 @@ COMMANDS: dict[str, Command] = {}
 
 
 def command(
-    kind: str, schema: type[pydantic.BaseModel], *, auth: bool = False, rate: str | None = None
+    schema: type[s.ClientMessage], *, auth: bool = False, rate: str | None = None
 ) -> Callable[[Handler], Handler]:
-    """Register the function answering messages of `kind`."""
+    """Register the function answering the messages `schema` (in `realtime.schemas`) describes."""
 
     def register(handler: Handler) -> Handler:
-        COMMANDS[kind] = Command(schema, handler, auth, rate)
+        COMMANDS[s.type_of(schema)] = Command(schema, handler, auth, rate)
         return handler
 
     return register
-
-
-class Message(pydantic.BaseModel):
-    """Fields every client message may carry."""
-
-    model_config = pydantic.ConfigDict(extra="forbid")
-    type: str
-    id: int | str | None = None
 
 
 async def dispatch(session: Session, text: str) -> None:
@@ -124,29 +117,8 @@ async def dispatch(session: Session, text: str) -> None:
 # --- subscriptions -------------------------------------------------------------------------
 
 
-class Since(pydantic.BaseModel):
-    """Where a client's copy of a channel stands."""
-
-    offset: int = pydantic.Field(ge=0)
-    epoch: str = pydantic.Field(max_length=64)
-
-
-class SubscribeMessage(Message):
-    """`subscribe`: a channel, seed 001's optional `events` filter, and `since` to recover."""
-
-    channel: str = pydantic.Field(min_length=1, max_length=100)
-    events: list[pydantic.constr(max_length=40)] | None = pydantic.Field(None, max_length=20)  # type: ignore[valid-type]
-    since: Since | None = None
-
-
-class ChannelMessage(Message):
-    """`unsubscribe`."""
-
-    channel: str = pydantic.Field(min_length=1, max_length=100)
-
-
-@command("subscribe", SubscribeMessage)
-async def subscribe(session: Session, body: SubscribeMessage) -> bytes | None:
+@command(s.SubscribeMessage)
+async def subscribe(session: Session, body: s.SubscribeMessage) -> bytes | None:
     """Join a channel the caller may watch."""
     conn, hub, principal = session.conn, session.hub, session.conn.principal
     channel = body.channel
@@ -177,7 +149,7 @@ async def subscribe(session: Session, body: SubscribeMessage) -> bytes | None:
     return None
 
 
-async def _subscribe_clip_feed(session: Session, body: SubscribeMessage) -> bytes:
+async def _subscribe_clip_feed(session: Session, body: s.SubscribeMessage) -> bytes:
     conn, principal = session.conn, session.conn.principal
     if principal is None:
         raise Unauthorized("Authenticate to subscribe to feed:clips")
@@ -191,8 +163,8 @@ async def _subscribe_clip_feed(session: Session, body: SubscribeMessage) -> byte
     return messages.subscribed(body.id, FEED_CLIPS, 0, "", False)
 
 
-@command("unsubscribe", ChannelMessage)
-async def unsubscribe(session: Session, body: ChannelMessage) -> bytes:
+@command(s.UnsubscribeMessage)
+async def unsubscribe(session: Session, body: s.UnsubscribeMessage) -> bytes:
     """Leave a channel."""
     conn, hub = session.conn, session.hub
     if body.channel == FEED_CLIPS and conn.feed_follows is not None:
@@ -206,30 +178,24 @@ async def unsubscribe(session: Session, body: ChannelMessage) -> bytes:
         if membership is None or membership.via_feed:
             raise ValidationFailed(f"Not subscribed to {body.channel[:100]!r}")
         hub.leave(conn, body.channel)
-    return messages.reply(body.id, "unsubscribed", channel=body.channel)
+    return messages.unsubscribed(body.id, body.channel)
 
 
-@command("ping", Message)
-async def ping(session: Session, body: Message) -> bytes:
+@command(s.PingMessage)
+async def ping(session: Session, body: s.PingMessage) -> bytes:
     """Application-level ping (browsers cannot send protocol pings)."""
-    return messages.reply(body.id, "pong")
+    return messages.pong(body.id)
 
 
-class AuthMessage(Message):
-    """`auth`: an access token, first thing after connecting or to renew an expiring one."""
-
-    token: str = pydantic.Field(min_length=1, max_length=4096)
-
-
-@command("auth", AuthMessage)
-async def auth(session: Session, body: AuthMessage) -> bytes:
+@command(s.AuthMessage)
+async def auth(session: Session, body: s.AuthMessage) -> bytes:
     """Become (or stay) a user on this socket."""
     conn = session.conn
     principal = await accounts.authenticate(session.services, body.token)
     if conn.principal is not None and conn.principal.user_id != principal.user_id:
         raise Forbidden("This socket belongs to another user; open a new one")
     authenticate(session.hub, conn, principal)
-    return messages.reply(body.id, "ack", data={"user_id": str(principal.user_id)})
+    return messages.ack(body.id, {"user_id": str(principal.user_id)})
 
 
 def authenticate(hub: Hub, conn: Connection, principal: Principal) -> None:
@@ -243,44 +209,26 @@ def authenticate(hub: Hub, conn: Connection, principal: Principal) -> None:
 # --- the REST operations ---------------------------------------------------------------------
 
 
-class ViewMessage(ss.ViewBody, Message):
-    """`view`: the body of POST /api/videos/{id}/view, plus the video."""
-
-    video_id: str = pydantic.Field(max_length=64)
-
-
-class LikeMessage(ss.ReactionBody, Message):
-    """`like`: the body of POST /api/videos/{id}/like, plus the video."""
-
-    video_id: str = pydantic.Field(max_length=64)
-
-
-class CommentMessage(ss.CommentBody, Message):
-    """`comment`: the body of POST /api/videos/{id}/comments, plus the video."""
-
-    video_id: str = pydantic.Field(max_length=64)
-
-
-@command("view", ViewMessage, rate="general")
-async def view(session: Session, body: ViewMessage) -> bytes:
+@command(s.ViewMessage, rate="general")
+async def view(session: Session, body: s.ViewMessage) -> bytes:
     """Count a view, as POST /api/videos/{id}/view."""
     video_id = _video_id(body.video_id)
     watched = body.watch_time_seconds or 0
     result = await videos.view(session.services, video_id, session.conn.principal, watched)
-    return messages.reply(body.id, "ack", data=result)
+    return messages.ack(body.id, result)
 
 
-@command("like", LikeMessage, auth=True, rate="like")
-async def like(session: Session, body: LikeMessage) -> bytes:
+@command(s.LikeMessage, auth=True, rate="like")
+async def like(session: Session, body: s.LikeMessage) -> bytes:
     """Like, dislike or remove a reaction, as POST /api/videos/{id}/like."""
     assert session.conn.principal is not None
     video_id = _video_id(body.video_id)
     result = await videos.react(session.services, session.conn.principal, video_id, body.action)
-    return messages.reply(body.id, "ack", data=result)
+    return messages.ack(body.id, result)
 
 
-@command("comment", CommentMessage, auth=True, rate="comment")
-async def comment(session: Session, body: CommentMessage) -> bytes:
+@command(s.CommentMessage, auth=True, rate="comment")
+async def comment(session: Session, body: s.CommentMessage) -> bytes:
     """Comment or reply, as POST /api/videos/{id}/comments."""
     principal = session.conn.principal
     assert principal is not None
@@ -288,7 +236,7 @@ async def comment(session: Session, body: CommentMessage) -> bytes:
     parent = body.parent_comment_id
     parent_id = parse_uuid(parent, comments.COMMENT_NOT_FOUND) if parent else None
     result = await comments.create(session.services, principal, video_id, body.content, parent_id)
-    return messages.reply(body.id, "ack", data=result)
+    return messages.ack(body.id, result)
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -1,15 +1,29 @@
-"""Builders for the server's own messages (PROTOCOL.md), each returned as a ready frame."""
+"""Builders for the server's own messages (PROTOCOL.md), each returned as a ready frame.
+
+Each is built through its model in `realtime.schemas`, so what the server sends is what
+`/api/asyncapi.json` documents. Channel events are not built here: the operations publish them
+as JSON bytes and the hub fans those bytes out as they are.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
+from http_api.schemas import ErrorBody
+from realtime import schemas as s
 from realtime.wire import encode
+
+
+def _frame(message: BaseModel) -> bytes:
+    # None means "absent" in every reply (an `id` the client did not send, no `details`).
+    return encode(message.model_dump(exclude_none=True))
 
 
 def welcome(session: str, node: str, heartbeat: int) -> bytes:
     """The greeting sent as soon as a socket is open."""
-    return encode({"type": "welcome", "session": session, "node": node, "heartbeat": heartbeat})
+    return _frame(s.WelcomeMessage(type="welcome", session=session, node=node, heartbeat=heartbeat))
 
 
 def error(
@@ -20,30 +34,45 @@ def error(
     field_errors: dict[str, list[str]] | None = None,
 ) -> bytes:
     """An error answer (seed 001's error object); the connection stays open."""
-    body: dict[str, Any] = {"code": code, "message": text}
-    if details:
-        body["details"] = details
-    if field_errors:
-        body["field_errors"] = field_errors
-    reply: dict[str, Any] = {"type": "error", "error": body}
-    if message_id is not None:
-        reply["id"] = message_id
-    return encode(reply)
+    body = ErrorBody(
+        code=code, message=text, details=details or None, field_errors=field_errors or None
+    )
+    return _frame(s.ErrorMessage(type="error", id=message_id, error=body))
 
 
 def reply(message_id: Any, kind: str, **fields: Any) -> bytes:
-    """A typed answer to a client message, echoing its `id`."""
-    body: dict[str, Any] = {"type": kind, **fields}
-    if message_id is not None:
-        body["id"] = message_id
-    return encode(body)
+    """A typed answer to a client message, echoing its `id` (checked against its model)."""
+    model = s.SERVER_MESSAGES[kind]
+    return _frame(model.model_validate({"type": kind, "id": message_id, **fields}))
+
+
+def pong(message_id: Any) -> bytes:
+    """The answer to `ping`."""
+    return _frame(s.PongMessage(type="pong", id=message_id))
+
+
+def ack(message_id: Any, data: dict[str, Any]) -> bytes:
+    """A command succeeded; `data` is what its REST route would return."""
+    return _frame(s.AckMessage(type="ack", id=message_id, data=data))
+
+
+def unsubscribed(message_id: Any, channel: str) -> bytes:
+    """The channel is left."""
+    return _frame(s.UnsubscribedMessage(type="unsubscribed", id=message_id, channel=channel))
 
 
 def subscribed(message_id: Any, channel: str, offset: int, epoch: str, recovered: bool) -> bytes:
     """A subscription is live (or, unasked, that a channel's history was lost: reload it)."""
-    return reply(
-        message_id, "subscribed", channel=channel, offset=offset, epoch=epoch, recovered=recovered
+    return _frame(
+        s.SubscribedMessage(
+            type="subscribed",
+            id=message_id,
+            channel=channel,
+            offset=offset,
+            epoch=epoch,
+            recovered=recovered,
+        )
     )
 
 
-TOKEN_EXPIRING = encode({"type": "token_expiring"})
+TOKEN_EXPIRING = _frame(s.TokenExpiringMessage(type="token_expiring"))

@@ -1,0 +1,349 @@
+"""Every message of the WebSocket protocol (docs/protocol.md) as a pydantic model.
+
+One set of models serves three readers: `realtime.commands` validates client messages with
+them, `realtime.messages` builds the server's replies from them, and `/api/asyncapi.json` is
+generated from them. Events (`video_update`, `new_comment`, ...) are published as JSON bytes by
+the operations and fanned out untouched; their models here describe those bytes (a test checks
+frames captured from a live socket against them) and are never run on the fan-out path.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, get_args
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from http_api import social_schemas as ss
+from http_api.schemas import ClipOut, ErrorBody
+
+MessageId = int | str | None
+
+# --- client -> server ------------------------------------------------------------------------
+
+
+class ClientMessage(BaseModel):
+    """Fields every client message may carry."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: str
+    id: MessageId = Field(None, description="Echoed in the reply, to pair it with its request")
+
+
+class Since(BaseModel):
+    """Where a client's copy of a channel stands."""
+
+    offset: int = Field(ge=0, description="`offset` of the last event the client saw")
+    epoch: str = Field(max_length=64, description="`epoch` the channel had then")
+
+
+class SubscribeMessage(ClientMessage):
+    """Join a channel (again, to recover); `since` replays what was missed."""
+
+    type: Literal["subscribe"]
+    channel: str = Field(
+        min_length=1, max_length=100, description="`video:{id}`, `user:{id}` or `feed:clips`"
+    )
+    events: list[pydantic.constr(max_length=40)] | None = Field(  # type: ignore[valid-type]
+        None,
+        max_length=20,
+        description="Only these event types (a `video_update` field name selects `video_update`)",
+    )
+    since: Since | None = None
+
+
+class UnsubscribeMessage(ClientMessage):
+    """Leave a channel."""
+
+    type: Literal["unsubscribe"]
+    channel: str = Field(min_length=1, max_length=100)
+
+
+class PingMessage(ClientMessage):
+    """Application-level ping (browsers cannot send protocol pings)."""
+
+    type: Literal["ping"]
+
+
+class AuthMessage(ClientMessage):
+    """Authenticate the socket, or renew an expiring token (a socket cannot switch users)."""
+
+    type: Literal["auth"]
+    token: str = Field(min_length=1, max_length=4096, description="An access token")
+
+
+class ViewMessage(ss.ViewBody, ClientMessage):
+    """Count a view: the body of POST /api/videos/{id}/view, plus the video."""
+
+    type: Literal["view"]
+    video_id: str = Field(max_length=64)
+
+
+class LikeMessage(ss.ReactionBody, ClientMessage):
+    """Like, dislike or remove a reaction: the body of POST /api/videos/{id}/like, plus the
+    video. Needs an authenticated socket."""
+
+    type: Literal["like"]
+    video_id: str = Field(max_length=64)
+
+
+class CommentMessage(ss.CommentBody, ClientMessage):
+    """Comment or reply: the body of POST /api/videos/{id}/comments, plus the video. Needs an
+    authenticated socket."""
+
+    type: Literal["comment"]
+    video_id: str = Field(max_length=64)
+
+
+# --- server -> client: replies and control ---------------------------------------------------
+
+
+class ServerMessage(BaseModel):
+    """A message the server sends."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: str
+
+
+class Reply(ServerMessage):
+    """An answer to a client message."""
+
+    id: MessageId = Field(None, description="The `id` of the message answered, if it had one")
+
+
+class WelcomeMessage(ServerMessage):
+    """The greeting, sent as soon as the socket is open."""
+
+    type: Literal["welcome"]
+    session: str
+    node: str = Field(description="The server process: `<host>:<pid>`")
+    heartbeat: int = Field(description="Seconds between the server's pings")
+
+
+class SubscribedMessage(Reply):
+    """A subscription is live. Sent unasked with `recovered: false` when the server lost part of
+    the channel's history: reload the channel over REST."""
+
+    type: Literal["subscribed"]
+    channel: str
+    offset: int = Field(description="The channel's position now")
+    epoch: str = Field(description="Changes when the channel's history is lost")
+    recovered: bool = Field(description="The missed events (asked for with `since`) follow")
+
+
+class UnsubscribedMessage(Reply):
+    """The channel is left."""
+
+    type: Literal["unsubscribed"]
+    channel: str
+
+
+class PongMessage(Reply):
+    """The answer to `ping`."""
+
+    type: Literal["pong"]
+
+
+class AckMessage(Reply):
+    """A command succeeded. `data` is `{user_id}` for `auth`, and for `view`, `like` and
+    `comment` the body their REST route returns."""
+
+    type: Literal["ack"]
+    data: dict[str, Any]
+
+
+class ErrorMessage(Reply):
+    """A message was refused; the socket stays open."""
+
+    type: Literal["error"]
+    error: ErrorBody
+
+
+class TokenExpiringMessage(ServerMessage):
+    """The access token expires in about a minute: send a new `auth` or be closed with 4001."""
+
+    type: Literal["token_expiring"]
+
+
+# --- server -> client: channel events --------------------------------------------------------
+
+
+class Event(ServerMessage):
+    """An event on a channel."""
+
+    offset: int = Field(description="Position in the channel; recover from it with `since`")
+    ts: int = Field(description="Publish time, milliseconds since the Unix epoch")
+
+
+class VideoCounts(BaseModel):
+    """A video's counters, absolute values."""
+
+    model_config = ConfigDict(extra="forbid")
+    view_count: int
+    like_count: int
+    dislike_count: int
+    comment_count: int
+    viewer_count: int = Field(description="Sockets watching the video, on every process")
+    counts_version: int = Field(description="Grows with every like/dislike/comment change")
+
+
+class VideoUpdateMessage(Event):
+    """A video's counters changed (and the current ones, right after subscribing). Coalesced:
+    at most one per `COALESCE_MS` per channel. Viewer counts arrive here too, as
+    `data.viewer_count`."""
+
+    type: Literal["video_update"]
+    video_id: str
+    data: VideoCounts
+
+
+class NewCommentMessage(Event):
+    """A comment or reply was posted."""
+
+    type: Literal["new_comment"]
+    video_id: str
+    comment: ss.CommentOut
+
+
+class CommentUpdatedMessage(Event):
+    """A comment's text or reaction counts changed."""
+
+    type: Literal["comment_updated"]
+    video_id: str
+    comment: ss.CommentOut
+
+
+class CommentDeletedMessage(Event):
+    """A comment (and its replies) was deleted."""
+
+    type: Literal["comment_deleted"]
+    video_id: str
+    comment_id: str
+    parent_comment_id: str | None
+
+
+class ProcessingMessage(Event):
+    """Transcoding moved on. Watchers of `video:{id}` get the status; the owner's `user:{id}`
+    also gets the progress and, on failure, the reason."""
+
+    type: Literal["processing"]
+    video_id: str
+    status: Literal["uploading", "pending", "processing", "ready", "failed"]
+    progress: float | None = Field(None, description="Percent done (user channel only)")
+    error: str | None = Field(None, description="Why it failed, for a person to read")
+
+
+class ClipGone(BaseModel):
+    """What a follower needs to drop a clip."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    clip_id: str
+    user_id: str
+
+
+class ClipFeedMessage(Event):
+    """A clip of someone the user follows was `added`, `removed` or has `expired`."""
+
+    type: Literal["clip_feed"]
+    action: Literal["added", "removed", "expired"]
+    clip: ClipOut | ClipGone = Field(description="The whole clip when added, its ids otherwise")
+
+
+class FollowerCard(BaseModel):
+    """Who followed."""
+
+    id: str
+    username: str
+    display_name: str
+    avatar_url: str
+    verified: bool
+    follower_count: int
+
+
+class NewFollowerMessage(Event):
+    """Someone followed the user."""
+
+    type: Literal["new_follower"]
+    follower: FollowerCard
+    follower_count: int = Field(description="The user's followers now")
+
+
+class NotificationMessage(Event):
+    """Something for this user only; `kind` says what (`clip_reaction`: someone reacted to
+    your clip with `emoji`)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["notification"]
+    kind: str
+    clip_id: str | None = None
+    emoji: str | None = None
+    user_id: str | None = Field(None, description="Who did it")
+
+
+# --- the registry ----------------------------------------------------------------------------
+
+
+def type_of(model: type[BaseModel]) -> str:
+    """The `type` a message model is for (its `type: Literal[...]`)."""
+    (kind,) = get_args(model.model_fields["type"].annotation)
+    return str(kind)
+
+
+CLIENT_MESSAGES: dict[str, type[ClientMessage]] = {
+    type_of(m): m
+    for m in (
+        SubscribeMessage,
+        UnsubscribeMessage,
+        PingMessage,
+        AuthMessage,
+        ViewMessage,
+        LikeMessage,
+        CommentMessage,
+    )
+}
+
+SERVER_MESSAGES: dict[str, type[ServerMessage]] = {
+    type_of(m): m
+    for m in (
+        WelcomeMessage,
+        SubscribedMessage,
+        UnsubscribedMessage,
+        PongMessage,
+        AckMessage,
+        ErrorMessage,
+        TokenExpiringMessage,
+        VideoUpdateMessage,
+        NewCommentMessage,
+        CommentUpdatedMessage,
+        CommentDeletedMessage,
+        ProcessingMessage,
+        ClipFeedMessage,
+        NewFollowerMessage,
+        NotificationMessage,
+    )
+}
+
+# What answers each client message (besides `error`, which any of them may get).
+REPLIES: dict[str, tuple[str, ...]] = {
+    "subscribe": ("subscribed",),
+    "unsubscribe": ("unsubscribed",),
+    "ping": ("pong",),
+    "auth": ("ack",),
+    "view": ("ack",),
+    "like": ("ack",),
+    "comment": ("ack",),
+}
+
+# The channels, by address, and the events each carries.
+CHANNELS: dict[str, tuple[str, ...]] = {
+    "video:{video_id}": (
+        "video_update",
+        "new_comment",
+        "comment_updated",
+        "comment_deleted",
+        "processing",
+    ),
+    "user:{user_id}": ("processing", "new_follower", "notification"),
+    "feed:clips": ("clip_feed",),
+}
