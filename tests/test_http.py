@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from http_api.middlewares import SECURITY_HEADERS
+from http_api.routes import route_table
 from reelwire.app import create_app
 from reelwire.embedded import EmbeddedRedis
 from reelwire.settings import Settings
@@ -236,6 +238,69 @@ async def test_cors_allows_configured_origins_only(
         headers={"Origin": "https://evil.example.net", "Access-Control-Request-Method": "POST"},
     )
     assert refused.status == 403
+
+
+def _concrete(path: str) -> str:
+    """A route path with every parameter filled in (a UUID, or a key for /media)."""
+    path = re.sub(r"\{key:[^}]*\}", "videos/00000000-0000-0000-0000-000000000001/hls/a.ts", path)
+    return re.sub(r"\{[^}]+\}", "00000000-0000-0000-0000-000000000001", path)
+
+
+async def test_cors_preflight_for_every_route_and_method(
+    aiohttp_client: Any, backends: Backends, tmp_path: Path
+) -> None:
+    """Built from the route table: each (path, method), with and without a trailing slash."""
+    allowed = "https://app.example.com"
+    settings = make_settings(backends, tmp_path, cors_origins=(allowed, "http://localhost:3000"))
+    client = await aiohttp_client(create_app(settings))
+    pairs = [(r.path, r.method) for r in route_table().routes]
+    assert len(pairs) > 50
+    checked = 0
+    for path, method in pairs:
+        for concrete in {_concrete(path), _concrete(path).rstrip("/") + "/"}:
+            asked = {
+                "Access-Control-Request-Method": method,
+                "Access-Control-Request-Headers": "Authorization, Content-Type",
+            }
+            ok = await client.options(concrete, headers={"Origin": allowed, **asked})
+            where = f"{method} {concrete}"
+            assert ok.status in (200, 204), (where, ok.status, await ok.text())
+            allow_origin = ok.headers.get("Access-Control-Allow-Origin")
+            assert method in ok.headers["Access-Control-Allow-Methods"], where
+            assert "authorization" in ok.headers["Access-Control-Allow-Headers"].lower(), where
+            assert 600 <= int(ok.headers["Access-Control-Max-Age"]) <= 86400, where
+            foreign = await client.options(
+                concrete, headers={"Origin": "https://evil.example.net", **asked}
+            )
+            if path.startswith("/media/"):
+                # Media is for players embedded anywhere: any origin may read it, nobody may
+                # write it, and it uses no credentials.
+                assert allow_origin == "*" and foreign.headers["Access-Control-Allow-Origin"] == "*"
+                assert method in ("GET", "HEAD")
+            else:
+                assert allow_origin == allowed, where
+                assert foreign.status == 403, (where, foreign.status)
+                assert "Access-Control-Allow-Origin" not in foreign.headers, where
+            checked += 1
+    assert checked >= 2 * len(pairs) - 2
+
+
+async def test_cross_origin_write_reaches_the_handler(
+    aiohttp_client: Any, backends: Backends, tmp_path: Path
+) -> None:
+    """The actual request after a preflight carries the origin's grant (a second method on a
+    path, which used to be refused)."""
+    allowed = "https://app.example.com"
+    settings = make_settings(backends, tmp_path, cors_origins=(allowed,))
+    api = Api(await aiohttp_client(create_app(settings)))
+    user = await api.register()
+    resp = await api.client.patch(
+        "/api/users/me",
+        json={"bio": "from another origin"},
+        headers={**api.auth(user["token"]), "Origin": allowed},
+    )
+    assert resp.status == 200, await resp.text()
+    assert resp.headers["Access-Control-Allow-Origin"] == allowed
 
 
 async def test_no_cors_headers_when_no_origins_configured(client: Any) -> None:
