@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 import reelwire
-from http_api.routing import Route
+from http_api.routing import Handler, Route
 from http_api.schemas import ErrorOut
+
+H = TypeVar("H", bound=Handler)
 
 _REF = "#/components/schemas/{model}"
 _ERROR_TEXT = {
@@ -23,6 +26,34 @@ _ERROR_TEXT = {
     429: "Rate limited",
     503: "A backend is unavailable",
 }
+_MEDIA_TYPES: dict[Handler, str] = {}
+ASYNCAPI_URL = "/api/asyncapi.json"
+DOCS_URL = "/api/docs"
+
+
+def responds_with(media_type: str) -> Callable[[H], H]:
+    """Document a handler's success response as `media_type` instead of JSON."""
+
+    def mark(handler: H) -> H:
+        _MEDIA_TYPES[handler] = media_type
+        return handler
+
+    return mark
+
+
+def error_statuses(route: Route) -> list[int]:
+    """Every error status the route can answer: its own, those its declaration implies (auth,
+    validation, body limits, rate limit) and 500."""
+    statuses = set(route.errors) | {500}
+    if route.auth != "none":
+        statuses.add(401)  # "optional" still refuses a bad token
+    if route.body or route.query or route.form:
+        statuses.add(400)
+    if route.body and not route.raw_body:
+        statuses |= {413, 415}
+    if route.rate is not None:
+        statuses.add(429)
+    return sorted(statuses)
 
 
 def build_openapi(routes: list[Route]) -> dict[str, Any]:
@@ -49,16 +80,7 @@ def build_openapi(routes: list[Route]) -> dict[str, Any]:
                 {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
                 for p in route.path_params
             ],
-            "responses": {
-                str(route.status): {
-                    "description": "OK",
-                    "content": {
-                        "application/json": {
-                            "schema": ref(route.response) if route.response else {"type": "object"}
-                        }
-                    },
-                },
-            },
+            "responses": {str(route.status): _success(route, ref)},
         }
         if route.query is not None:
             for name, field in route.query.model_fields.items():
@@ -94,7 +116,7 @@ def build_openapi(routes: list[Route]) -> dict[str, Any]:
             operation["security"] = [{"bearerAuth": []}] + (
                 [{}] if route.auth == "optional" else []
             )
-        for status in (*route.errors, 500):
+        for status in error_statuses(route):
             operation["responses"][str(status)] = {
                 "description": _ERROR_TEXT.get(status, "Server error"),
                 "content": {"application/json": {"schema": ref(ErrorOut)}},
@@ -106,8 +128,18 @@ def build_openapi(routes: list[Route]) -> dict[str, Any]:
         "info": {
             "title": "Reelwire API",
             "version": reelwire.__version__,
-            "description": "REST half of Reelwire; the WebSocket protocol is in docs/protocol.md.",
+            "description": (
+                "The REST half of Reelwire. Errors are one envelope, `{success: false, error: "
+                "{code, message, details?, field_errors?}}`; authenticate with "
+                "`Authorization: Bearer <access_token>` from `/api/auth/login`. The WebSocket "
+                f"protocol (`/ws`) is the AsyncAPI document at {ASYNCAPI_URL}."
+            ),
         },
+        "externalDocs": {
+            "description": "The WebSocket protocol (/ws) as an AsyncAPI 3.0 document",
+            "url": ASYNCAPI_URL,
+        },
+        "tags": [{"name": tag} for tag in sorted({route.tag for route in routes})],
         "paths": paths,
         "components": {
             "schemas": schemas,
@@ -116,3 +148,12 @@ def build_openapi(routes: list[Route]) -> dict[str, Any]:
             },
         },
     }
+
+
+def _success(route: Route, ref: Callable[[type[BaseModel]], dict[str, Any]]) -> dict[str, Any]:
+    media_type = _MEDIA_TYPES.get(route.handler, "application/json")
+    if media_type != "application/json":
+        schema: dict[str, Any] = {"type": "string"}
+    else:
+        schema = ref(route.response) if route.response else {"type": "object"}
+    return {"description": "OK", "content": {media_type: {"schema": schema}}}

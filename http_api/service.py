@@ -42,7 +42,7 @@ async def api_root(call: Call[Any]) -> dict[str, Any]:
         "name": "reelwire",
         "version": reelwire.__version__,
         "message": "Reelwire API",
-        "docs": "/api/openapi.json",
+        "docs": "/api/docs",
     }
 
 
