@@ -332,6 +332,7 @@ class VideoUploadForm(Strict):
 
     title: str = Field("", max_length=100)
     description: str = Field("", max_length=5000)
+    visibility: Literal["public", "unlisted", "private"] = "public"
 
 
 class LibraryUploadForm(Strict):

@@ -163,5 +163,5 @@ async def receive_video(
             source=source,
             title=getattr(form, "title", "") or upload.filename[:100],
             description=getattr(form, "description", ""),
-            visibility=visibility,
+            visibility=getattr(form, "visibility", None) or visibility,
         )

@@ -181,3 +181,39 @@ def _bucket(api: Api) -> str:
     bucket = api.client.app[SETTINGS].s3_bucket
     assert bucket
     return bucket
+
+
+async def test_private_video_on_s3_plays_only_through_signed_urls(
+    s3_api: Api, media: Media, s3_endpoint: str
+) -> None:
+    owner = await s3_api.register("hidden")
+    status, body = await upload(
+        s3_api, owner["token"], media.video_480, title="private", visibility="private"
+    )
+    assert status == 201, body
+    video = await wait_for(s3_api, body["id"], owner["token"])
+    assert video["status"] == "ready", video
+    master_url = video["hls_playlist"]
+    assert master_url.startswith("/media/signed/")
+    plain_master = f"/media/videos/{body['id']}/hls/master.m3u8"
+    assert (await s3_api.client.get(plain_master)).status == 404
+    # The player's walk: master -> variant (relative, keeps the token) -> segment -> S3.
+    master = await s3_api.client.get(master_url)
+    assert master.status == 200 and master.headers["ETag"]
+    again = await s3_api.client.get(master_url, headers={"If-None-Match": master.headers["ETag"]})
+    assert again.status == 304
+    variant = next(line for line in (await master.text()).splitlines() if line.endswith(".m3u8"))
+    base = master_url.rsplit("/", 1)[0]
+    playlist = await s3_api.client.get(f"{base}/{variant}")
+    assert playlist.status == 200
+    segment = next(line for line in (await playlist.text()).splitlines() if line.endswith(".ts"))
+    segment_url = f"{base}/{variant.rsplit('/', 1)[0]}/{segment}"
+    seg = await s3_api.client.get(segment_url, allow_redirects=False)
+    assert seg.status == 302
+    async with aiohttp.ClientSession() as http:
+        fetched = await http.get(seg.headers["Location"])
+        assert fetched.status == 200 and len(await fetched.read()) > 1000
+    plain_segment = segment_url.split("/", 4)[4]
+    assert (await s3_api.client.get(f"/media/{plain_segment}")).status == 404
+    forged = segment_url.replace(".", "x", 1)
+    assert (await s3_api.client.get(forged, allow_redirects=False)).status in (403, 404)
