@@ -12,6 +12,7 @@ from http_api import (
     clips,
     comments,
     direct_uploads,
+    docs,
     library,
     media_files,
     posts,
@@ -45,6 +46,7 @@ def route_table() -> RouteTable:
         webhooks,
         media_files,
         sockets,
+        docs,
         webapp,
     )
     for module in modules:
