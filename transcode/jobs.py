@@ -27,8 +27,9 @@ from reelwire.domain.media import (
 from storage import clips as clip_rows
 from storage import videos as video_rows
 from transcode.ffmpeg import FFmpegError, run_ffmpeg
+from transcode.hls import finalize
 from transcode.ladder import (
-    AUDIO_KBPS,
+    MAX_FPS,
     image_command,
     ladder_command,
     plan_ladder,
@@ -90,6 +91,10 @@ async def transcode_video(ctx: Services, target: str) -> None:
             if exc.timed_out:
                 raise
             raise PermanentFailure(_readable(exc.detail)) from None
+        # Playlists from the segments as written: tails merged, BANDWIDTH measured, CODECS read
+        # from the streams; the master playlist is written here.
+        fps = min(info.fps, MAX_FPS) if info.fps else None
+        measured = await asyncio.to_thread(finalize, out, [r.name for r in rungs], fallback_fps=fps)
         await run_ffmpeg(storyboard_command(storyboard, frames, out / "storyboard.jpg"), timeout=60)
         async with aiofiles.open(out / "storyboard.vtt", "w") as vtt:
             await vtt.write(storyboard.webvtt("storyboard.jpg", info.duration or 0.0))
@@ -100,10 +105,11 @@ async def transcode_video(ctx: Services, target: str) -> None:
             {
                 "quality": rung.name,
                 "resolution": rung.resolution,
-                "bitrate": rung.video_kbps + (AUDIO_KBPS if info.has_audio else 0),
+                # kbps as measured: the variant's AVERAGE-BANDWIDTH (video + audio)
+                "bitrate": round(stats.average_bandwidth / 1000),
                 "file_size": sizes[rung.name],
             }
-            for rung in rungs
+            for rung, stats in zip(rungs, measured, strict=True)
         ]
 
     async with ctx.db.acquire() as conn, conn.transaction():

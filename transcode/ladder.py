@@ -2,8 +2,9 @@
 
 One process decodes the source once, splits the picture, scales and encodes every rung with
 keyframes forced at the same instants (so segments align across rungs and players can switch
-at any boundary), encodes audio once as a shared rendition, and writes the master playlist, a
-thumbnail and a storyboard sprite from the same decode.
+at any boundary), encodes audio once as a shared rendition, and writes a thumbnail and storyboard
+frames from the same decode. The playlists are then measured and rewritten by transcode.hls
+(the master playlist is ours, not FFmpeg's).
 """
 
 from __future__ import annotations
@@ -55,11 +56,6 @@ class Rung:
     def resolution(self) -> str:
         """`WIDTHxHEIGHT`."""
         return f"{self.width}x{self.height}"
-
-    @property
-    def bandwidth(self) -> int:
-        """Nominal bits per second of this rung's video plus the shared audio."""
-        return (self.video_kbps + AUDIO_KBPS) * 1000
 
 
 @dataclass(frozen=True)
@@ -141,8 +137,9 @@ def ladder_command(
     out: Path,
     frames_dir: Path,
 ) -> list[str]:
-    """Arguments for the single FFmpeg run that writes master.m3u8, <rung>/playlist.m3u8 and
-    segments, audio/..., thumbnail.jpg into `out/`, and storyboard frames into `frames_dir/`."""
+    """Arguments for the single FFmpeg run that writes <rung>/playlist.m3u8 and segments,
+    audio/..., thumbnail.jpg into `out/`, and storyboard frames into `frames_dir/`.
+    transcode.hls.finalize then writes master.m3u8 from the segments."""
     branches = len(rungs) + 2
     labels = "".join(f"[s{i}]" for i in range(branches))
     fps_cap = f"fps={MAX_FPS}," if info.fps and info.fps > MAX_FPS else ""
@@ -184,13 +181,11 @@ def ladder_command(
     if info.has_audio:
         args += ["-c:a", "aac", "-b:a", f"{AUDIO_KBPS}k", "-ac", "2", "-ar", "48000",
                  "-flags:a", "+bitexact"]
-        stream_map = [f"{entry},agroup:audio" for entry in stream_map]
-        stream_map.append("a:0,agroup:audio,name:audio")
+        stream_map.append("a:0,name:audio")
     args += [
         "-f", "hls", "-hls_time", str(SEGMENT_SECONDS), "-hls_playlist_type", "vod",
         "-hls_flags", "independent_segments", "-hls_segment_type", "mpegts",
         "-hls_segment_filename", str(out / "%v" / "segment_%05d.ts"),
-        "-master_pl_name", "master.m3u8",
         "-var_stream_map", " ".join(stream_map),
         str(out / "%v" / "playlist.m3u8"),
         "-map", "[thumb]", "-frames:v", "1", "-update", "1", "-q:v", "3",
