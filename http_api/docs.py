@@ -29,6 +29,7 @@ _PAGE = """\
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>Reelwire API docs</title>
+  <link rel="icon" href="data:,">
   <link rel="stylesheet" href="/app/vendor/swagger-ui/swagger-ui.css">
   <link rel="stylesheet" href="/app/docs/docs.css">
 </head>
