@@ -1,4 +1,4 @@
-"""The `reelwire` command: serve, migrate."""
+"""Reelwire: a realtime backend for short-video and clip apps (REST + WebSocket on one port)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from reelwire.embedded import (
     DataDirLock,
@@ -25,9 +26,21 @@ logger = logging.getLogger("reelwire")
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
-    parser = argparse.ArgumentParser(prog="reelwire", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the web server (REST + WebSocket)")
+    parser = argparse.ArgumentParser(
+        prog="reelwire",
+        description=__doc__,
+        epilog="Configuration comes from the environment (README.md, 'Configuration'). "
+        "`reelwire <command> --help` describes a command.",
+    )
+    commands = parser.add_subparsers(
+        dest="command", required=True, title="commands", metavar="<command>"
+    )
+    serve = commands.add_parser(
+        "serve",
+        help="run the web server (REST + WebSocket; embedded PostgreSQL and Redis by default)",
+        description="Run the web server. Without DATABASE_URL / REDIS_URL it starts PostgreSQL "
+        "and Redis under REELWIRE_HOME, applies migrations and runs a transcode worker too.",
+    )
     serve.add_argument("--host", help="overrides HOST")
     serve.add_argument("--port", type=int, help="overrides PORT")
     serve.add_argument(
@@ -41,13 +54,27 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="apply pending migrations first (always done on the embedded default)",
     )
-    commands.add_parser("migrate", help="apply pending database migrations")
+    commands.add_parser(
+        "migrate",
+        help="apply pending database migrations (safe to run from several releases at once)",
+        description="Apply pending SQL migrations under an advisory lock.",
+    )
     from reelwire import loadtest
 
     loadtest.add_arguments(
-        commands.add_parser("loadtest", help="many WebSocket viewers against a local server")
+        commands.add_parser(
+            "loadtest",
+            help="many WebSocket viewers (and REST actions) against a server on this machine",
+            description="Connect --viewers sockets over --videos videos, optionally send "
+            "views, likes and comments, print live progress and then a JSON summary.",
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
     )
-    worker = commands.add_parser("worker", help="run transcode jobs from the queue")
+    worker = commands.add_parser(
+        "worker",
+        help="run transcode jobs from the queue (needs DATABASE_URL and REDIS_URL)",
+        description="Take transcode jobs from the shared queue until stopped.",
+    )
     worker.add_argument("--concurrency", type=int, help="overrides TRANSCODE_CONCURRENCY")
     args = parser.parse_args(argv)
     if args.command == "loadtest":
@@ -222,23 +249,59 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 
 def _log_backends(configured: Settings, resolved: Settings) -> None:
-    where = configured.home
-    postgres = (
-        f"embedded PostgreSQL in {where}/postgres"
-        if configured.embedded_postgres
-        else "PostgreSQL at DATABASE_URL"
-    )
-    redis = (
-        f"embedded Redis in {where}/redis" if configured.embedded_redis else "Redis at REDIS_URL"
-    )
-    logger.info("backends: %s; %s; media on local disk", postgres, redis)
-    host = "[" + resolved.host + "]" if ":" in resolved.host else resolved.host
-    logger.info(
-        "Reelwire %s listening on http://%s:%d/api/  (docs: /api/openapi.json)",
-        _version(),
-        host,
-        resolved.port,
-    )
+    for line in banner(configured, resolved):
+        logger.info("%s", line)
+
+
+def banner(configured: Settings, resolved: Settings) -> list[str]:
+    """What this server runs on and where to open it, as start-up lines."""
+    home = configured.home
+    if configured.embedded_postgres:
+        database = f"embedded PostgreSQL in {home}/postgres"
+    else:
+        database = f"PostgreSQL at {display_url(configured.database_url or '')}"
+    if configured.embedded_redis:
+        redis = f"embedded Redis in {home}/redis"
+    else:
+        redis = f"Redis at {display_url(configured.redis_url or '')}"
+    if resolved.s3_bucket:
+        endpoint = resolved.s3_endpoint_url or f"AWS S3 ({resolved.s3_region})"
+        media = f"S3 bucket {resolved.s3_bucket!r} at {display_url(endpoint)}"
+    else:
+        media = f"local disk in {home}/media"
+    if resolved.cdn_base_url:
+        media += f", public URLs under {resolved.cdn_base_url}"
+    transcode = "in the web process" if resolved.inline_worker else "by `reelwire worker` processes"
+    host = resolved.host
+    open_host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    base = f"http://{'[' + open_host + ']' if ':' in open_host else open_host}:{resolved.port}"
+    listening = f"Reelwire {_version()} listening on {host or '*'}:{resolved.port}"
+    if open_host != host:
+        listening += " (every interface)"
+    return [
+        listening,
+        f"  database:  {database}",
+        f"  redis:     {redis}",
+        f"  media:     {media}",
+        f"  transcode: {transcode}",
+        f"  web app:   {base}/",
+        f"  API docs:  {base}/api/docs",
+    ]
+
+
+def display_url(url: str) -> str:
+    """A URL fit for a log: no password, no query (which may carry one)."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return url.split("?", 1)[0]
+    netloc = parts.hostname or ""
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    if parts.port:
+        netloc += f":{parts.port}"
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _version() -> str:

@@ -351,17 +351,52 @@ async def keep_watching(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`reelwire loadtest` options."""
-    parser.add_argument("--url", default="http://127.0.0.1:8080", help="the server (127.0.0.1)")
-    parser.add_argument("--viewers", type=int, default=1000)
-    parser.add_argument("--videos", type=int, default=1, help="channels to spread viewers over")
-    parser.add_argument("--video", action="append", default=[], help="use this video id")
-    parser.add_argument("--ramp", type=float, default=10.0, help="seconds to connect everyone")
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds after the ramp")
-    parser.add_argument("--views-per-s", type=float, default=0.0)
-    parser.add_argument("--likes-per-s", type=float, default=0.0)
-    parser.add_argument("--comments-per-s", type=float, default=0.0)
-    parser.add_argument("--actors", type=int, default=20, help="users performing actions")
-    parser.add_argument("--json", help="also write the summary to this file")
+    parser.add_argument(
+        "--url",
+        default="http://127.0.0.1:8080",
+        help="the server to load; this machine only (127.0.0.1, ::1 or localhost)",
+    )
+    parser.add_argument(
+        "--viewers", type=int, default=1000, help="WebSocket viewers to connect in all"
+    )
+    parser.add_argument(
+        "--videos",
+        type=int,
+        default=1,
+        help="videos to spread the viewers over (a generated 1 s clip is uploaded for each)",
+    )
+    parser.add_argument(
+        "--video",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="watch this existing video instead of uploading; repeat for several",
+    )
+    parser.add_argument(
+        "--ramp", type=float, default=10.0, help="seconds over which the viewers connect"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=30.0, help="seconds to keep everyone after the ramp"
+    )
+    parser.add_argument(
+        "--views-per-s", type=float, default=0.0, help="views sent per second through REST"
+    )
+    parser.add_argument(
+        "--likes-per-s", type=float, default=0.0, help="likes sent per second through REST"
+    )
+    parser.add_argument(
+        "--comments-per-s",
+        type=float,
+        default=0.0,
+        help="comments posted per second through REST",
+    )
+    parser.add_argument(
+        "--actors",
+        type=int,
+        default=20,
+        help="registered users the views, likes and comments are spread over",
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write the JSON summary to this file")
 
 
 def run(args: argparse.Namespace) -> int:
