@@ -36,14 +36,45 @@ ensure_venv() {
     if [ -f "$stamp" ] && { grep -qxF "$hash [$extras]" "$stamp" || grep -qxF "$hash [test]" "$stamp"; }; then
         return 0
     fi
-    echo "reelwire: installing dependencies into .venv${extras:+ (with $extras extras)}" >&2
     local target="." log=".venv/install.log"
     [ -n "$extras" ] && target=".[${extras}]"
-    if ! { .venv/bin/python -m pip install --upgrade pip &&
-           .venv/bin/python -m pip install --editable "$target"; } >"$log" 2>&1; then
+    echo "reelwire: installing dependencies into .venv${extras:+ (with $extras extras)}; a first install takes a minute or two (full log: $log)" >&2
+    : >"$log"
+    if ! pip_step "$log" "1/2 updating pip" install --upgrade pip ||
+       ! pip_step "$log" "2/2 installing Reelwire and its dependencies" install --editable "$target"; then
         tail -n 40 "$log" >&2
         echo "reelwire: installing into .venv failed; full log in $log" >&2
         return 1
     fi
+    echo "reelwire: .venv is ready" >&2
     echo "$hash [$extras]" >> "$stamp"
+}
+
+# pip_step LOG TITLE PIP-ARGS...: run pip with its whole output appended to LOG, showing a line
+# per package as pip reaches it (collected, downloaded with its size, built, installed), so a
+# long first install is never silent. Returns pip's status, not the filter's.
+pip_step() {
+    local log="$1" title="$2"
+    shift 2
+    echo "reelwire: [$title]" >&2
+    PYTHONUNBUFFERED=1 .venv/bin/python -m pip "$@" --progress-bar off 2>&1 |
+        tee -a "$log" |
+        awk '
+            function step(text) { print "  " text; fflush() }
+            /^Collecting / { n++; step(sprintf("%3d  %s", n, substr($0, 12))); next }
+            /^Processing / {
+                n++; k = split($2, path, "/")
+                step(sprintf("%3d  %s", n, path[k])); next
+            }
+            /^ *Downloading / { sub(/^ */, ""); step("     " $0); next }
+            /^ *Installing build dependencies: started/ { step("preparing the build"); next }
+            /^ *Building editable for .*: started/ { step("building " $4); next }
+            /^Installing collected packages:/ {
+                k = split(substr($0, 32), names, ",")
+                step(sprintf("installing %d package(s)...", k)); next
+            }
+            /^Successfully installed/ { step("installed"); next }
+            /^(ERROR|error):/ { step($0); next }
+        ' >&2
+    return "${PIPESTATUS[0]}"
 }
