@@ -27,9 +27,11 @@ def free_port() -> int:
 class Server:
     """A `reelwire serve` child process and where it listens."""
 
-    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, home: Path, env: dict[str, str] | None = None, port: int | None = None
+    ) -> None:
         self.home = home
-        self.port = free_port()
+        self.port = port or free_port()
         self.log = home.parent / f"serve-{self.port}.log"
         full_env = {
             **{

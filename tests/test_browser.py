@@ -1,0 +1,353 @@
+"""The web app in a real Chromium against a real server, as people use it.
+
+Every page is loaded from another origin than the API's (see tests/browser.py), so each write
+here (sign up, sign in, upload, like, comment, reply, follow, story, reaction) is a
+cross-origin request a browser had to be allowed to make.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.browser import Rig, rig_fixture  # noqa: F401  (the fixture)
+from tests.media import make_video
+
+pytestmark = pytest.mark.timeout(240)
+
+PASSWORD = "Passw0rd!x"
+
+
+@pytest.fixture(scope="module")
+def clip_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("browser-media")
+    from tests.media import ffmpeg
+
+    image = root / "story.png"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=720x1280:duration=1", "-frames:v", "1", str(image))
+    return {
+        "long": make_video(root / "watch.mp4", size="854x480", seconds=30),
+        "short": make_video(root / "short.mp4", size="854x480", seconds=8),
+        "image": image,
+    }
+
+
+def tid(name: str) -> str:
+    return f'[data-testid="{name}"]'
+
+
+async def sign_up(page: Any, name: str) -> None:
+    """Create an account through the register form; lands signed in."""
+    await page.goto(page.url.split("#")[0] + "#/register")
+    await page.fill(tid("register-username"), name)
+    await page.fill(tid("register-email"), f"{name}@example.com")
+    await page.fill(tid("register-password"), PASSWORD)
+    await page.click(tid("register-submit"))
+    await page.wait_for_selector(tid("nav-logout"), timeout=10_000)
+
+
+async def sign_in(page: Any, name: str) -> None:
+    await page.goto(page.url.split("#")[0] + "#/login")
+    await page.fill(tid("login-identifier"), name)
+    await page.fill(tid("login-password"), PASSWORD)
+    await page.click(tid("login-submit"))
+    await page.wait_for_selector(tid("nav-logout"), timeout=10_000)
+
+
+async def api_user(rig: Rig, name: str) -> dict[str, Any]:
+    """A user made over REST (for the other side of a scenario)."""
+    body = {"username": name, "email": f"{name}@example.com", "password": PASSWORD}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{rig.api}/api/auth/register", json=body) as resp,
+    ):
+        data = await resp.json()
+        assert resp.status == 201, data
+    return {"id": data["user"]["id"], "token": data["tokens"]["access_token"], "name": name}
+
+
+async def api_ready_video(rig: Rig, user: dict[str, Any], path: Path, title: str) -> str:
+    """A video uploaded over REST and transcoded; returns its id."""
+    headers = {"Authorization": f"Bearer {user['token']}"}
+    data = await asyncio.to_thread(path.read_bytes)
+    async with aiohttp.ClientSession() as http:
+        form = aiohttp.FormData()
+        form.add_field("title", title)
+        form.add_field("video_file", data, filename=path.name)
+        async with http.post(f"{rig.api}/api/videos", data=form, headers=headers) as resp:
+            body = await resp.json()
+            assert resp.status == 201, body
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            async with http.get(f"{rig.api}/api/videos/{body['id']}", headers=headers) as resp:
+                video = await resp.json()
+            if video["status"] == "ready":
+                return str(body["id"])
+            assert video["status"] != "failed", video
+            await asyncio.sleep(0.3)
+    raise AssertionError("video not ready in 90 s")
+
+
+async def text_of(page: Any, name: str) -> str:
+    return str(await page.locator(tid(name)).first.inner_text())
+
+
+async def test_upload_shows_both_progress_bars_then_plays_on_two_levels(
+    rig: Rig, clip_files: dict[str, Path]
+) -> None:
+    page = await rig.page()
+    assert not page.url.startswith(rig.api), "the app must come from another origin"
+    await rig.shot(page, "home-signed-out")
+    await sign_up(page, "uploader")
+    await page.goto(rig.app_origin + "/#/upload")
+    await page.wait_for_selector(tid("upload-form"))
+    # A phone's uplink: the byte progress bar has something to show.
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send(
+        "Network.emulateNetworkConditions",
+        {
+            "offline": False,
+            "latency": 20,
+            "downloadThroughput": -1,
+            "uploadThroughput": 2 * 1024 * 1024,
+        },
+    )
+    await page.evaluate(
+        """() => {
+        window.__bars = {upload: [], transcode: []};
+        const read = () => {
+          const bars = [['upload', 'upload-progress'], ['transcode', 'transcode-progress']];
+          for (const [name, id] of bars) {
+            const bar = document.querySelector(`[data-testid="${id}"]`);
+            const seen = window.__bars[name];
+            if (bar && seen[seen.length - 1] !== bar.value) seen.push(bar.value);
+          }
+        };
+        window.__barTimer = setInterval(read, 15);
+      }"""
+    )
+    await page.set_input_files(tid("upload-file"), str(clip_files["long"]))
+    await page.fill(tid("upload-title"), "Thirty seconds of colour")
+    await page.fill(tid("upload-description"), "uploaded from a browser on another origin")
+    await page.click(tid("upload-submit"))
+    await page.wait_for_function(
+        "() => { const b = document.querySelector('[data-testid=\"upload-progress\"]');"
+        " return b && b.value > 0 && b.value < 100; }",
+        timeout=20_000,
+    )
+    await rig.shot(page, "upload-in-progress")
+    await page.wait_for_selector(f'{tid("transcode-status")}[data-status="processing"]')
+    await rig.shot(page, "upload-transcoding")
+    await page.wait_for_selector(tid("video-player"), timeout=120_000)
+    bars = await page.evaluate("() => window.__bars")
+    assert any(0 < v < 100 for v in bars["upload"]), bars
+    assert bars["upload"][-1] == 100, bars
+    assert any(0 < v < 100 for v in bars["transcode"]), bars
+    assert bars["transcode"][-1] == 100, bars
+    await cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
+
+    # The player: one level, then another, each played past 3 s (the decoded picture says
+    # which level is on screen).
+    levels = page.locator(f"{tid('quality-menu')} option")
+    await page.wait_for_function(
+        "() => document.querySelectorAll('[data-testid=\"quality-menu\"] option').length >= 3"
+    )
+    assert await levels.count() >= 3  # Auto, 360p, 480p
+    for level, height in (("0", 360), ("1", 480)):
+        await page.select_option(tid("quality-menu"), level)
+        await page.evaluate(
+            "() => { const v = document.querySelector('[data-testid=\"video-player\"]');"
+            " v.muted = true; v.currentTime = 0; return v.play(); }"
+        )
+        await page.wait_for_function(
+            f"""() => {{
+              const v = document.querySelector('[data-testid="video-player"]');
+              return v.currentTime > 3.2 && v.videoHeight === {height} && !v.paused;
+            }}""",
+            timeout=30_000,
+        )
+    await rig.shot(page, "watch-playing")
+    assert not [e for e in page.console_errors if "Content Security Policy" in e]
+
+
+async def test_a_viewer_sees_the_uploaders_like_and_comment_within_a_second(
+    rig: Rig, clip_files: dict[str, Path]
+) -> None:
+    owner = await api_user(rig, "creator")
+    video = await api_ready_video(rig, owner, clip_files["short"], "Live counts")
+    uploader = await rig.page()
+    await sign_in(uploader, "creator")
+    viewer = await rig.page(phone=True)
+    await sign_up(viewer, "watcher")
+    for page in (uploader, viewer):
+        await page.goto(f"{rig.app_origin}/#/watch/{video}")
+        await page.wait_for_selector(f'{tid("connection-status")}[data-state="open"]')
+        await page.wait_for_selector(tid("comment-list"))
+    await viewer.wait_for_function(
+        "() => document.querySelector('[data-testid=\"viewer-count\"]').textContent.includes('2')",
+        timeout=10_000,
+    )
+
+    started = time.monotonic()
+    await uploader.click(tid("like-button"))
+    await viewer.wait_for_function(
+        "() => document.querySelector('[data-testid=\"like-count\"]').textContent.trim() === '1'",
+        timeout=1_000,
+    )
+    like_seconds = time.monotonic() - started
+
+    await uploader.fill(tid("comment-input"), "first!")
+    started = time.monotonic()
+    await uploader.click(tid("comment-submit"))
+    await viewer.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"comment-content\"]')]"
+        ".some(c => c.textContent.includes('first!'))",
+        timeout=1_000,
+    )
+    comment_seconds = time.monotonic() - started
+    assert like_seconds < 1 and comment_seconds < 1, (like_seconds, comment_seconds)
+
+    # The viewer replies; the uploader sees it.
+    first = viewer.locator(tid("comment-item")).first
+    await first.locator(tid("reply-button")).click()
+    await viewer.fill(tid("reply-input"), "welcome back")
+    await viewer.click(tid("reply-submit"))
+    await uploader.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"comment-content\"]')]"
+        ".some(c => c.textContent.includes('welcome back'))",
+        timeout=5_000,
+    )
+    await rig.shot(viewer, "watch-phone-live")
+    await rig.shot(uploader, "watch-desktop-live")
+
+
+async def test_a_viewer_whose_network_drops_misses_no_comment(
+    rig: Rig, clip_files: dict[str, Path]
+) -> None:
+    owner = await api_user(rig, "talker")
+    video = await api_ready_video(rig, owner, clip_files["short"], "Offline")
+    viewer = await rig.page()
+    await sign_up(viewer, "commuter")
+    await viewer.goto(f"{rig.app_origin}/#/watch/{video}")
+    await viewer.wait_for_selector(f'{tid("connection-status")}[data-state="open"]')
+    await viewer.wait_for_selector(tid("comment-list"))
+
+    await viewer.context.set_offline(True)
+    await viewer.evaluate("() => window.reelwire.realtime.drop()")
+    await viewer.wait_for_selector(f'{tid("connection-status")}:not([data-state="open"])')
+    headers = {"Authorization": f"Bearer {owner['token']}"}
+    async with aiohttp.ClientSession() as http:
+        for n in range(5):
+            async with http.post(
+                f"{rig.api}/api/videos/{video}/comments",
+                json={"content": f"while you were away {n}"},
+                headers=headers,
+            ) as resp:
+                assert resp.status == 201, await resp.text()
+            await asyncio.sleep(1)
+    await rig.shot(viewer, "watch-offline")
+    await viewer.context.set_offline(False)
+    await viewer.wait_for_selector(f'{tid("connection-status")}[data-state="open"]', timeout=15_000)
+    await viewer.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"comment-content\"]')]"
+        ".filter(c => c.textContent.includes('while you were away')).length >= 5",
+        timeout=10_000,
+    )
+    texts = await viewer.locator(tid("comment-content")).all_inner_texts()
+    away = [t for t in texts if "while you were away" in t]
+    assert sorted(away) == [f"while you were away {n}" for n in range(5)], away
+
+
+async def test_a_followers_stories_bar_shows_a_new_story_live(
+    rig: Rig, clip_files: dict[str, Path]
+) -> None:
+    creator = await rig.page()
+    await sign_up(creator, "storyteller")
+    follower = await rig.page(phone=True)
+    await sign_up(follower, "fan")
+    creator_id = await creator.evaluate("() => window.reelwire.api.currentUser().id")
+
+    await follower.goto(f"{rig.app_origin}/#/u/{creator_id}")
+    await follower.click(tid("follow-button"))
+    await follower.wait_for_selector(f'{tid("follow-button")}[data-following="true"]')
+    await follower.wait_for_function(
+        "() => document.querySelector('[data-testid=\"profile-followers\"]').dataset.value === '1'"
+    )
+    await rig.shot(follower, "profile")
+    await follower.goto(f"{rig.app_origin}/#/")
+    await follower.wait_for_selector(tid("stories-bar"))
+    await follower.wait_for_selector(f'{tid("connection-status")}[data-state="open"]')
+    assert await follower.locator(f'{tid("story-item")}[data-user-id="{creator_id}"]').count() == 0
+
+    await creator.goto(f"{rig.app_origin}/#/")
+    await creator.click(tid("story-add"))
+    await creator.set_input_files(tid("story-file"), str(clip_files["image"]))
+    await creator.fill(tid("story-caption-input"), "good morning")
+    await creator.click(tid("story-submit"))
+
+    story = follower.locator(f'{tid("story-item")}[data-user-id="{creator_id}"]')
+    await story.first.wait_for(timeout=10_000)
+    await rig.shot(follower, "home-stories")
+    await story.first.click()
+    await follower.wait_for_selector(tid("story-viewer"))
+    await follower.wait_for_selector(tid("story-image"), timeout=15_000)
+    await follower.click(f"{tid('story-react')} >> nth=0")
+    await rig.shot(follower, "story-viewer")
+    await follower.click(tid("story-close"))
+
+    # The creator sees who watched.
+    await creator.goto(f"{rig.app_origin}/#/")
+    await creator.locator(f'{tid("story-item")}[data-own="true"]').first.click()
+    await creator.wait_for_selector(tid("story-viewer-item"), timeout=10_000)
+    assert await creator.locator(tid("story-viewer-item")).count() == 1
+    await rig.shot(creator, "story-owner-viewers")
+
+    # Unfollow, also a cross-origin write.
+    await follower.goto(f"{rig.app_origin}/#/u/{creator_id}")
+    await follower.click(tid("follow-button"))
+    await follower.wait_for_selector(f'{tid("follow-button")}[data-following="false"]')
+
+
+async def test_a_page_on_a_foreign_origin_is_refused(rig: Rig) -> None:
+    page = await rig.page(origin=rig.foreign_origin)
+    await page.goto(rig.foreign_origin + "/#/register")
+    await page.fill(tid("register-username"), "intruder")
+    await page.fill(tid("register-email"), "intruder@example.com")
+    await page.fill(tid("register-password"), PASSWORD)
+    await page.click(tid("register-submit"))
+    await page.wait_for_selector(f"{tid('register-error')}:visible", timeout=10_000)
+    await rig.shot(page, "foreign-origin-refused")
+    # The browser never let the request through: no such user exists.
+    async with aiohttp.ClientSession() as http:
+        login = {"login": "intruder", "password": PASSWORD}
+        async with http.post(f"{rig.api}/api/auth/login", json=login) as resp:
+            assert resp.status == 401
+
+
+async def test_the_app_and_docs_on_the_api_origin_load_clean(rig: Rig) -> None:
+    """Served by Reelwire itself, under its own Content-Security-Policy."""
+    page = await rig.page(origin=rig.api)
+    await page.wait_for_selector(tid("feed-tabs"))
+    await page.wait_for_selector(f"{tid('feed-empty')}, {tid('video-card')}")
+    await rig.shot(page, "home-same-origin")
+    await page.goto(rig.api + "/#/login")
+    await page.wait_for_selector(tid("login-form"))
+    await rig.shot(page, "login")
+    phone = await rig.page(origin=rig.api, phone=True)
+    await phone.goto(rig.api + "/#/register")
+    await phone.wait_for_selector(tid("register-form"))
+    await rig.shot(phone, "register-phone")
+    docs = await rig.page(origin=rig.api)
+    await docs.goto(rig.api + "/api/docs")
+    await docs.wait_for_selector(".swagger-ui .opblock-tag", timeout=20_000)
+    await rig.shot(docs, "api-docs")
+    for each in (page, phone, docs):
+        assert not each.console_errors, each.console_errors
