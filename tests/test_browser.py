@@ -190,7 +190,7 @@ async def test_a_viewer_sees_the_uploaders_like_and_comment_within_a_second(
     for page in (uploader, viewer):
         await page.goto(f"{rig.app_origin}/#/watch/{video}")
         await page.wait_for_selector(f'{tid("connection-status")}[data-state="open"]')
-        await page.wait_for_selector(tid("comment-list"))
+        await page.wait_for_selector(tid("comment-form"))
     await viewer.wait_for_function(
         "() => document.querySelector('[data-testid=\"viewer-count\"]').textContent.includes('2')",
         timeout=10_000,
@@ -215,11 +215,14 @@ async def test_a_viewer_sees_the_uploaders_like_and_comment_within_a_second(
     comment_seconds = time.monotonic() - started
     assert like_seconds < 1 and comment_seconds < 1, (like_seconds, comment_seconds)
 
-    # The viewer replies; the uploader sees it.
+    # The viewer replies; the uploader's thread shows a reply, and opened, its text.
     first = viewer.locator(tid("comment-item")).first
     await first.locator(tid("reply-button")).click()
     await viewer.fill(tid("reply-input"), "welcome back")
     await viewer.click(tid("reply-submit"))
+    toggle = uploader.locator(tid("replies-toggle")).first
+    await toggle.wait_for(timeout=5_000)
+    await toggle.click()
     await uploader.wait_for_function(
         "() => [...document.querySelectorAll('[data-testid=\"comment-content\"]')]"
         ".some(c => c.textContent.includes('welcome back'))",
@@ -238,7 +241,7 @@ async def test_a_viewer_whose_network_drops_misses_no_comment(
     await sign_up(viewer, "commuter")
     await viewer.goto(f"{rig.app_origin}/#/watch/{video}")
     await viewer.wait_for_selector(f'{tid("connection-status")}[data-state="open"]')
-    await viewer.wait_for_selector(tid("comment-list"))
+    await viewer.wait_for_selector(tid("comment-form"))
 
     await viewer.context.set_offline(True)
     await viewer.evaluate("() => window.reelwire.realtime.drop()")
