@@ -65,7 +65,7 @@ function navLink(href, text, testid) {
 }
 
 const statusLabels = {
-  idle: 'Idle', connecting: 'Connecting…', open: 'Live', reconnecting: 'Reconnecting…', offline: 'Offline',
+  idle: 'Standby', connecting: 'Connecting…', open: 'Live', reconnecting: 'Reconnecting…', offline: 'Offline',
 };
 
 function renderShell() {
@@ -73,11 +73,14 @@ function renderShell() {
   const status = h('span', {
     class: 'conn', testid: 'connection-status', role: 'status', 'aria-live': 'polite',
     title: 'Realtime connection', dataset: { state: realtime.state },
-  }, statusLabels[realtime.state] || realtime.state);
-  realtime.addEventListener('state', (e) => {
-    status.dataset.state = e.detail;
-    status.textContent = statusLabels[e.detail] || e.detail;
-  });
+  }, h('span', { class: 'conn-label' }));
+  const paintStatus = (state) => {
+    status.dataset.state = state;
+    status.firstChild.textContent = statusLabels[state] || state;
+    status.setAttribute('aria-label', `Realtime connection: ${statusLabels[state] || state}`);
+  };
+  paintStatus(realtime.state);
+  realtime.addEventListener('state', (e) => paintStatus(e.detail));
   const nav = h('nav', { class: 'nav', 'aria-label': 'Main' });
   const header = h('header', { class: 'topbar' },
     h('a', { href: '#/', class: 'brand', testid: 'nav-home', 'aria-label': 'Reelwire home' },

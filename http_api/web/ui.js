@@ -127,3 +127,27 @@ export function field(labelText, input, hint) {
 export function isUuid(s) {
   return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(s || '');
 }
+
+/** A small inline SVG icon (no icon fonts, nothing fetched). */
+const ICONS = {
+  like: 'M2 10h4v11H2zM8 21h9.2a2 2 0 0 0 2-1.6l1.6-7.4A2 2 0 0 0 18.8 9.6H14l.8-4.2a1.6 1.6 0 0 0-2.8-1.3L8 9z',
+  dislike: 'M2 3h4v11H2zM8 3h9.2a2 2 0 0 1 2 1.6l1.6 7.4a2 2 0 0 1-2 2.4H14l.8 4.2a1.6 1.6 0 0 1-2.8 1.3L8 15z',
+};
+export function icon(name) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('width', '18');
+  svg.setAttribute('height', '18');
+  svg.setAttribute('aria-hidden', 'true');
+  svg.setAttribute('class', 'icon');
+  const path = document.createElementNS(ns, 'path');
+  path.setAttribute('d', ICONS[name]);
+  path.setAttribute('fill', 'currentColor');
+  svg.appendChild(path);
+  return svg;
+}
+
+export function plural(n, one, many) {
+  return Number(n) === 1 ? one : many;
+}

@@ -14,6 +14,7 @@ async function withoutReroute(fn) {
 }
 
 export function render(root, { mode, query }) {
+  if (api.isSignedIn() && query.get('next')) { goNext(query); return null; }
   const next = query.get('next');
   const suffix = next ? `?next=${encodeURIComponent(next)}` : '';
   if (mode === 'register') {

@@ -2,7 +2,7 @@
 
 import { mediaUrl } from '../config.js';
 import { attachScrub } from '../storyboard.js';
-import { h, compact, duration, ago, avatar, profileHref } from '../ui.js';
+import { h, compact, duration, ago, avatar, profileHref, plural } from '../ui.js';
 
 export function videoCard(video) {
   const thumbSrc = video.thumbnail_url || video.thumbnail;
@@ -19,5 +19,5 @@ export function videoCard(video) {
       h('div', { class: 'card-text' },
         h('a', { href: `#/watch/${video.id}`, class: 'card-title', testid: 'video-card-title' }, video.title || 'Untitled'),
         author.id ? h('a', { href: profileHref(author), class: 'card-author' }, author.display_name || author.username) : null,
-        h('span', { class: 'card-stats' }, `${compact(video.view_count ?? video.views ?? 0)} views · ${ago(video.published_at || video.created_at)}`))));
+        h('span', { class: 'card-stats' }, `${compact(video.view_count ?? video.views ?? 0)}${plural(video.view_count ?? video.views ?? 0, ' view', ' views')} · ${ago(video.published_at || video.created_at)}`))));
 }

@@ -51,7 +51,7 @@ export function storiesBar() {
           onclick: () => openViewer(all(), i),
         },
         h('span', { class: `story-ring${mine ? ' own' : ''}${clip.status !== 'ready' ? ' pending' : ''}` },
-          img ? h('img', { src: img, alt: '', loading: 'lazy' }) : h('span', { class: 'story-initial' }, name.slice(0, 1).toUpperCase())),
+          img ? h('img', { src: img, alt: '', loading: 'lazy', onerror: staleMedia }) : h('span', { class: 'story-initial' }, name.slice(0, 1).toUpperCase())),
         h('span', { class: 'story-name' }, name))));
     });
     el.classList.toggle('empty', clips.length === 0);
@@ -73,6 +73,14 @@ export function storiesBar() {
     } catch (err) {
       if (!destroyed) console.warn('stories', err);
     }
+  }
+
+  // A processing clip's original goes away once it is converted: fetch the current URLs.
+  let staleAt = 0;
+  function staleMedia() {
+    if (Date.now() - staleAt < 5000) return;
+    staleAt = Date.now();
+    setTimeout(load, 500);
   }
 
   function schedulePoll() {
@@ -207,7 +215,7 @@ export function storiesBar() {
     document.addEventListener('keydown', onKey);
     document.body.append(backdrop);
     document.body.classList.add('no-scroll');
-    viewer = { clips: clips.slice(), index, backdrop, bars, media, author, when, caption, reactions, ownerPanel, onKey, timer: null, player: null, closeBtn };
+    viewer = { clips: clips.slice(), index, backdrop, bars, media, author, when, caption, reactions, reactRow, ownerPanel, onKey, timer: null, player: null, closeBtn };
     closeBtn.focus();
     show(index);
   }
@@ -246,6 +254,7 @@ export function storiesBar() {
     viewer.caption.hidden = !clip.caption;
     clear(viewer.reactions);
     clear(viewer.ownerPanel);
+    viewer.reactRow.hidden = !!mine; // you do not react to your own story
     viewer.backdrop.dataset.clipId = clip.id;
 
     const advanceAfter = (seconds) => {
@@ -305,7 +314,7 @@ export function storiesBar() {
     try {
       const body = await api.post(`/api/clips/${clip.id}/reactions`, { emoji }, { auth: 'required' });
       if (!viewer || viewer.clips[viewer.index] !== clip) return;
-      clear(viewer.reactions).append(Object.entries(body.reactions || {}).map(([e, n]) =>
+      clear(viewer.reactions).append(...Object.entries(body.reactions || {}).map(([e, n]) =>
         h('span', { class: 'reaction-count', dataset: { emoji: e } }, `${e} ${n}`)));
     } catch (err) {
       toast(err.message, 'error');

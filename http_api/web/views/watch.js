@@ -6,7 +6,7 @@
 import * as api from '../api.js';
 import { attachHls } from '../player.js';
 import { realtime } from '../socket.js';
-import { h, clear, compact, ago, avatar, profileHref, showFormError, toast } from '../ui.js';
+import { h, clear, compact, ago, avatar, profileHref, showFormError, toast, icon, plural } from '../ui.js';
 
 export function render(root, { params }) {
   const videoId = params[0];
@@ -18,6 +18,10 @@ export function render(root, { params }) {
   let version = -1;
   const counts = { view_count: 0, like_count: 0, dislike_count: 0, comment_count: 0, viewer_count: 0 };
   let reaction = 'none';
+  let commentList;
+  let moreBtn;
+  let nextCursor = null;
+  const nodes = new Map(); // comment id -> {li, data, content, actions, replies, repliesLoaded}
 
   const page = h('section', { class: 'watch', testid: 'watch-page', dataset: { videoId } });
   root.append(page);
@@ -37,8 +41,10 @@ export function render(root, { params }) {
   const likeEl = counter('like_count');
   const dislikeEl = counter('dislike_count');
   const commentCountEl = counter('comment_count');
-  const likeBtn = h('button', { type: 'button', class: 'pill-btn', testid: 'like-button', 'aria-pressed': 'false', 'aria-label': 'Like' }, h('span', { 'aria-hidden': 'true' }, '👍 '), likeEl);
-  const dislikeBtn = h('button', { type: 'button', class: 'pill-btn', testid: 'dislike-button', 'aria-pressed': 'false', 'aria-label': 'Dislike' }, h('span', { 'aria-hidden': 'true' }, '👎 '), dislikeEl);
+  const likeBtn = h('button', { type: 'button', class: 'pill-btn', testid: 'like-button', 'aria-pressed': 'false', 'aria-label': 'Like' }, icon('like'), likeEl);
+  const dislikeBtn = h('button', { type: 'button', class: 'pill-btn', testid: 'dislike-button', 'aria-pressed': 'false', 'aria-label': 'Dislike' }, icon('dislike'), dislikeEl);
+  const viewsWord = h('span', null, ' views');
+  const commentsWord = h('span', null, ' comments');
   const processing = h('div', { class: 'processing', testid: 'processing-status', hidden: true });
 
   const stage = h('div', { class: 'player-wrap' }, videoEl, playerStatus);
@@ -50,7 +56,7 @@ export function render(root, { params }) {
         h('label', { class: 'quality-label' }, h('span', null, 'Quality '), qualityMenu), qualityCurrent),
       title,
       h('div', { class: 'watch-stats' },
-        h('span', { class: 'muted' }, viewEl, ' views'),
+        h('span', { class: 'muted' }, viewEl, viewsWord),
         h('span', { class: 'live-dot', title: 'Watching now' }, viewerEl, ' watching'),
         h('span', { class: 'spacer' }),
         likeBtn, dislikeBtn),
@@ -70,6 +76,8 @@ export function render(root, { params }) {
     dislikeEl.dataset.value = String(counts.dislike_count);
     commentCountEl.textContent = String(counts.comment_count);
     commentCountEl.dataset.value = String(counts.comment_count);
+    viewsWord.textContent = plural(counts.view_count, ' view', ' views');
+    commentsWord.textContent = plural(counts.comment_count, ' comment', ' comments');
     likeBtn.setAttribute('aria-pressed', reaction === 'liked' ? 'true' : 'false');
     dislikeBtn.setAttribute('aria-pressed', reaction === 'disliked' ? 'true' : 'false');
   }
@@ -184,10 +192,6 @@ export function render(root, { params }) {
   dislikeBtn.addEventListener('click', () => react('dislike'));
 
   // ---- comments ------------------------------------------------------------------------------
-  let commentList;
-  let moreBtn;
-  let nextCursor = null;
-  const nodes = new Map(); // comment id -> {li, data, replies: ul|null, repliesLoaded}
 
   function commentsSection() {
     const error = h('p', { class: 'form-error', testid: 'comment-error', role: 'alert', hidden: true });
@@ -215,7 +219,7 @@ export function render(root, { params }) {
     moreBtn = h('button', { type: 'button', class: 'btn btn-ghost', testid: 'comments-more', hidden: true, onclick: () => loadComments(false) }, 'More comments');
     const signInNote = me ? null : h('p', { class: 'muted' }, h('a', { href: `#/login?next=${encodeURIComponent(`/watch/${videoId}`)}` }, 'Sign in'), ' to comment.');
     return h('aside', { class: 'comments', 'aria-label': 'Comments' },
-      h('h2', null, commentCountEl, ' comments'),
+      h('h2', null, commentCountEl, commentsWord),
       signInNote || form,
       commentList, moreBtn);
   }
