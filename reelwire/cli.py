@@ -86,6 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reelwire: configuration error: {exc}", file=sys.stderr)
         return 2
     _configure_logging(settings.log_level)
+    if args.command in ("serve", "worker"):
+        from transcode.ffmpeg import FFmpegUnavailable, check_ffmpeg
+
+        try:
+            check_ffmpeg()  # once, before serving: a missing or unfit FFmpeg is one clear line
+        except FFmpegUnavailable as exc:
+            print(f"reelwire: {exc}", file=sys.stderr)
+            return 1
     try:
         if args.command == "migrate":
             return _migrate(settings)
@@ -271,7 +279,12 @@ def banner(configured: Settings, resolved: Settings) -> list[str]:
         media = f"local disk in {home}/media"
     if resolved.cdn_base_url:
         media += f", public URLs under {resolved.cdn_base_url}"
-    transcode = "in the web process" if resolved.inline_worker else "by `reelwire worker` processes"
+    from transcode.ffmpeg import check_ffmpeg
+
+    transcode = (
+        "in the web process" if resolved.runs_inline_worker else "by `reelwire worker` processes"
+    )
+    transcode += f", with {check_ffmpeg()}"
     host = resolved.host
     open_host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
     base = f"http://{'[' + open_host + ']' if ':' in open_host else open_host}:{resolved.port}"
