@@ -281,7 +281,19 @@ export function storiesBar() {
       viewer.timer = setTimeout(() => step(1), Math.max(10, (clip.duration || 30) + 5) * 1000);
     } else {
       const src = clip.file_url ? mediaUrl(clip.file_url) : clipImage(clip);
-      viewer.media.append(h('img', { class: 'story-image', testid: 'story-image', src, alt: clip.caption || 'Story image' }));
+      const img = h('img', { class: 'story-image', testid: 'story-image', src, alt: clip.caption || 'Story image' });
+      // A clip announced while processing points at its original, which goes once converted.
+      img.addEventListener('error', async () => {
+        if (img.dataset.retried) return;
+        img.dataset.retried = '1';
+        await load();
+        const fresh = all().find((c) => c.id === clip.id);
+        if (fresh && fresh.file_url && fresh.file_url !== clip.file_url && viewer && viewer.clips[viewer.index] === clip) {
+          viewer.clips[viewer.index] = fresh;
+          img.src = mediaUrl(fresh.file_url);
+        }
+      });
+      viewer.media.append(img);
       advanceAfter(IMAGE_SECONDS);
     }
 
