@@ -107,8 +107,10 @@ async function doRefresh(staleAccess) {
 }
 
 /** A fresh access token (refreshed first if it is about to expire); null when signed out. */
-export async function accessToken({ force = false } = {}) {
+export async function accessToken({ force = false, failed = null } = {}) {
   if (!session || !session.access) return null;
+  // A request that failed with `failed` needs a newer token than that one, not a second refresh.
+  if (failed && session.access !== failed) return session.access;
   const stale = session.access;
   if (!force && tokenExpiry(stale) - Date.now() > 30_000) return stale;
   if (!refreshing) {
@@ -159,7 +161,7 @@ export async function request(method, path, { query, body, form, auth = 'optiona
   if (res.status === 401 && token) {
     // Expired or revoked: refresh once and try again.
     try {
-      token = await accessToken({ force: true });
+      token = await accessToken({ force: true, failed: token });
     } catch (e) {
       if (auth === 'required') throw e;
       token = null;
@@ -209,7 +211,7 @@ export function upload(path, formData, { onProgress } = {}) {
       return await attempt(token);
     } catch (e) {
       if (aborted || !(e instanceof ApiError) || e.status !== 401) throw e;
-      return attempt(await accessToken({ force: true }));
+      return attempt(await accessToken({ force: true, failed: token }));
     }
   })();
   return { promise, abort() { aborted = true; if (xhr) xhr.abort(); } };

@@ -58,11 +58,19 @@ export async function attachHls(video, url, { variants = {}, autoplay = false } 
         ctl.playing = data.level;
         emit('switch', { auto: hls.autoLevelEnabled, level: data.level });
       });
+      let retryTimer = null;
+      let mediaRecoveries = 0;
       hls.on(Hls.Events.ERROR, (_e, data) => {
         if (!data.fatal) return;
-        if (data.type === Hls.ErrorTypes.NETWORK_ERROR) hls.startLoad();
-        else if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
-        else emit('error', data);
+        clearTimeout(retryTimer);
+        if (data.type === Hls.ErrorTypes.NETWORK_ERROR) {
+          // Offline or a hiccup: try again calmly (the playlist itself if that is what failed).
+          const manifest = /manifest/i.test(data.details || '');
+          retryTimer = setTimeout(() => (manifest ? hls.loadSource(src) : hls.startLoad()), manifest ? 3000 : 1500);
+        } else if (data.type === Hls.ErrorTypes.MEDIA_ERROR && mediaRecoveries < 3) {
+          mediaRecoveries += 1;
+          hls.recoverMediaError();
+        } else emit('error', data);
       });
       ctl.setLevel = (index) => {
         ctl.current = index;
@@ -70,7 +78,7 @@ export async function attachHls(video, url, { variants = {}, autoplay = false } 
         else hls.currentLevel = index; // switch now (flushes the buffer)
         emit('switch', { auto: index === -1, level: index === -1 ? hls.currentLevel : index });
       };
-      ctl.destroy = () => { hls.destroy(); };
+      ctl.destroy = () => { clearTimeout(retryTimer); hls.destroy(); };
       hls.loadSource(src);
       hls.attachMedia(video);
       return ctl;

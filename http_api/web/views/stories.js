@@ -12,7 +12,8 @@ const IMAGE_SECONDS = 5;
 
 function clipImage(clip) {
   if (clip.thumbnail_url) return mediaUrl(clip.thumbnail_url);
-  if (clip.kind === 'image' && clip.file_url) return mediaUrl(clip.file_url);
+  // While processing, file_url is the original, which goes away once converted.
+  if (clip.kind === 'image' && clip.file_url && clip.status === 'ready') return mediaUrl(clip.file_url);
   return '';
 }
 
@@ -239,6 +240,13 @@ export function storiesBar() {
     if (!viewer) return;
     stopMedia();
     viewer.index = i;
+    if (viewer.clips[i].status === 'processing') {
+      // Its URLs change when processing ends: take the current ones.
+      await load();
+      if (!viewer || viewer.index !== i) return;
+      const fresh = all().find((c) => c.id === viewer.clips[i].id);
+      if (fresh) viewer.clips[i] = fresh;
+    }
     const clip = viewer.clips[i];
     const mine = me && clip.user_id === me.id;
     clear(viewer.bars);
