@@ -92,9 +92,12 @@ export class RealtimeClient extends EventTarget {
     ch.handlers.add(handler);
     if (fresh && this.state === 'open') this.sendSubscribe(ch);
     this.ensureOpen();
+    let done = false;
     return () => {
+      if (done) return;
+      done = true;
       ch.handlers.delete(handler);
-      if (ch.handlers.size === 0) {
+      if (ch.handlers.size === 0 && this.channels.get(name) === ch) {
         this.channels.delete(name);
         if (this.state === 'open' && ch.subscribed) this.send({ type: 'unsubscribe', channel: name });
       }

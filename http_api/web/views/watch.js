@@ -116,9 +116,12 @@ export function render(root, { params }) {
       if (v.status === 'ready') startPlayer();
     } catch (err) {
       if (destroyed) return;
+      if (video) { toast(`Could not refresh the video: ${err.message}`, 'error'); return; }
+      destroyed = true; // nothing more to show or update here
+      unsubscribe();
       clear(page).append(h('div', { class: 'empty', testid: 'page-error' },
         h('h1', null, err.status === 404 ? 'Video not found' : 'Could not load this video'),
-        h('p', { class: 'muted' }, err.message), h('a', { href: '#/' }, 'Back to home')));
+        err.status === 404 ? null : h('p', { class: 'muted' }, err.message), h('a', { href: '#/' }, 'Back to home')));
     }
   }
 
