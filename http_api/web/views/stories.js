@@ -306,9 +306,25 @@ export function storiesBar() {
     }
 
     if (mine) {
+      viewer.ownerPanel.append(h('button', {
+        type: 'button', class: 'btn btn-ghost story-delete', testid: 'story-delete',
+        onclick: () => deleteClip(clip),
+      }, 'Delete story'));
       loadViewers(clip);
     } else {
       api.post(`/api/clips/${clip.id}/view`, undefined, { auth: 'required' }).catch(() => {});
+    }
+  }
+
+  async function deleteClip(clip) {
+    try {
+      await api.del(`/api/clips/${clip.id}`, { auth: 'required' });
+      own = own.filter((c) => c.id !== clip.id);
+      draw();
+      viewerRemoved(clip.id);
+      toast('Story deleted');
+    } catch (err) {
+      toast(err.message, 'error');
     }
   }
 
@@ -317,14 +333,15 @@ export function storiesBar() {
     try {
       const body = await api.get(`/api/clips/${clip.id}/viewers`, { auth: 'required' });
       if (!viewer || viewer.clips[viewer.index] !== clip) return;
-      clear(panel).append(
+      for (const old of panel.querySelectorAll('.story-views, .story-viewers')) old.remove();
+      panel.append(
         h('p', { class: 'story-views', testid: 'story-view-count' }, `${body.view_count} ${body.view_count === 1 ? 'view' : 'views'}`),
         h('ul', { class: 'story-viewers', testid: 'story-viewers', 'aria-label': 'Who viewed your story' },
           (body.viewers || []).map((v) => h('li', { testid: 'story-viewer-item', dataset: { userId: v.id } },
             h('a', { href: `#/u/${v.id}`, onclick: () => closeViewer() }, v.display_name || v.username),
             h('span', { class: 'muted' }, ` ${ago(v.viewed_at)}`)))));
     } catch (err) {
-      clear(panel).append(h('p', { class: 'muted' }, `Viewers unavailable: ${err.message}`));
+      panel.append(h('p', { class: 'muted' }, `Viewers unavailable: ${err.message}`));
     }
   }
 
