@@ -164,6 +164,7 @@ export function storiesBar() {
     const dialog = h('div', { class: 'modal-backdrop', testid: 'story-upload-dialog' },
       h('div', { class: 'modal card', role: 'dialog', 'aria-modal': 'true', 'aria-labelledby': 'story-upload-title' }, form));
     dialog.addEventListener('click', (e) => { if (e.target === dialog) closeUpload(); });
+    dialog.addEventListener('keydown', (e) => { if (e.key === 'Escape') closeUpload(); });
     dialog._abort = () => { if (job) job.abort(); };
     document.body.append(dialog);
     uploadDialog = dialog;
