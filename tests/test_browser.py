@@ -186,7 +186,9 @@ async def test_upload_shows_both_progress_bars_then_plays_on_two_levels(
                 " status: document.querySelector('[data-testid=\"player-status\"]')?.textContent};"
                 " }"
             )
-            raise AssertionError(f"level {level} did not play: {state} {page.console_errors}")
+            raise AssertionError(
+                f"level {level} did not play: {state} {page.console_errors}"
+            ) from None
     await rig.shot(page, "watch-playing")
     assert not [e for e in page.console_errors if "Content Security Policy" in e]
 
