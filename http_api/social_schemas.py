@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, Field, field_validator
 
@@ -50,6 +51,7 @@ class VideoListQuery(PageQuery):
     category: str | None = Field(None, max_length=50)
     tags: str | None = Field(None, max_length=500, description="Comma-separated; all must match")
     q: str | None = Field(None, max_length=200, description="Words in the title or description")
+    author: UUID | None = Field(None, description="Only this user's videos (a profile's list)")
 
     def tag_list(self) -> list[str]:
         """`tags` split, lower-cased and validated."""

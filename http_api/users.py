@@ -42,8 +42,9 @@ async def update_me(call: Call[s.UpdateMeBody]) -> dict[str, Any]:
     "/api/users/{user_id}", tag="users", auth="optional", response=s.ProfileOut, errors=(404,)
 )
 async def profile(call: Call[Any]) -> dict[str, Any]:
-    """A user's public profile."""
-    return await users.profile(call.services, call.path_uuid("user_id", "User"), call.principal)
+    """A user's public profile, by id or by username."""
+    user_id = await users.user_id_for(call.services, call.request.match_info["user_id"])
+    return await users.profile(call.services, user_id, call.principal)
 
 
 @routes.post(

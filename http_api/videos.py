@@ -27,7 +27,9 @@ routes = RouteTable()
 async def list_videos(call: Call[Any]) -> dict[str, Any]:
     """Public, ready videos: `sort=latest|popular|trending`, filters, page or `cursor`."""
     q = call.query
-    query = videos.VideoQuery(sort=q.sort, category=q.category, tags=q.tag_list(), q=q.q)
+    query = videos.VideoQuery(
+        sort=q.sort, category=q.category, tags=q.tag_list(), q=q.q, author=q.author
+    )
     return await videos.list_public(call.services, query, page_of(q))
 
 

@@ -41,6 +41,14 @@ async def get_public(conn: asyncpg.Connection, user_id: UUID) -> asyncpg.Record 
     return await conn.fetchrow(f"SELECT {_PUBLIC} FROM users WHERE id = $1", user_id)
 
 
+async def id_by_username(conn: asyncpg.Connection, username: str) -> UUID | None:
+    """The id of the user with this username, case-insensitively."""
+    found: UUID | None = await conn.fetchval(
+        "SELECT id FROM users WHERE lower(username) = lower($1)", username
+    )
+    return found
+
+
 async def get_credentials(conn: asyncpg.Connection, login: str) -> asyncpg.Record | None:
     """id and password hash by username or email, case-insensitively."""
     column = "lower(email)" if "@" in login else "lower(username)"

@@ -122,8 +122,13 @@ _LIST_SORTS = {
 }
 
 
-def _list_filters(category: str | None, tags: list[str], q: str | None, args: list[Any]) -> str:
+def _list_filters(
+    category: str | None, tags: list[str], q: str | None, args: list[Any], author: UUID | None
+) -> str:
     where = _PUBLIC
+    if author:
+        args.append(author)
+        where += f" AND v.owner_id = ${len(args)}"
     if category:
         args.append(category)
         where += f" AND lower(v.category) = lower(${len(args)})"
@@ -143,6 +148,7 @@ async def public_page(
     category: str | None = None,
     tags: list[str] | None = None,
     q: str | None = None,
+    author: UUID | None = None,
     limit: int,
     offset: int = 0,
     after: tuple[Any, UUID] | None = None,
@@ -150,7 +156,7 @@ async def public_page(
     """One page of public, ready videos, by `latest` or `popular`; keyset when `after` is given."""
     column = _LIST_SORTS[sort]
     args: list[Any] = []
-    where = _list_filters(category, tags or [], q, args)
+    where = _list_filters(category, tags or [], q, args, author)
     if after is not None:
         args += [after[0], after[1]]
         where += f" AND ({column}, v.id) < (${len(args) - 1}, ${len(args)})"
@@ -168,10 +174,11 @@ async def public_count(
     category: str | None = None,
     tags: list[str] | None = None,
     q: str | None = None,
+    author: UUID | None = None,
 ) -> int:
     """How many public, ready videos match the filters."""
     args: list[Any] = []
-    where = _list_filters(category, tags or [], q, args)
+    where = _list_filters(category, tags or [], q, args, author)
     return int(await conn.fetchval(f"SELECT count(*) FROM videos v WHERE {where}", *args))
 
 
@@ -181,6 +188,7 @@ async def trending_ids(
     category: str | None = None,
     tags: list[str] | None = None,
     q: str | None = None,
+    author: UUID | None = None,
     window_days: int,
     limit: int,
 ) -> list[UUID]:
@@ -191,7 +199,7 @@ async def trending_ids(
     of engagement rises above an old one with more of it.
     """
     args: list[Any] = []
-    where = _list_filters(category, tags or [], q, args)
+    where = _list_filters(category, tags or [], q, args, author)
     args += [window_days, limit]
     rows = await conn.fetch(
         f"""SELECT v.id FROM videos v

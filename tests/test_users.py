@@ -23,9 +23,13 @@ async def test_profile_is_public_and_hides_email(api: Api) -> None:
     assert body["user"]["display_name"] == "Uma"
     assert "email" not in body["user"]
     assert body["user"]["is_following"] is False
+    for name in ("uma", "UMA", "@uma"):
+        by_name = await api.client.get(f"/api/users/{name}")
+        assert by_name.status == 200
+        assert (await by_name.json())["user"]["id"] == user["id"]
 
 
-@pytest.mark.parametrize("user_id", [str(uuid.uuid4()), "not-a-uuid"])
+@pytest.mark.parametrize("user_id", [str(uuid.uuid4()), "not-a-user", "x" * 300])
 async def test_unknown_profile_is_404(client: Any, user_id: str) -> None:
     resp = await client.get(f"/api/users/{user_id}")
     assert resp.status == 404

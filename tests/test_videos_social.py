@@ -59,6 +59,23 @@ async def test_filters_by_category_tags_and_words(api: Api, catalog: Catalog) ->
     assert "sort" in (await resp.json())["error"]["field_errors"]
 
 
+async def test_a_profile_lists_one_authors_public_videos(api: Api, catalog: Catalog) -> None:
+    ann, bob = await api.register(), await api.register()
+    first = await catalog.video(ann["id"], title="first")
+    await catalog.video(ann["id"], title="hidden", visibility="private")
+    await catalog.video(bob["id"], title="bob's")
+    second = await catalog.video(ann["id"], title="second")
+    for sort in ("latest", "trending"):
+        resp = await api.client.get(f"/api/videos?author={ann['id']}&sort={sort}")
+        body = await resp.json()
+        assert resp.status == 200, body
+        assert sorted(v["id"] for v in body["videos"]) == sorted([first, second])
+        assert all(v["author"]["id"] == ann["id"] for v in body["videos"])
+    resp = await api.client.get("/api/videos?author=not-a-user")
+    assert resp.status == 400
+    assert "author" in (await resp.json())["error"]["field_errors"]
+
+
 async def test_popular_and_trending_orders(api: Api, catalog: Catalog) -> None:
     owner = await api.register()
     now = datetime.now(UTC)

@@ -16,6 +16,22 @@ MAX_LIVE_FOLLOWS = 5000  # clip channels one socket's feed:clips joins
 USER_NOT_FOUND = "User not found"
 
 
+async def user_id_for(ctx: Services, ref: str) -> UUID:
+    """The user a path names: by id, or by username (profiles are shared as @name)."""
+    try:
+        return UUID(ref)
+    except ValueError:
+        pass
+    name = ref.removeprefix("@")
+    found = None
+    if 0 < len(name) <= 50:
+        async with ctx.db.acquire() as conn:
+            found = await user_rows.id_by_username(conn, name)
+    if found is None:
+        raise NotFound(USER_NOT_FOUND)
+    return found
+
+
 async def profile(ctx: Services, user_id: UUID, viewer: Principal | None) -> dict[str, Any]:
     """A user's public profile, with whether the viewer follows them."""
     user = await ctx.profile_cache.get(user_id)

@@ -40,16 +40,17 @@ class VideoQuery:
     category: str | None = None
     tags: list[str] = field(default_factory=list)
     q: str | None = None
+    author: UUID | None = None
 
     @property
     def filters(self) -> dict[str, Any]:
         """Keyword arguments for the storage queries."""
-        return {"category": self.category, "tags": self.tags, "q": self.q}
+        return {"category": self.category, "tags": self.tags, "q": self.q, "author": self.author}
 
     @property
     def cache_key(self) -> str:
         """A short stable name for this combination of filters."""
-        raw = orjson.dumps([self.category, sorted(self.tags), self.q])
+        raw = orjson.dumps([self.category, sorted(self.tags), self.q, str(self.author or "")])
         return hashlib.blake2b(raw, digest_size=12).hexdigest()
 
 

@@ -6,23 +6,17 @@ import { realtime } from '../socket.js';
 import { h, clear, compact, field, showFormError, toast, isUuid } from '../ui.js';
 import { videoCard } from './cards.js';
 
-/** A user id for what is in the URL. The API looks profiles up by id only, so a username is
- * found through the authors of recent public videos. */
+/** A user id for what is in the URL: an id, `me`, or a username (the API takes either). */
 async function resolveUserId(ref) {
   const me = api.currentUser();
   if (ref === 'me' && me) return me.id;
   if (isUuid(ref)) return ref;
-  const name = ref.replace(/^@/, '').toLowerCase();
-  if (me && me.username.toLowerCase() === name) return me.id;
-  let cursor = null;
-  for (let i = 0; i < 5; i += 1) {
-    const body = await api.get('/api/videos', { query: { sort: 'latest', limit: 50, cursor } });
-    const hit = (body.videos || []).find((v) => v.author && (v.author.username || '').toLowerCase() === name);
-    if (hit) return hit.author.id;
-    cursor = body.next_cursor;
-    if (!cursor) break;
+  try {
+    return (await api.get(`/api/users/${encodeURIComponent(ref.replace(/^@/, ''))}`)).user.id;
+  } catch (err) {
+    if (err.status === 404) return null;
+    throw err;
   }
-  return null;
 }
 
 async function videosOf(userId, own) {
@@ -33,15 +27,8 @@ async function videosOf(userId, own) {
     const all = await Promise.all(ids.map((id) => api.get(`/api/videos/${id}`).catch(() => null)));
     return all.filter(Boolean);
   }
-  const found = [];
-  let cursor = null;
-  for (let i = 0; i < 6 && found.length < 48; i += 1) {
-    const body = await api.get('/api/videos', { query: { sort: 'latest', limit: 50, cursor } });
-    for (const v of body.videos || []) if (v.author && v.author.id === userId) found.push(v);
-    cursor = body.next_cursor;
-    if (!cursor) break;
-  }
-  return found;
+  const body = await api.get('/api/videos', { query: { author: userId, sort: 'latest', limit: 48 } });
+  return body.videos || [];
 }
 
 export function render(root, { params }) {

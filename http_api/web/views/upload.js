@@ -120,6 +120,7 @@ export function render(root) {
     const fd = new FormData();
     fd.append('title', titleInput.value.trim());
     fd.append('description', descInput.value);
+    fd.append('visibility', visibility.value);
     fd.append('video_file', file, file.name);
     const started = Date.now();
     job = api.upload('/api/videos', fd, {
@@ -138,14 +139,6 @@ export function render(root) {
       progressCard.dataset.videoId = videoId;
       upBar.value = 100;
       upText.textContent = `${mb(file.size)} uploaded`;
-      if (visibility.value !== 'public') {
-        // The upload form has no visibility field: set it straight after.
-        try {
-          await api.patch(`/api/videos/${videoId}`, { visibility: visibility.value }, { auth: 'required' });
-        } catch (err) {
-          showFormError(form, error, { message: `Uploaded, but the visibility could not be set: ${err.message}` });
-        }
-      }
       setTranscode(body.status || 'pending', 0);
       const seen = early.get(videoId);
       early.clear();
