@@ -1,4 +1,4 @@
-"""/api/clips: 24-hour stories (seed 000)."""
+"""/api/clips: 24-hour stories (the Stories API)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Comments (seed 001): list, post, replies, like, edit, delete."""
+"""Comments (the CLUTCH API): list, post, replies, like, edit, delete."""
 
 from __future__ import annotations
 

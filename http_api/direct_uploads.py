@@ -19,7 +19,7 @@ routes = RouteTable()
 
 
 class UploadUrlBody(BaseModel):
-    """POST /api/videos/upload-url (seed 003)."""
+    """POST /api/videos/upload-url (the upload-flow API)."""
 
     model_config = ConfigDict(extra="forbid")
     filename: str = Field(min_length=1, max_length=255)
@@ -29,7 +29,7 @@ class UploadUrlBody(BaseModel):
 
 
 class UploadUrlOut(BaseModel):
-    """Seed 003's answer."""
+    """The upload-flow API's answer."""
 
     videoId: str
     uploadUrl: str
@@ -41,7 +41,7 @@ class UploadUrlOut(BaseModel):
 
 
 class VideoUploadRequestBody(BaseModel):
-    """POST /api/upload/video/request (seed 001)."""
+    """POST /api/upload/video/request (the CLUTCH API)."""
 
     model_config = ConfigDict(extra="forbid")
     filename: str = Field(min_length=1, max_length=255)
@@ -51,7 +51,7 @@ class VideoUploadRequestBody(BaseModel):
 
 
 class ThumbnailRequestBody(BaseModel):
-    """POST /api/upload/thumbnail/request (seed 001: "similar structure")."""
+    """POST /api/upload/thumbnail/request (the CLUTCH API: "similar structure")."""
 
     model_config = ConfigDict(extra="forbid")
     video_id: str
@@ -61,7 +61,7 @@ class ThumbnailRequestBody(BaseModel):
 
 
 class UploadRequestOut(BaseModel):
-    """Seed 001's answer."""
+    """The CLUTCH API's answer."""
 
     upload_url: str
     video_id: str
@@ -91,7 +91,7 @@ def _base_url(call: Call[Any]) -> str:
     errors=(400, 401, 413),
 )
 async def upload_url(call: Call[UploadUrlBody]) -> dict[str, Any]:
-    """A signed URL to PUT a video to directly (seed 003)."""
+    """A signed URL to PUT a video to directly (the upload-flow API)."""
     body = call.body
     result = await direct_uploads.request_video_upload(
         call.services,
@@ -122,7 +122,7 @@ async def upload_url(call: Call[UploadUrlBody]) -> dict[str, Any]:
     errors=(400, 401, 413),
 )
 async def video_upload_request(call: Call[VideoUploadRequestBody]) -> dict[str, Any]:
-    """A presigned URL to upload a video to (seed 001)."""
+    """A presigned URL to upload a video to (the CLUTCH API)."""
     body = call.body
     result = await direct_uploads.request_video_upload(
         call.services,
@@ -146,7 +146,7 @@ async def video_upload_request(call: Call[VideoUploadRequestBody]) -> dict[str, 
     errors=(400, 401, 403, 404, 413),
 )
 async def thumbnail_upload_request(call: Call[ThumbnailRequestBody]) -> dict[str, Any]:
-    """A presigned URL to upload a custom thumbnail of your video to (seed 001)."""
+    """A presigned URL to upload a custom thumbnail of your video to (the CLUTCH API)."""
     body = call.body
     return await direct_uploads.request_thumbnail_upload(
         call.services,

@@ -1,4 +1,4 @@
-"""Seed 002's video library: the caller's own uploads, by page, recency or storage key."""
+"""The S3 video library API: the caller's own uploads, by page, recency or storage key."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ routes = RouteTable()
 
 
 class LibraryQuery(BaseModel):
-    """Seed 002's query; `sort_by` is a whitelist, never a column name from input."""
+    """The S3 video library API's query; `sort_by` is a whitelist, never a column from input."""
 
     page: int = Field(1, ge=1, le=100_000)
     page_size: int = Field(10, ge=1, le=50)
@@ -31,7 +31,7 @@ class RecentQuery(BaseModel):
 
 
 class LibraryVideoOut(BaseModel):
-    """Seed 002's video object."""
+    """The S3 video library API's video object."""
 
     id: str
     filename: str | None

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 REQUEST_ID = web.RequestKey("request_id", str)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 
-# Seed 001's headers, on every response including errors and unknown routes.
+# The CLUTCH API's headers, on every response including errors and unknown routes.
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -72,7 +72,7 @@ def error_envelope(
     details: dict[str, Any] | None = None,
     field_errors: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
-    """Seed 001's error body."""
+    """The CLUTCH API's error body."""
     error: dict[str, Any] = {"code": code, "message": message}
     if details:
         error["details"] = details

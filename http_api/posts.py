@@ -1,4 +1,4 @@
-"""Posts and communities (seed 003)."""
+"""Posts and communities (the upload-flow API)."""
 
 from __future__ import annotations
 

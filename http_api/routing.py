@@ -261,7 +261,7 @@ _FRIENDLY = {
 
 
 def field_errors(exc: pydantic.ValidationError) -> dict[str, list[str]]:
-    """Pydantic's errors as seed 001's `field_errors`: {field: [messages]}."""
+    """Pydantic's errors as the CLUTCH API's `field_errors`: {field: [messages]}."""
     errors: dict[str, list[str]] = {}
     for err in exc.errors(include_url=False):
         name = ".".join(str(part) for part in err["loc"]) or "body"

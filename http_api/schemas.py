@@ -64,7 +64,7 @@ HttpUrl = Annotated[str, Field(max_length=1000), AfterValidator(_http_url)]
 
 
 class RegisterBody(Strict):
-    """POST /api/auth/register (seed 001)."""
+    """POST /api/auth/register (the CLUTCH API)."""
 
     username: Username
     email: Email
@@ -73,7 +73,7 @@ class RegisterBody(Strict):
 
 
 class LoginBody(Strict):
-    """POST /api/auth/login: `login` (seed 001) or `username` (seed 004) or `email`."""
+    """POST /api/auth/login: `login` (the CLUTCH API) or `username` (the Clipsy API) or `email`."""
 
     login: str | None = Field(None, max_length=320)
     username: str | None = Field(None, max_length=320)
@@ -93,7 +93,7 @@ class LoginBody(Strict):
 
 
 class RefreshBody(Strict):
-    """POST /api/auth/refresh: `refresh_token` (seed 001) or `refresh` (seed 004)."""
+    """POST /api/auth/refresh: `refresh_token` (the CLUTCH API) or `refresh` (the Clipsy API)."""
 
     refresh_token: str | None = Field(None, max_length=4096)
     refresh: str | None = Field(None, max_length=4096)
@@ -118,7 +118,7 @@ class LogoutBody(Strict):
 
 
 class NotificationSettings(Strict):
-    """Seed 001's `settings.notifications`."""
+    """The CLUTCH API's `settings.notifications`."""
 
     email: bool | None = None
     push: bool | None = None
@@ -127,7 +127,7 @@ class NotificationSettings(Strict):
 
 
 class PrivacySettings(Strict):
-    """Seed 001's `settings.privacy`."""
+    """The CLUTCH API's `settings.privacy`."""
 
     profile_visibility: Literal["public", "followers", "private"] | None = None
     show_following: bool | None = None
@@ -135,7 +135,7 @@ class PrivacySettings(Strict):
 
 
 class UserSettings(Strict):
-    """Seed 001's user settings; sections given are merged into what is stored."""
+    """The CLUTCH API's user settings; sections given are merged into what is stored."""
 
     notifications: NotificationSettings | None = None
     privacy: PrivacySettings | None = None
@@ -155,7 +155,7 @@ class UpdateMeBody(Strict):
 
 
 class PageQuery(BaseModel):
-    """Seed 001 page pagination, or `cursor` from a previous page's `next_cursor`."""
+    """The CLUTCH API page pagination, or `cursor` from a previous page's `next_cursor`."""
 
     page: int = Field(1, ge=1, le=100_000)
     limit: int = Field(20, ge=1, le=50)
@@ -199,7 +199,7 @@ class TokensOut(BaseModel):
 
 
 class AuthOut(BaseModel):
-    """Register and login (seed 001 body plus seed 004's `access`/`refresh`)."""
+    """Register and login (the CLUTCH API body plus the Clipsy API's `access`/`refresh`)."""
 
     success: bool
     message: str
@@ -218,7 +218,7 @@ class RefreshOut(TokensOut):
 
 
 class LogoutOut(BaseModel):
-    """Logout (seed 004's `detail`)."""
+    """Logout (the Clipsy API's `detail`)."""
 
     success: bool
     detail: str
@@ -261,7 +261,7 @@ class UpdateMeOut(BaseModel):
 
 
 class FollowOut(BaseModel):
-    """Follow and unfollow (seed 001)."""
+    """Follow and unfollow (the CLUTCH API)."""
 
     success: bool
     following: bool
@@ -269,7 +269,7 @@ class FollowOut(BaseModel):
 
 
 class Pagination(BaseModel):
-    """Seed 001's pagination object; `current_page` is null in cursor mode."""
+    """The CLUTCH API's pagination object; `current_page` is null in cursor mode."""
 
     current_page: int | None
     total_pages: int
@@ -318,7 +318,7 @@ class ErrorBody(BaseModel):
 
 
 class ErrorOut(BaseModel):
-    """Every error (seed 001)."""
+    """Every error (the CLUTCH API)."""
 
     success: Literal[False]
     error: ErrorBody
@@ -328,7 +328,7 @@ class ErrorOut(BaseModel):
 
 
 class VideoUploadForm(Strict):
-    """POST /api/videos (seed 004): multipart with `video_file`."""
+    """POST /api/videos (the Clipsy API): multipart with `video_file`."""
 
     title: str = Field("", max_length=100)
     description: str = Field("", max_length=5000)
@@ -336,7 +336,7 @@ class VideoUploadForm(Strict):
 
 
 class LibraryUploadForm(Strict):
-    """POST /api/v1/upload/video (seed 002): multipart with `file`."""
+    """POST /api/v1/upload/video (the S3 video library API): multipart with `file`."""
 
     title: str = Field("", max_length=100)
 
@@ -348,7 +348,7 @@ def _caption(value: str) -> str:
 
 
 class ClipUploadForm(Strict):
-    """POST /api/clips/upload (seed 000): multipart with `clip`, or `video_id` of your own video."""
+    """POST /api/clips/upload (the Stories API): multipart `clip`, or `video_id` of your own."""
 
     caption: Annotated[str, AfterValidator(_caption)] = Field(
         "", max_length=500, description="At most 500 characters, no HTML"
@@ -357,7 +357,7 @@ class ClipUploadForm(Strict):
 
 
 class VideoUploadOut(BaseModel):
-    """201 of POST /api/videos (seed 004)."""
+    """201 of POST /api/videos (the Clipsy API)."""
 
     id: str
     title: str
@@ -368,7 +368,7 @@ class VideoUploadOut(BaseModel):
 
 
 class VideoStatusOut(BaseModel):
-    """Seed 003's status object."""
+    """The upload-flow API's status object."""
 
     videoId: str
     status: str
@@ -381,7 +381,7 @@ class VideoStatusOut(BaseModel):
 
 
 class QualityOut(BaseModel):
-    """One rung of the ladder (seed 004's `qualities`)."""
+    """One rung of the ladder (the Clipsy API's `qualities`)."""
 
     quality: str
     resolution: str
@@ -402,7 +402,7 @@ class AuthorOut(BaseModel):
 
 
 class VideoOut(BaseModel):
-    """The full video object (seed 001 plus seed 004's fields)."""
+    """The full video object (the CLUTCH API plus the Clipsy API's fields)."""
 
     success: bool | None = None
     id: str
@@ -439,7 +439,7 @@ class VideoOut(BaseModel):
 
 
 class ClipOut(BaseModel):
-    """A clip (seed 000's fields plus media fields)."""
+    """A clip (the Stories API's fields plus media fields)."""
 
     id: str
     clip_id: str

@@ -82,13 +82,13 @@ class VideoPatchBody(Strict):
 
 
 class ReactionBody(Strict):
-    """POST .../like (seed 001)."""
+    """POST .../like (the CLUTCH API)."""
 
     action: Literal["like", "dislike", "remove"]
 
 
 class ReactionOut(BaseModel):
-    """Seed 001's answer to a like."""
+    """The CLUTCH API's answer to a like."""
 
     success: bool
     user_action: Literal["liked", "disliked", "none"]
@@ -97,7 +97,7 @@ class ReactionOut(BaseModel):
 
 
 class ViewBody(Strict):
-    """POST /api/videos/{video_id}/view (seed 001); the body is optional."""
+    """POST /api/videos/{video_id}/view (the CLUTCH API); the body is optional."""
 
     watch_time_seconds: float | None = Field(None, ge=0, le=86_400)
     quality: str | None = Field(None, max_length=16)
@@ -156,7 +156,7 @@ class CommentAuthor(BaseModel):
 
 
 class CommentOut(BaseModel):
-    """Seed 001's comment object."""
+    """The CLUTCH API's comment object."""
 
     id: str
     video_id: str
@@ -192,7 +192,7 @@ class RepliesOut(BaseModel):
 
 
 class UserClipsOut(BaseModel):
-    """GET /api/clips/user/{user_id} (seed 000)."""
+    """GET /api/clips/user/{user_id} (the Stories API)."""
 
     user_id: str
     clips: list[ClipOut]
@@ -206,14 +206,14 @@ class FollowedClipsQuery(BaseModel):
 
 
 class ClipsOut(BaseModel):
-    """GET /api/clips/all (seed 000)."""
+    """GET /api/clips/all (the Stories API)."""
 
     clips: list[ClipOut]
     count: int
 
 
 class CleanupOut(BaseModel):
-    """POST /api/clips/cleanup/expired (seed 000)."""
+    """POST /api/clips/cleanup/expired (the Stories API)."""
 
     message: str
     deleted_count: int
@@ -261,7 +261,7 @@ class ClipReactionsOut(BaseModel):
 
 
 class PostBody(Strict):
-    """POST /api/posts (seed 003, camelCase as written there)."""
+    """POST /api/posts (the upload-flow API, camelCase as written there)."""
 
     content: str = Field("", max_length=5000)
     videoId: str | None = None
@@ -276,7 +276,7 @@ class PostsQuery(PageQuery):
 
 
 class PostAuthor(BaseModel):
-    """Seed 003's post author."""
+    """The upload-flow API's post author."""
 
     id: str
     name: str
@@ -303,7 +303,7 @@ class PostCommunity(BaseModel):
 
 
 class PostOut(BaseModel):
-    """Seed 003's post object."""
+    """The upload-flow API's post object."""
 
     id: str
     content: str

@@ -136,13 +136,13 @@ async def delete_video(call: Call[Any]) -> dict[str, Any]:
     errors=(401, 403, 404),
 )
 async def video_status(call: Call[Any]) -> dict[str, Any]:
-    """Processing status and progress (seed 003; owner only)."""
+    """Processing status and progress (the upload-flow API; owner only)."""
     return await media.video_status(call.services, call.path_uuid("video_id", "Video"), call.user)
 
 
 @routes.get("/api/videos/{video_id}/stream", tag="videos", auth="optional", errors=(404, 416))
 async def stream_video(call: Call[Any]) -> web.StreamResponse:
-    """The original file, with HTTP Range support (seed 004)."""
+    """The original file, with HTTP Range support (the Clipsy API)."""
     key, content_type = await media.original_for_stream(
         call.services, call.path_uuid("video_id", "Video"), call.principal
     )

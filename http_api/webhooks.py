@@ -1,4 +1,4 @@
-"""Incoming webhooks from an external transcoder (seeds 001 and 003)."""
+"""Incoming webhooks from an external transcoder (the CLUTCH and upload-flow APIs)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ routes = RouteTable()
 
 
 class ProcessedBody(BaseModel):
-    """Seed 001's payload (unknown extra fields from the sender are ignored)."""
+    """The CLUTCH API's payload (unknown extra fields from the sender are ignored)."""
 
     video_id: str
     status: Literal["success", "error"]
@@ -29,7 +29,7 @@ class ProcessedBody(BaseModel):
 
 
 class AssetData(BaseModel):
-    """The `data` of a seed 003 event."""
+    """The `data` of a the upload-flow API event."""
 
     id: str
     playback_url: str | None = None
@@ -39,7 +39,7 @@ class AssetData(BaseModel):
 
 
 class ProcessingBody(BaseModel):
-    """Seed 003's event."""
+    """The upload-flow API's event."""
 
     id: str | None = Field(None, max_length=200)
     type: Literal["video.asset.ready", "video.asset.errored"]
@@ -82,7 +82,7 @@ async def _verified(call: Call[Any], model: type[BaseModel]) -> tuple[Any, bytes
     errors=(400, 401, 403, 404),
 )
 async def video_processed(call: Call[Any]) -> dict[str, Any]:
-    """An external transcoder finished (seed 001); signed with WEBHOOK_SECRET."""
+    """An external transcoder finished (the CLUTCH API); signed with WEBHOOK_SECRET."""
     payload, raw = await _verified(call, ProcessedBody)
     event = webhooks.event_id(call.request.headers.get("x-webhook-id") or payload.event_id, raw)
     return await webhooks.apply_result(
@@ -109,7 +109,7 @@ async def video_processed(call: Call[Any]) -> dict[str, Any]:
     errors=(400, 401, 403, 404),
 )
 async def video_processing(call: Call[Any]) -> dict[str, Any]:
-    """An external transcoder's asset event (seed 003); signed with WEBHOOK_SECRET."""
+    """An external transcoder's asset event (the upload-flow API); signed with WEBHOOK_SECRET."""
     payload, raw = await _verified(call, ProcessingBody)
     event = webhooks.event_id(call.request.headers.get("x-webhook-id") or payload.id, raw)
     data = payload.data

@@ -243,7 +243,7 @@ async def comment(session: Session, body: s.CommentMessage) -> bytes:
 
 
 def _event_filter(names: list[str] | None) -> frozenset[str] | None:
-    """Seed 001 filters by counter names; those select `video_update` (which carries them all)."""
+    """The CLUTCH API filters by counter names; they select `video_update` (it carries them all)."""
     if not names:
         return None
     wanted = set(names)

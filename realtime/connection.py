@@ -46,7 +46,7 @@ class Membership:
     """One socket's subscription to one channel."""
 
     channel: str
-    events: frozenset[str] | None = None  # seed 001's filter; None passes everything
+    events: frozenset[str] | None = None  # the CLUTCH API's filter; None passes everything
     pending: list[tuple[int, bytes]] | None = field(default_factory=list)  # until caught up
     acquired: bool = False  # holds a reference on the Redis subscription
     via_feed: bool = False  # joined on the socket's behalf by feed:clips

@@ -33,7 +33,7 @@ def error(
     details: dict[str, Any] | None = None,
     field_errors: dict[str, list[str]] | None = None,
 ) -> bytes:
-    """An error answer (seed 001's error object); the connection stays open."""
+    """An error answer (the CLUTCH API's error object); the connection stays open."""
     body = ErrorBody(
         code=code, message=text, details=details or None, field_errors=field_errors or None
     )

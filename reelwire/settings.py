@@ -20,7 +20,7 @@ class SettingsError(ValueError):
     """A setting has a value Reelwire cannot use; the message names the variable."""
 
 
-# seed 001: auth 10/min per address, uploads 5/h, comments 30/h, likes 100/min, the rest 1000/h
+# The CLUTCH API: auth 10/min per address, uploads 5/h, comments 30/h, likes 100/min, rest 1000/h
 DEFAULT_RATE_LIMITS = MappingProxyType(
     {
         "auth": Limit(10, 60),

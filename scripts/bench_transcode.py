@@ -3,9 +3,9 @@ in the same run, and the server's memory while it receives a 1 GB upload.
 
   ours   a real `reelwire serve` (embedded default, inline worker): POST /api/videos of the
          source, then poll until status is ready (upload + probe + queue + transcode + store)
-  (a)    seed 004's way: one FFmpeg process per rung, run one after another, plus a thumbnail
+  (a)    the Clipsy API's way: one FFmpeg process per rung, run one after another, plus a thumbnail
          run. Measured twice: with our encoder settings (same preset, bitrates, segments, so the
-         ratio shows what the single pass itself saves) and with seed 004's implied defaults
+         ratio shows what the single pass itself saves) and with the Clipsy API's implied defaults
          (libx264's default preset, 10 s segments)
   (b)    our exact FFmpeg command (ladder + storyboard tiling) run bare, no server
 
@@ -83,7 +83,7 @@ def make_source(path: Path, seconds: int) -> None:
     )
 
 
-def seed_004_way(source: Path, out: Path, *, ours_settings: bool) -> float:
+def clipsy_way(source: Path, out: Path, *, ours_settings: bool) -> float:
     """One FFmpeg per rung, sequentially, then the thumbnail at 1 s."""
     shutil.rmtree(out, ignore_errors=True)
     total = 0.0
@@ -280,7 +280,7 @@ async def main() -> None:
     parser.add_argument(
         "--skip-defaults",
         action="store_true",
-        help="skip seed 004 with libx264 defaults (the slowest baseline)",
+        help="skip the Clipsy API with libx264 defaults (the slowest baseline)",
     )
     args = parser.parse_args()
 
@@ -302,11 +302,11 @@ async def main() -> None:
         finally:
             server.stop()
         bare = await asyncio.to_thread(ours_bare, source, scratch_path / "bare")
-        seed_same = seed_004_way(source, scratch_path / "seed-same", ours_settings=True)
+        seed_same = clipsy_way(source, scratch_path / "seed-same", ours_settings=True)
         seed_defaults = (
             None
             if args.skip_defaults
-            else seed_004_way(source, scratch_path / "seed-defaults", ours_settings=False)
+            else clipsy_way(source, scratch_path / "seed-defaults", ours_settings=False)
         )
 
     figures = {
@@ -330,12 +330,13 @@ async def main() -> None:
         "(target <= 1.05)"
     )
     print(
-        f"(a) seed 004 way, our settings   {seed_same:7.2f} s   ours/a = {ours / seed_same:.3f} "
+        f"(a) the Clipsy API way, our settings   {seed_same:7.2f} s   "
+        f"ours/a = {ours / seed_same:.3f} "
         "(target <= 0.65)"
     )
     if seed_defaults is not None:
         print(
-            f"(a) seed 004 way, x264 defaults  {seed_defaults:7.2f} s   ours/a = "
+            f"(a) the Clipsy API way, x264 defaults  {seed_defaults:7.2f} s   ours/a = "
             f"{ours / seed_defaults:.3f} (target <= 0.65)"
         )
     print(

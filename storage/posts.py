@@ -1,4 +1,4 @@
-"""Queries on posts and communities (seed 003). The caller owns the transaction."""
+"""Queries on posts and communities (the upload-flow API). The caller owns the transaction."""
 
 from __future__ import annotations
 

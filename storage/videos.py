@@ -65,7 +65,7 @@ async def soft_delete(conn: asyncpg.Connection, video_id: UUID) -> asyncpg.Recor
 
 
 async def by_source_key(conn: asyncpg.Connection, owner: UUID, key: str) -> asyncpg.Record | None:
-    """The caller's live video stored under `key` (seed 002's by-key lookup)."""
+    """The caller's live video stored under `key` (the S3 video library API's by-key lookup)."""
     return await conn.fetchrow(
         f"{_SELECT} WHERE v.owner_id = $1 AND v.source_key = $2 AND v.deleted_at IS NULL",
         owner,
@@ -83,7 +83,7 @@ async def library_page(
     limit: int,
     offset: int,
 ) -> tuple[list[asyncpg.Record], int]:
-    """One page of the caller's own videos (seed 002) and the total count."""
+    """One page of the caller's own videos (the S3 video library API) and the total count."""
     order = _LIBRARY_SORTS[sort_by]
     direction = "DESC" if descending else "ASC"
     where = "v.owner_id = $1 AND v.deleted_at IS NULL"

@@ -47,7 +47,9 @@ WALK: dict[tuple[str, str], list[tuple[str, Any, int]]] = {
         ("CP", {"content": "pwned"}, 404),
     ],
     ("DELETE", "/api/comments/{comment_id}"): [("CV", None, 403), ("CP", None, 404)],
-    ("DELETE", "/api/clips/{clip_id}"): [("K", None, 404)],  # seed 000: not found or unauthorized
+    ("DELETE", "/api/clips/{clip_id}"): [
+        ("K", None, 404)
+    ],  # Stories API: "not found or unauthorized"
     ("GET", "/api/clips/user/{user_id}"): [("A", None, 200)],
     ("POST", "/api/clips/{clip_id}/view"): [("K", None, 200)],
     ("GET", "/api/clips/{clip_id}/viewers"): [("K", None, 403)],

@@ -21,7 +21,7 @@ async def post(client: Any, path: str, body: Any, **kw: Any) -> tuple[int, dict[
     return resp.status, await resp.json()
 
 
-async def test_register_returns_seed_001_shape_and_tokens(client: Any) -> None:
+async def test_register_returns_clutch_shape_and_tokens(client: Any) -> None:
     status, body = await post(
         client,
         "/api/auth/register",
@@ -169,7 +169,7 @@ async def test_me_without_token_is_401(client: Any) -> None:
     assert (await resp.json())["error"]["code"] == "UNAUTHORIZED"
 
 
-async def test_refresh_rotates_and_seed_004_field_name_works(api: Api) -> None:
+async def test_refresh_rotates_and_clipsy_field_name_works(api: Api) -> None:
     user = await api.register("gina")
     status, first = await post(api.client, "/api/auth/refresh", {"refresh_token": user["refresh"]})
     assert status == 200

@@ -1,4 +1,4 @@
-"""Clips after upload (seed 000 and beyond): lists, expiry everywhere, views, reactions."""
+"""Clips after upload (the Stories API and beyond): lists, expiry everywhere, views, reactions."""
 
 from __future__ import annotations
 

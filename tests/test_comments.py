@@ -1,4 +1,4 @@
-"""Comments and replies (seed 001) against real PostgreSQL."""
+"""Comments and replies (the CLUTCH API) against real PostgreSQL."""
 
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ async def put(api: Api, url: str, data: bytes, content_type: str = "video/mp4") 
     return await api.client.put(target.path, data=data, headers={"Content-Type": content_type})
 
 
-async def test_seed_003_direct_upload_then_ready(direct_api: Api, media: Media) -> None:
+async def test_upload_flow_direct_upload_then_ready(direct_api: Api, media: Media) -> None:
     user = await direct_api.register("direct")
     data = media.video_480.read_bytes()
     grant = await request_url(direct_api, user["token"], len(data))
@@ -104,7 +104,7 @@ async def test_declared_type_and_size_are_checked_up_front(direct_api: Api) -> N
     assert resp.status == 413
 
 
-async def test_seed_001_request_and_content_checked_at_completion(
+async def test_clutch_request_and_content_checked_at_completion(
     direct_api: Api, media: Media
 ) -> None:
     user = await direct_api.register("checker")
@@ -170,7 +170,7 @@ async def pending_video(api: Api) -> tuple[dict[str, Any], str]:
     return user, grant["videoId"]
 
 
-async def test_seed_001_webhook_marks_ready_once(direct_api: Api) -> None:
+async def test_clutch_webhook_marks_ready_once(direct_api: Api) -> None:
     _, video_id = await pending_video(direct_api)
     payload = {
         "video_id": video_id,
@@ -200,7 +200,7 @@ async def test_seed_001_webhook_marks_ready_once(direct_api: Api) -> None:
     assert (await again.json())["duplicate"] is True
 
 
-async def test_seed_003_error_event_fails_the_video(direct_api: Api) -> None:
+async def test_upload_flow_error_event_fails_the_video(direct_api: Api) -> None:
     user, video_id = await pending_video(direct_api)
     body = orjson.dumps(
         {

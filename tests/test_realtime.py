@@ -1,4 +1,4 @@
-"""/ws in one process: auth, permissions, the seed 001 messages, commands, recovery, limits."""
+"""/ws in one process: auth, permissions, the CLUTCH API messages, commands, recovery, limits."""
 
 from __future__ import annotations
 

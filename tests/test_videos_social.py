@@ -176,7 +176,7 @@ async def test_owner_edits_and_the_cache_shows_the_edit(api: Api, catalog: Catal
     assert "view_count" in (await bad.json())["error"]["field_errors"]
 
 
-async def test_like_dislike_remove_follow_seed_001(api: Api, catalog: Catalog) -> None:
+async def test_like_dislike_remove_follow_clutch(api: Api, catalog: Catalog) -> None:
     owner = await api.register()
     fan = await api.register()
     video = await catalog.video(owner["id"])

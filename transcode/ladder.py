@@ -28,7 +28,7 @@ THUMBNAIL_LONG_SIDE = 1280
 
 @dataclass(frozen=True)
 class RungSpec:
-    """A rung of seed 004's ladder, named by the short side of the picture."""
+    """A rung of the Clipsy API's ladder, named by the short side of the picture."""
 
     name: str
     short_side: int
@@ -95,7 +95,7 @@ def _fit(info: MediaInfo, short_side: int) -> tuple[int, int]:
 
 
 def plan_ladder(info: MediaInfo) -> list[Rung]:
-    """Seed 004's rungs up to the source's size (never upscaled); a small source gets one rung."""
+    """The Clipsy API's rungs up to the source's size (never upscaled); a small source gets one."""
     short = min(info.width, info.height)
     rungs = [
         Rung(s.name, *_fit(info, s.short_side), s.video_kbps)

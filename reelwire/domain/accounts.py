@@ -151,7 +151,7 @@ class _Pair:
     expires_in: int
 
     def body(self) -> dict[str, Any]:
-        # Seed 001 names (access_token/refresh_token) plus seed 004's (access/refresh).
+        # The CLUTCH API names (access_token/refresh_token) plus the Clipsy API's (access/refresh).
         return {
             "access_token": self.access,
             "refresh_token": self.refresh,

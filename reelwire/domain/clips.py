@@ -1,4 +1,4 @@
-"""24-hour clips (seed 000): upload, list, delete, expire."""
+"""24-hour clips (the Stories API): upload, list, delete, expire."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ FEED_CACHE_MAX = timedelta(minutes=5)
 
 
 def clip_body(row: Any, ctx: Services) -> dict[str, Any]:
-    """Seed 000's clip object plus our media fields."""
+    """The Stories API's clip object plus our media fields."""
     blobs = ctx.blobs
     playable = None
     if row["kind"] == "image":
@@ -154,7 +154,7 @@ async def clip_from_library(
 
 
 async def delete_clip(ctx: Services, principal: Principal, clip_id: UUID) -> dict[str, Any]:
-    """Delete the caller's own clip and its media (404 for anyone else's, as seed 000 says)."""
+    """Delete the caller's own clip and its media (404 for anyone else's, per the Stories API)."""
     async with ctx.db.acquire() as conn:
         row = await clip_rows.delete_own(conn, clip_id, principal.user_id)
     if row is None:
@@ -166,7 +166,7 @@ async def delete_clip(ctx: Services, principal: Principal, clip_id: UUID) -> dic
 
 
 async def user_clips(ctx: Services, user_id: UUID) -> dict[str, Any]:
-    """A user's live clips, newest first (seed 000)."""
+    """A user's live clips, newest first (the Stories API)."""
     async with ctx.db.acquire() as conn:
         if not await user_rows.exists(conn, user_id):
             raise NotFound("User not found")
@@ -203,7 +203,7 @@ async def feeds_changed(ctx: Services, owner: UUID) -> None:
 
 
 async def cleanup_expired(ctx: Services) -> dict[str, Any]:
-    """Seed 000's manual cleanup: delete expired clips now."""
+    """The Stories API's manual cleanup: delete expired clips now."""
     deleted = await sweep_expired(ctx)
     return {"message": "Cleanup completed", "deleted_count": deleted}
 

@@ -1,4 +1,4 @@
-"""Comments and replies on videos (seed 001), with reactions. Each change is published on the
+"""Comments and replies on videos (the CLUTCH API), with reactions. Each change is published on the
 video's channel after its transaction commits."""
 
 from __future__ import annotations

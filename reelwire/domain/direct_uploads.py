@@ -1,5 +1,6 @@
-"""Direct uploads (seeds 001 and 003): the client asks for a signed URL, sends the bytes there,
-and a completion step checks what was stored (size, type by content, probe) before queueing it.
+"""Direct uploads (the CLUTCH and upload-flow APIs): the client asks for a signed URL, sends the
+bytes there, and a completion step checks what was stored (size, type by content, probe) before
+queueing it.
 
 On S3 the URL is a presigned PUT whose signature covers the declared Content-Type and
 Content-Length. On local disk it is a PUT route of ours carrying an HMAC-signed token (what,

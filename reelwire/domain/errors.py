@@ -6,7 +6,7 @@ from typing import Any
 
 
 class DomainError(Exception):
-    """Base: a code from seed 001's list, an HTTP status, and a message a person can read."""
+    """Base: a code from the CLUTCH API's list, an HTTP status, and a message a person can read."""
 
     code = "SERVER_ERROR"
     status = 500

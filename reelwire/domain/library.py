@@ -1,4 +1,4 @@
-"""Seed 002's video library: always scoped to the caller's own videos."""
+"""The S3 video library API's video library: always scoped to the caller's own videos."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ async def page(
     sort_by: str,
     descending: bool,
 ) -> dict[str, Any]:
-    """A page of the caller's videos with seed 002's paging fields."""
+    """A page of the caller's videos with the S3 video library API's paging fields."""
     async with ctx.db.acquire() as conn:
         rows, total = await video_rows.library_page(
             conn,

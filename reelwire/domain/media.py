@@ -161,7 +161,7 @@ def may_see(row: Any, viewer: Principal | None) -> bool:
 
 
 async def video_status(ctx: Services, video_id: UUID, principal: Principal) -> dict[str, Any]:
-    """Seed 003's status object, for the owner only."""
+    """The upload-flow API's status object, for the owner only."""
     async with ctx.db.acquire() as conn:
         row = await video_rows.get(conn, video_id)
     if row is None or not may_see(row, principal):
@@ -215,7 +215,7 @@ def too_large(limit: int, message: str | None = None) -> PayloadTooLarge:
 
 
 def _human_size(size: int) -> str:
-    """Seed 000 writes limits as `100MB`."""
+    """The Stories API writes limits as `100MB`."""
     for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
         if (size >= scale and size % scale == 0) or size >= scale * 10:
             return f"{size // scale}{unit}"

@@ -1,4 +1,4 @@
-"""Seed 001's page pagination plus opaque keyset cursors for large lists."""
+"""The CLUTCH API's page pagination plus opaque keyset cursors for large lists."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from reelwire.domain.errors import ValidationFailed
 
 @dataclass(frozen=True)
 class PageRequest:
-    """`page`/`limit` as seed 001 defines them, or a `cursor` from a previous page."""
+    """`page`/`limit` as the CLUTCH API defines them, or a `cursor` from a previous page."""
 
     page: int = 1
     limit: int = 20

@@ -1,4 +1,4 @@
-"""Posts and communities (seed 003). A post may carry one of the author's ready videos."""
+"""Posts and communities (the upload-flow API). A post may carry one of its author's videos."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ async def create_post(
     video_id: UUID | None,
     community_id: UUID | None,
 ) -> dict[str, Any]:
-    """Seed 003's post: the video must be the caller's own and ready."""
+    """The upload-flow API's post: the video must be the caller's own and ready."""
     if not content.strip() and video_id is None:
         raise ValidationFailed(
             "A post needs content or a video", field_errors={"content": ["Must not be empty."]}

@@ -1,4 +1,4 @@
-"""Public shapes of domain objects (seed 001), shared by REST bodies and WebSocket messages."""
+"""Public shapes of domain objects (the CLUTCH API), shared by REST bodies and WebSocket events."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ DEFAULT_AVATAR_URL = "/static/avatar-default.svg"
 
 
 def iso(moment: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a Z, as every seed writes times."""
+    """ISO 8601 in UTC with a Z, as every client contract writes times."""
     if moment is None:
         return None
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -72,7 +72,7 @@ _SEED_001_STATUS = {
 
 
 def video(row: Mapping[str, Any], blobs: BlobStore) -> dict[str, Any]:
-    """The full video object: seed 001's fields plus seed 004's."""
+    """The full video object: the CLUTCH API's fields plus the Clipsy API's."""
     ready = row["status"] == "ready"
     external = row["external"] or {}
     hls = blobs.url(row["hls_key"]) if row["hls_key"] else external.get("playback_url")
@@ -142,7 +142,7 @@ def video(row: Mapping[str, Any], blobs: BlobStore) -> dict[str, Any]:
 
 
 def comment(row: Mapping[str, Any], viewer_kind: int = 0) -> dict[str, Any]:
-    """Seed 001's comment object; `viewer_kind` is the caller's reaction (1, -1 or 0)."""
+    """The CLUTCH API's comment object; `viewer_kind` is the caller's reaction (1, -1 or 0)."""
     return {
         "id": str(row["id"]),
         "video_id": str(row["video_id"]),
@@ -170,7 +170,7 @@ REACTION_NAMES = {1: "liked", -1: "disliked", 0: "none"}
 
 
 def library_video(row: Mapping[str, Any], blobs: BlobStore) -> dict[str, Any]:
-    """Seed 002's video library object."""
+    """The S3 video library API's video library object."""
     key = row["source_key"]
     thumbnail = blobs.url(row["thumbnail_key"]) if row["thumbnail_key"] else None
     return {

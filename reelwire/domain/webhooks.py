@@ -1,4 +1,4 @@
-"""Incoming webhooks from an external transcoder (seeds 001 and 003).
+"""Incoming webhooks from an external transcoder (the CLUTCH and upload-flow APIs).
 
 Authenticity: HMAC-SHA256 of the raw body with WEBHOOK_SECRET, sent as
 `x-webhook-signature: sha256=<hex>` and compared in constant time. When the sender also sends
