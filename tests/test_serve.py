@@ -200,6 +200,7 @@ def test_with_both_urls_set_nothing_embedded_starts(
     servers.append(server)
     server.wait_healthy()
     log = server.output()
-    assert "PostgreSQL at DATABASE_URL" in log and "Redis at REDIS_URL" in log
+    assert "database:  PostgreSQL at postgresql://" in log, log
+    assert "redis:     Redis at " in log and "embedded" not in log, log
     assert not (home / "postgres").exists() and not (home / "redis").exists()
     assert not (home / "reelwire.lock").exists()
