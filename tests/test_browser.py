@@ -98,7 +98,7 @@ async def text_of(page: Any, name: str) -> str:
     return str(await page.locator(tid(name)).first.inner_text())
 
 
-async def test_upload_shows_both_progress_bars_then_plays_on_two_levels(
+async def test_a_private_upload_shows_both_progress_bars_then_plays_on_two_levels(
     rig: Rig, clip_files: dict[str, Path]
 ) -> None:
     page = await rig.page()
@@ -135,6 +135,8 @@ async def test_upload_shows_both_progress_bars_then_plays_on_two_levels(
     await page.set_input_files(tid("upload-file"), str(clip_files["long"]))
     await page.fill(tid("upload-title"), "Thirty seconds of colour")
     await page.fill(tid("upload-description"), "uploaded from a browser on another origin")
+    # Private: the owner's player has to go through signed media URLs all the way.
+    await page.select_option(tid("upload-visibility"), "private")
     await page.click(tid("upload-submit"))
     await page.wait_for_function(
         "() => { const b = document.querySelector('[data-testid=\"upload-progress\"]');"
@@ -186,11 +188,33 @@ async def test_upload_shows_both_progress_bars_then_plays_on_two_levels(
                 " status: document.querySelector('[data-testid=\"player-status\"]')?.textContent};"
                 " }"
             )
+            fetched = await page.evaluate(
+                "() => performance.getEntriesByType('resource')"
+                ".filter(e => e.name.includes('/media/'))"
+                ".map(e => [e.name.split('/').slice(-2).join('/'), e.responseStatus,"
+                " Math.round(e.startTime), Math.round(e.duration)])"
+            )
             raise AssertionError(
-                f"level {level} did not play: {state} {page.console_errors}"
+                f"level {level} did not play: {state} {page.console_errors} {fetched}"
             ) from None
     await rig.shot(page, "watch-playing")
     assert not [e for e in page.console_errors if "Content Security Policy" in e]
+    requested = await page.evaluate(
+        "() => performance.getEntriesByType('resource').map(e => e.name)"
+        ".filter(n => n.includes('/media/'))"
+    )
+    assert requested and all("/media/signed/" in url for url in requested), requested
+
+    # Nobody else can watch it, nor fetch its media.
+    video_id = await page.get_attribute(tid("watch-page"), "data-video-id")
+    stranger = await rig.page()
+    await stranger.goto(f"{rig.app_origin}/#/watch/{video_id}")
+    await stranger.wait_for_selector(tid("page-error"))
+    await rig.shot(stranger, "watch-private-refused")
+    segment = next(url for url in requested if url.endswith(".ts"))
+    plain = segment.split("/media/signed/", 1)[0] + "/media/" + segment.split("/", 6)[-1]
+    async with aiohttp.ClientSession() as http, http.get(plain) as resp:
+        assert resp.status == 404, plain
 
 
 async def test_a_viewer_sees_the_uploaders_like_and_comment_within_a_second(

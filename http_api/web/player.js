@@ -75,6 +75,7 @@ export async function attachHls(video, url, { variants = {}, autoplay = false } 
       ctl.setLevel = (index) => {
         ctl.current = index;
         if (index === -1) hls.currentLevel = -1; // back to automatic switching
+        else if (!video.buffered.length) hls.loadLevel = index; // nothing shown yet: just load it
         else hls.currentLevel = index; // switch now (flushes the buffer)
         emit('switch', { auto: index === -1, level: index === -1 ? hls.currentLevel : index });
       };
