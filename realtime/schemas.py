@@ -243,11 +243,14 @@ class ClipGone(BaseModel):
 
 
 class ClipFeedMessage(Event):
-    """A clip of someone the user follows was `added`, `removed` or has `expired`."""
+    """A clip of someone the user follows was `added`, `updated` (its media is ready, or failed),
+    `removed` or has `expired`."""
 
     type: Literal["clip_feed"]
-    action: Literal["added", "removed", "expired"]
-    clip: ClipOut | ClipGone = Field(description="The whole clip when added, its ids otherwise")
+    action: Literal["added", "updated", "removed", "expired"]
+    clip: ClipOut | ClipGone = Field(
+        description="The whole clip when added or updated, its ids otherwise"
+    )
 
 
 class FollowerCard(BaseModel):

@@ -28,6 +28,11 @@ async def get_active(conn: asyncpg.Connection, clip_id: UUID) -> asyncpg.Record 
     return await conn.fetchrow(f"{_SELECT} WHERE c.id = $1 AND c.expires_at > now()", clip_id)
 
 
+async def active_by_video(conn: asyncpg.Connection, video_id: UUID) -> list[asyncpg.Record]:
+    """The unexpired clips that show this video."""
+    return await conn.fetch(f"{_SELECT} WHERE c.video_id = $1 AND c.expires_at > now()", video_id)
+
+
 async def get_any(conn: asyncpg.Connection, clip_id: UUID) -> asyncpg.Record | None:
     """A clip whether or not it expired (for jobs finishing its media)."""
     return await conn.fetchrow(f"{_SELECT} WHERE c.id = $1", clip_id)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -17,6 +18,7 @@ from reelwire.appkeys import SERVICES
 from reelwire.domain import media_access
 from tests.conftest import Api, MakeApi
 from tests.media import Media, form, upload, wait_for
+from tests.wsclient import Socket
 
 pytestmark = pytest.mark.usefixtures("reset")
 
@@ -239,3 +241,29 @@ async def test_clip_media_is_signed_and_ends_with_the_clip(
     for url in urls:
         resp = await media_api.client.get(url)
         assert resp.status == 403, (url, resp.status)
+
+
+async def test_followers_hear_when_a_storys_picture_is_ready(media_api: Api, media: Media) -> None:
+    author = await media_api.register("poster")
+    fan = await media_api.register("fan")
+    await media_api.client.post(
+        f"/api/users/{author['id']}/follow", headers=media_api.auth(fan["token"])
+    )
+    sock = await Socket.open(media_api.client, headers=media_api.auth(fan["token"]))
+    assert (await sock.subscribe("feed:clips"))["type"] == "subscribed"
+    data = aiohttp.FormData()
+    data.add_field("caption", "sunrise")
+    data.add_field("clip", media.image.read_bytes(), filename="sunrise.png")
+    resp = await media_api.client.post(
+        "/api/clips/upload", data=data, headers=media_api.auth(author["token"])
+    )
+    assert resp.status == 201, await resp.text()
+    added = await sock.expect("clip_feed")
+    assert added["action"] == "added" and added["clip"]["status"] == "processing"
+    updated = await sock.expect("clip_feed", timeout=30)
+    assert updated["action"] == "updated", updated
+    clip = updated["clip"]
+    assert clip["id"] == added["clip"]["id"] and clip["status"] == "ready"
+    assert clip["file_url"].startswith("/media/signed/") and clip["file_url"].endswith(".webp")
+    picture = await media_api.client.get(clip["file_url"])
+    assert picture.status == 200 and picture.content_type == "image/webp"

@@ -14,7 +14,7 @@ from uuid import UUID
 
 import aiofiles
 
-from reelwire.domain.clips import feeds_changed
+from reelwire.domain.clips import media_changed
 from reelwire.domain.context import Services
 from reelwire.domain.errors import ValidationFailed
 from reelwire.domain.media import (
@@ -138,7 +138,7 @@ async def transcode_video(ctx: Services, target: str) -> None:
             await video_rows.update(conn, video_id, source_key=None)
     await publish_status(ctx, video_id, owner, "ready", 100.0)
     if current["source"] == "clip":
-        await feeds_changed(ctx, owner)
+        await media_changed(ctx, owner, video_id=video_id)
     logger.info("video %s ready: %s", video_id, ", ".join(r.name for r in rungs))
 
 
@@ -152,7 +152,7 @@ async def fail_video(ctx: Services, target: str, reason: str) -> None:
         await video_rows.update(conn, video_id, status="failed", error=reason)
     await publish_status(ctx, video_id, row["owner_id"], "failed", row["progress"], reason)
     if row["source"] == "clip":
-        await feeds_changed(ctx, row["owner_id"])
+        await media_changed(ctx, row["owner_id"], video_id=video_id)
 
 
 async def process_image_clip(ctx: Services, target: str) -> None:
@@ -188,7 +188,7 @@ async def process_image_clip(ctx: Services, target: str) -> None:
             width=info.width,
             height=info.height,
         )
-    await feeds_changed(ctx, clip["user_id"])
+    await media_changed(ctx, clip["user_id"], clip_id=clip_id)
 
 
 async def fail_image_clip(ctx: Services, target: str, reason: str) -> None:
@@ -197,7 +197,7 @@ async def fail_image_clip(ctx: Services, target: str, reason: str) -> None:
         await clip_rows.mark_failed(conn, UUID(target), reason)
         clip = await clip_rows.get_any(conn, UUID(target))
     if clip is not None:
-        await feeds_changed(ctx, clip["user_id"])
+        await media_changed(ctx, clip["user_id"], clip_id=clip["id"])
 
 
 JOBS = {"video": (transcode_video, fail_video), "image": (process_image_clip, fail_image_clip)}

@@ -202,6 +202,23 @@ async def feeds_changed(ctx: Services, owner: UUID) -> None:
         await ctx.clip_feed_cache.invalidate(followers[start : start + 1000])
 
 
+async def media_changed(
+    ctx: Services, owner: UUID, *, clip_id: UUID | None = None, video_id: UUID | None = None
+) -> None:
+    """A clip's media finished (or failed) processing: fence the followers' cached feeds and
+    tell their open feeds (`clip_feed updated`), so a story shows its picture without a reload."""
+    await feeds_changed(ctx, owner)
+    async with ctx.db.acquire() as conn:
+        if clip_id is not None:
+            row = await clip_rows.get_active(conn, clip_id)
+            rows = [row] if row is not None else []
+        else:
+            assert video_id is not None
+            rows = await clip_rows.active_by_video(conn, video_id)
+    for row in rows:
+        await events.clip_feed(ctx, owner, "updated", clip_body(row, ctx))
+
+
 async def cleanup_expired(ctx: Services) -> dict[str, Any]:
     """The Stories API's manual cleanup: delete expired clips now."""
     deleted = await sweep_expired(ctx)

@@ -65,7 +65,8 @@ async def comment_deleted(
 
 
 async def clip_feed(ctx: Services, owner: UUID, action: str, clip: dict[str, Any]) -> None:
-    """`clip_feed` to followers of `owner`: a clip was `added`, `removed` or has `expired`."""
+    """`clip_feed` to followers of `owner`: a clip was `added`, `updated` (its media finished
+    processing, or failed), `removed` or has `expired`."""
     event = {"type": "clip_feed", "action": action, "clip": clip}
     await ctx.bus.publish(keys.clip_channel(owner), event)
 

@@ -96,6 +96,10 @@ export function storiesBar() {
       const clip = msg.clip;
       if (msg.action === 'added') {
         followed = [clip].concat(followed.filter((c) => c.id !== clip.id));
+      } else if (msg.action === 'updated') {
+        // Its media finished processing: same place in the bar, new picture.
+        const known = followed.some((c) => c.id === clip.id);
+        followed = known ? followed.map((c) => (c.id === clip.id ? clip : c)) : [clip].concat(followed);
       } else {
         followed = followed.filter((c) => c.id !== clip.id);
         own = own.filter((c) => c.id !== clip.id);
