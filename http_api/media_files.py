@@ -46,12 +46,7 @@ async def media_file(call: Call[Any]) -> web.StreamResponse:
     path = call.request.match_info["key"]
     signed = media_access.split_signed(path)
     key = signed.key if signed is not None else path
-    try:
-        check_key(key)
-    except ValueError:
-        raise NotFound("Not found") from None
-    if key.endswith("/original"):
-        # Originals are served by /api/videos/{id}/stream, which checks visibility.
+    if not servable(key):
         raise NotFound("Not found")
     ctx = call.services
     if signed is not None:
@@ -76,6 +71,29 @@ async def media_file(call: Call[Any]) -> web.StreamResponse:
         else f"public, max-age={YEAR}, immutable"
     )
     return await serve_blob(call.request, ctx, key, cache_control=cache)
+
+
+# What /media serves: the outputs of the pipeline, never an original (those go through
+# /api/videos/{id}/stream, which checks who asks) and nothing else stored beside them.
+_SERVED_SUFFIXES = (".m3u8", ".ts", ".m4s", ".vtt", ".jpg", ".webp")
+_SERVED_NAMES = ("custom-thumbnail",)
+MAX_KEY_LENGTH = 512
+
+
+def servable(key: str) -> bool:
+    """A media output under its one canonical spelling: no empty, `.` or `..` segments, no
+    trailing slash (a file system would ignore them, and `original/` is not `original`)."""
+    if not key or len(key) > MAX_KEY_LENGTH:
+        return False
+    try:
+        check_key(key)
+    except ValueError:
+        return False
+    segments = key.split("/")
+    if any(part in ("", ".", "..") or len(part) > 255 for part in segments):
+        return False
+    name = segments[-1]
+    return name.endswith(_SERVED_SUFFIXES) or name in _SERVED_NAMES
 
 
 async def media_preflight(request: web.Request) -> web.StreamResponse:

@@ -136,11 +136,11 @@ class Settings:
         that presigned GETs redirect to."""
         if self.s3_bucket is None:
             return ()
+        # Signed media redirects to presigned GETs on S3 even when public media is on a CDN.
+        s3 = _origin(self.s3_endpoint_url) if self.s3_endpoint_url else "https://*.amazonaws.com"
         if self.cdn_base_url:
-            return (_origin(self.cdn_base_url),)
-        if self.s3_endpoint_url:
-            return (_origin(self.s3_endpoint_url),)
-        return ("https://*.amazonaws.com",)
+            return (_origin(self.cdn_base_url), s3)
+        return (s3,)
 
     def replace(self, **changes: object) -> Settings:
         """A copy with some fields changed (used once the embedded services are up)."""
@@ -178,7 +178,7 @@ class Settings:
             keep_originals=reader.boolean("KEEP_ORIGINALS", True),
             inline_worker=reader.optional_boolean("INLINE_WORKER"),
             upload_url_ttl=reader.integer("UPLOAD_URL_TTL_SECONDS", 3600, 30, 7 * 86400),
-            media_url_ttl=reader.integer("MEDIA_URL_TTL_SECONDS", 4 * 3600, 60, 7 * 86400),
+            media_url_ttl=reader.integer("MEDIA_URL_TTL_SECONDS", 4 * 3600, 600, 7 * 86400),
             clip_sweep_seconds=reader.integer("CLIP_SWEEP_SECONDS", 3600, 1, 86400),
             s3_bucket=reader.optional_text("S3_BUCKET"),
             s3_endpoint_url=reader.url("S3_ENDPOINT_URL", ("http", "https")),

@@ -267,3 +267,56 @@ async def test_followers_hear_when_a_storys_picture_is_ready(media_api: Api, med
     assert clip["file_url"].startswith("/media/signed/") and clip["file_url"].endswith(".webp")
     picture = await media_api.client.get(clip["file_url"])
     assert picture.status == 200 and picture.content_type == "image/webp"
+
+
+async def test_media_paths_that_are_not_outputs_are_refused_never_5xx(
+    media_api: Api, media: Media
+) -> None:
+    owner = await media_api.register("careful")
+    status, body = await upload(media_api, owner["token"], media.video_480)
+    assert status == 201, body
+    video = await wait_for(media_api, body["id"], owner["token"])
+    base = f"/media/videos/{video['id']}"
+    assert (await media_api.client.get(f"{base}/hls/master.m3u8")).status == 200
+    token = media_access.sign_key(media_api.client.app[SERVICES], f"{base[7:]}/hls/x.ts", None)
+    signed_base = token.rsplit("/videos/", 1)[0] + f"/videos/{video['id']}"
+    for path in (
+        f"{base}/original",
+        f"{base}/original/",
+        f"{base}/original/.",
+        f"{base}/original%2F",
+        f"{base}//original",
+        f"{base}/hls/master.m3u8/",
+        f"{base}/hls//master.m3u8",
+        f"{base}/hls/{'x' * 300}.ts",
+        f"/media/videos/{'y' * 600}",
+        f"{signed_base}/original/",
+        f"{signed_base}/original",
+    ):
+        resp = await media_api.client.get(path)
+        assert resp.status == 404, (path, resp.status)
+    sig = token.split("/")[3].rsplit(".", 1)[1]
+    for token_text in ("%C3%A9.0.abc", f"%C2%B2%C2%B2.0.{sig}", f"1.0.{'%C3%A9' * 4}"):
+        resp = await media_api.client.get(f"/media/signed/{token_text}{base[6:]}/hls/master.m3u8")
+        assert resp.status in (403, 404), (token_text, resp.status)
+
+
+async def test_a_storys_original_is_its_owners_only(media_api: Api, media: Media) -> None:
+    owner = await media_api.register("teller")
+    other = await media_api.register("nosy")
+    resp = await media_api.client.post(
+        "/api/clips/upload",
+        data=form("clip", media.video_480, caption="mine"),
+        headers=media_api.auth(owner["token"]),
+    )
+    assert resp.status == 201, await resp.text()
+    video_id = (await resp.json())["clip"]["video_id"]
+    stream = f"/api/videos/{video_id}/stream"
+    assert (await media_api.client.get(stream, headers=media_api.auth(owner["token"]))).status in (
+        200,
+        206,
+    )
+    assert (await media_api.client.get(stream)).status == 404
+    assert (
+        await media_api.client.get(stream, headers=media_api.auth(other["token"]))
+    ).status == 404

@@ -24,7 +24,7 @@ from uuid import UUID
 
 import orjson
 
-from reelwire.domain import media, present, videos
+from reelwire.domain import media, media_access, present, videos
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, ValidationFailed
 from storage import videos as video_rows
@@ -202,7 +202,7 @@ async def complete(
     """Check the stored object and queue it (video) or attach it (thumbnail)."""
     row = await _own_video(ctx, principal, video_id)
     if kind == "thumbnail":
-        return await _complete_thumbnail(ctx, row)
+        return await _complete_thumbnail(ctx, row, principal)
     if row["status"] != "uploading":
         return await videos.get(ctx, video_id, principal)
     key = row["source_key"]
@@ -238,7 +238,7 @@ async def complete(
     return await videos.get(ctx, video_id, principal)
 
 
-async def _complete_thumbnail(ctx: Services, row: Any) -> dict[str, Any]:
+async def _complete_thumbnail(ctx: Services, row: Any, owner: Principal) -> dict[str, Any]:
     key = f"videos/{row['id']}/custom-thumbnail"
     head = await ctx.blobs.read_head(key, 64) if await ctx.blobs.size(key) else b""
     if not head:
@@ -250,7 +250,10 @@ async def _complete_thumbnail(ctx: Services, row: Any) -> dict[str, Any]:
     async with ctx.db.acquire() as conn:
         await video_rows.update(conn, row["id"], thumbnail_key=key)
     await ctx.video_cache.invalidate(row["id"])
-    return {"success": True, "thumbnail_url": ctx.blobs.url(key)}
+    answer = {"success": True, "thumbnail_url": ctx.blobs.url(key)}
+    if row["visibility"] == "private" or row["source"] == "clip":
+        answer = media_access.sign_urls(ctx, answer, owner)
+    return answer
 
 
 def _image_kind(head: bytes) -> str | None:

@@ -189,6 +189,10 @@ async def original_for_stream(
         row = await video_rows.get(conn, video_id)
     if row is None or not may_see(row, viewer) or not row["source_key"]:
         raise NotFound(VIDEO_NOT_FOUND)
+    owner = viewer is not None and (viewer.user_id == row["owner_id"] or viewer.is_admin)
+    if row["source"] == "clip" and not owner:
+        # A story's upload is its owner's: others watch its outputs, and only while it lasts.
+        raise NotFound(VIDEO_NOT_FOUND)
     return row["source_key"], row["content_type"] or "application/octet-stream"
 
 

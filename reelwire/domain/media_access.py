@@ -78,7 +78,9 @@ def split_signed(path: str) -> SignedKey | None:
     token, _, key = path[len(SIGNED_PREFIX) :].partition("/")
     expires, _, rest = token.partition(".")
     viewer, _, signature = rest.partition(".")
-    if not (key and expires.isdigit() and viewer and signature) or len(expires) > 12:
+    if not (key and viewer and signature and expires.isascii() and expires.isdecimal()):
+        return None
+    if len(expires) > 12 or not (viewer.isascii() and signature.isascii()):
         return None
     return SignedKey(key, int(expires), viewer, signature)
 
