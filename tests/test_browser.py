@@ -94,6 +94,11 @@ async def api_ready_video(rig: Rig, user: dict[str, Any], path: Path, title: str
     raise AssertionError("video not ready in 90 s")
 
 
+async def _centre(locator: Any) -> tuple[float, float]:
+    box = await locator.bounding_box()
+    return box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.4
+
+
 async def text_of(page: Any, name: str) -> str:
     return str(await page.locator(tid(name)).first.inner_text())
 
@@ -374,12 +379,33 @@ async def test_a_page_on_a_foreign_origin_is_refused(rig: Rig) -> None:
             assert resp.status == 401
 
 
-async def test_the_app_and_docs_on_the_api_origin_load_clean(rig: Rig) -> None:
-    """Served by Reelwire itself, under its own Content-Security-Policy."""
+async def test_the_app_and_docs_on_the_api_origin_load_clean(
+    rig: Rig, clip_files: dict[str, Path]
+) -> None:
+    """Served by Reelwire itself, under its own Content-Security-Policy: the feed with its
+    thumbnails and storyboard, a video playing through hls.js (its worker, blob: media), the
+    docs; no console error (a CSP violation is one)."""
+    owner = await api_user(rig, "homegrown")
+    video = await api_ready_video(rig, owner, clip_files["short"], "On its own origin")
     page = await rig.page(origin=rig.api)
     await page.wait_for_selector(tid("feed-tabs"))
-    await page.wait_for_selector(f"{tid('feed-empty')}, {tid('video-card')}")
+    card = page.locator(f'{tid("video-card")}[data-video-id="{video}"]')
+    await card.wait_for()
+    await card.hover()
+    await page.mouse.move(*(await _centre(card)))
+    await page.wait_for_selector(tid("storyboard-preview"), state="attached")
     await rig.shot(page, "home-same-origin")
+    await page.goto(f"{rig.api}/#/watch/{video}")
+    await page.wait_for_selector(tid("video-player"))
+    await page.evaluate(
+        "() => { const v = document.querySelector('[data-testid=\"video-player\"]');"
+        " v.muted = true; v.play().catch(() => {}); }"
+    )
+    await page.wait_for_function(
+        "() => document.querySelector('[data-testid=\"video-player\"]').currentTime > 1.5",
+        timeout=30_000,
+    )
+    await rig.shot(page, "watch-same-origin")
     await page.goto(rig.api + "/#/login")
     await page.wait_for_selector(tid("login-form"))
     await rig.shot(page, "login")
