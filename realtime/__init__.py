@@ -1,1 +1,1 @@
-"""The /ws endpoint: connections, the local hub, the protocol codec and commands (issue 5)."""
+"""The /ws endpoint: connections, the local hub, the protocol codec and commands."""

@@ -1,4 +1,4 @@
-"""API benchmark (issue 4): requests/s and latency of the hot REST routes on seeded data.
+"""API benchmark: requests/s and latency of the hot REST routes on seeded data.
 
 Seeds 100,000 public videos, 100,000 live clips over 2,000 creators, a viewer following 1,000 of
 them and 5,000 comments on one video straight into PostgreSQL, then runs one `reelwire serve`

@@ -1,4 +1,4 @@
-"""Fan-out benchmark (issue 5): Reelwire's /ws against the floor and python-socketio.
+"""Fan-out benchmark: Reelwire's /ws against the floor and python-socketio.
 
 Everything in one run. The server under test runs pinned to CPU 0; the viewers, the publisher,
 PostgreSQL and Redis are pinned to CPU 1, so the server's CPU time is its own. Measured:

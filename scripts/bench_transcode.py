@@ -9,7 +9,7 @@ in the same run, and the server's memory while it receives a 1 GB upload.
          (libx264's default preset, 10 s segments)
   (b)    our exact FFmpeg command (ladder + storyboard tiling) run bare, no server
 
-Targets from issue 3: ours <= 0.65x of (a), ours <= 1.05x of (b).
+Targets: ours <= 0.65x of (a), ours <= 1.05x of (b).
 """
 
 from __future__ import annotations
