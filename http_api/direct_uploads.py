@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from http_api.routing import Call, RouteTable, parse_uuid
 from http_api.uploads import CHUNK
+from http_api.urls import public_base_url
 from reelwire.domain import direct_uploads
 from reelwire.domain.errors import Forbidden, PayloadTooLarge, ValidationFailed
 
@@ -78,7 +79,7 @@ class CompleteQuery(BaseModel):
 
 
 def _base_url(call: Call[Any]) -> str:
-    return str(call.request.url.origin())
+    return public_base_url(call.request)
 
 
 @routes.post(

@@ -18,6 +18,7 @@ from pydantic.json_schema import models_json_schema
 import reelwire
 from http_api.openapi import ASYNCAPI_URL, DOCS_URL, responds_with
 from http_api.routing import Call, RouteTable, json_response
+from http_api.urls import public_base_url
 from realtime import schemas as s
 
 routes = RouteTable()
@@ -86,8 +87,9 @@ async def docs_page(call: Call[Any]) -> web.Response:
 @routes.get(ASYNCAPI_URL, tag="realtime")
 async def asyncapi(call: Call[Any]) -> web.Response:
     """The WebSocket protocol (`/ws`) as an AsyncAPI 3.0 document."""
-    request = call.request
-    return json_response(asyncapi_document(request.host, secure=request.secure))
+    base = public_base_url(call.request)
+    scheme, _, host = base.partition("://")
+    return json_response(asyncapi_document(host, secure=scheme == "https"))
 
 
 def asyncapi_document(host: str, *, secure: bool = False) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 from typing import Any
 
 from aiohttp import web
@@ -11,8 +13,9 @@ from pydantic import BaseModel
 
 import reelwire
 from http_api.metrics import METRICS
-from http_api.routing import Call, RouteTable, json_response
-from reelwire.appkeys import SERVICES
+from http_api.routing import Call, RouteTable, bearer_token, json_response
+from reelwire.appkeys import SERVICES, SETTINGS
+from reelwire.domain.errors import NotFound
 from storage.db import ping
 
 routes = RouteTable()
@@ -77,9 +80,12 @@ async def readyz(call: Call[Any]) -> web.Response:
     )
 
 
-@routes.get("/metrics", rate=None, tag="service")
+@routes.get("/metrics", rate=None, tag="service", errors=(404,))
 async def metrics(call: Call[Any]) -> web.Response:
-    """Prometheus metrics of this process."""
+    """Prometheus metrics of this process: with `Authorization: Bearer $METRICS_TOKEN`, or
+    without a token only from this machine and not through a proxy."""
+    if not _may_scrape(call.request):
+        raise NotFound("Not found")
     body = generate_latest(call.request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -88,3 +94,16 @@ async def metrics(call: Call[Any]) -> web.Response:
 async def openapi(call: Call[Any]) -> web.Response:
     """This document."""
     return json_response(call.request.app[OPENAPI])
+
+
+def _may_scrape(request: web.Request) -> bool:
+    token = request.app[SETTINGS].metrics_token
+    if token:
+        given = bearer_token(request) or ""
+        return hmac.compare_digest(given.encode(), token.encode())
+    forwarded = "Forwarded" in request.headers or "X-Forwarded-For" in request.headers
+    try:
+        local = ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:
+        local = False
+    return local and not forwarded

@@ -69,6 +69,7 @@ class Settings:
     access_token_minutes: int = 15
     refresh_token_days: int = 7
     cors_origins: tuple[str, ...] = ()
+    public_base_url: str | None = None
     log_level: str = "INFO"
     max_json_bytes: int = 1024 * 1024
     db_pool_size: int = 10
@@ -93,6 +94,7 @@ class Settings:
     cdn_base_url: str | None = None
     webhook_secret: str | None = None
     cleanup_api_key: str | None = None
+    metrics_token: str | None = None
     # social
     rate_limits_enabled: bool = True
     rate_limits: Mapping[str, Limit] = field(default_factory=lambda: DEFAULT_RATE_LIMITS)
@@ -162,6 +164,7 @@ class Settings:
             access_token_minutes=reader.integer("ACCESS_TOKEN_EXPIRE_MINUTES", 15, 1, 24 * 60),
             refresh_token_days=reader.integer("REFRESH_TOKEN_EXPIRE_DAYS", 7, 1, 365),
             cors_origins=reader.origins("CORS_ORIGINS"),
+            public_base_url=reader.url("PUBLIC_BASE_URL", ("http", "https")),
             log_level=reader.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
             max_json_bytes=reader.integer("MAX_JSON_BODY_BYTES", 1024 * 1024, 1024, 64 << 20),
             db_pool_size=reader.integer("DB_POOL_SIZE", 10, 1, 500),
@@ -186,6 +189,7 @@ class Settings:
             cdn_base_url=reader.url("CDN_BASE_URL", ("http", "https")),
             webhook_secret=reader.optional_text("WEBHOOK_SECRET"),
             cleanup_api_key=reader.optional_text("CLEANUP_API_KEY"),
+            metrics_token=reader.optional_text("METRICS_TOKEN"),
             rate_limits_enabled=reader.boolean("RATE_LIMITS_ENABLED", True),
             rate_limits=MappingProxyType(
                 {

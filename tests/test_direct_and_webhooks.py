@@ -252,3 +252,31 @@ async def test_webhook_signature_timestamp_and_payload_checks(
     unconfigured = Api(await aiohttp_client(create_app(media_settings)))
     resp = await unconfigured.client.post(url, data=body, headers=sign(body))
     assert resp.status == 403
+
+
+async def test_signed_upload_urls_never_follow_the_host_header(
+    direct_api: Api, make_api: Any
+) -> None:
+    user = await direct_api.register("hosted")
+    resp = await direct_api.client.post(
+        "/api/videos/upload-url",
+        json={"filename": "a.mp4", "fileSize": 1000, "mimeType": "video/mp4"},
+        headers={**direct_api.auth(user["token"]), "Host": "evil.example"},
+    )
+    grant = await resp.json()
+    assert resp.status == 200, grant
+    port = direct_api.client.server.port
+    assert grant["uploadUrl"].startswith(f"http://127.0.0.1:{port}/api/uploads/"), grant
+    assert "evil.example" not in str(grant)
+
+    proxied = await make_api(public_base_url="https://videos.example.com")
+    other = await proxied.register("proxied")
+    resp = await proxied.client.post(
+        "/api/videos/upload-url",
+        json={"filename": "a.mp4", "fileSize": 1000, "mimeType": "video/mp4"},
+        headers={**proxied.auth(other["token"]), "Host": "evil.example"},
+    )
+    grant = await resp.json()
+    assert grant["uploadUrl"].startswith("https://videos.example.com/api/uploads/"), grant
+    doc = await (await proxied.client.get("/api/asyncapi.json", headers={"Host": "x.io"})).json()
+    assert "x.io" not in str(doc["servers"]) and "videos.example.com" in str(doc["servers"])

@@ -351,3 +351,19 @@ async def test_metrics_count_requests_by_route_template(api: Api) -> None:
     assert 'route="/api/users/{user_id}",status="200"' in text
     assert 'route="unmatched",status="404"' in text
     assert user["id"] not in text
+
+
+async def test_metrics_are_not_public(api: Api, make_api: Any) -> None:
+    # Without METRICS_TOKEN: this machine only, and not through a proxy.
+    assert (await api.client.get("/metrics")).status == 200
+    proxied = await api.client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert proxied.status == 404
+    # With one: the token, from anywhere.
+    tokened = await make_api(metrics_token="scrape-me-0123456789")
+    assert (await tokened.client.get("/metrics")).status == 404
+    wrong = await tokened.client.get("/metrics", headers=Api.auth("nope"))
+    assert wrong.status == 404
+    right = await tokened.client.get(
+        "/metrics", headers={**Api.auth("scrape-me-0123456789"), "X-Forwarded-For": "203.0.113.9"}
+    )
+    assert right.status == 200 and "reelwire_http_requests_total" in await right.text()
