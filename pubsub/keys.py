@@ -50,9 +50,9 @@ def list_count_cache(filters: str) -> str:
     return f"{PREFIX}cache:count:{filters}"
 
 
-def rate_limit(bucket: str, subject: str, window: int) -> str:
-    """Requests in one fixed window of one limit for one user or address."""
-    return f"{PREFIX}rl:{bucket}:{subject}:{window}"
+def rate_limit(bucket: str, subject: str) -> str:
+    """One limit's state (its theoretical arrival time) for one user or address."""
+    return f"{PREFIX}rl:{bucket}:{subject}"
 
 
 # --- channels (names as clients write them in PROTOCOL.md) -----------------------------------

@@ -1,25 +1,42 @@
 """Rate limits counted in Redis, so every server process shares one count per user.
 
-Fixed windows: one INCR per request on the key of the current window, atomic in Redis, so N+k
-requests arriving at once from any number of processes let exactly N through.
+GCRA (the generic cell rate algorithm, a leaky bucket kept as one timestamp): a limit of N per
+period lets N through at once, then one more every period/N. There is no window edge where
+2N get through in a moment, as with fixed windows, and it is still one atomic round trip on one
+key (a Lua script reading Redis' own clock), so N+k requests arriving at once from any number
+of processes let exactly N through.
 """
 
 from __future__ import annotations
 
-import time
+import math
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
 from pubsub import keys
 
-# KEYS: counter. ARGV: window ms. Returns the count including this request.
+# KEYS: the subject's theoretical arrival time (ms). ARGV: period ms, count.
+# Returns {allowed 0/1, remaining, ms until a request is allowed again (denied) or until the
+# bucket is full again (allowed)}.
 _HIT = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then
-    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local period = tonumber(ARGV[1])
+local count = tonumber(ARGV[2])
+local interval = period / count
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then
+    tat = now
 end
-return count
+local new_tat = tat + interval
+local allow_at = new_tat - period
+if now < allow_at then
+    return {0, 0, math.ceil(allow_at - now)}
+end
+redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now) + 1)
+local remaining = math.floor((now + period - new_tat) / interval)
+return {1, remaining, math.ceil(new_tat - now)}
 """
 
 
@@ -41,7 +58,7 @@ class Decision:
     allowed: bool
     limit: int
     remaining: int
-    reset_seconds: int  # until the window ends
+    reset_seconds: int  # refused: until one more is allowed; allowed: until the budget is full
     window_seconds: int
 
     @property
@@ -66,18 +83,13 @@ class RateLimiter:
 
     async def hit(self, bucket: str, subject: str, limit: Limit) -> Decision:
         """Count one request; whether it is allowed."""
-        now = time.time()
-        window = int(now // limit.seconds)
-        count = int(
-            await self._hit(
-                keys=[keys.rate_limit(bucket, subject, window)], args=[limit.seconds * 1000]
-            )
+        allowed, remaining, wait_ms = await self._hit(
+            keys=[keys.rate_limit(bucket, subject)], args=[limit.seconds * 1000, limit.count]
         )
-        reset = max(1, int((window + 1) * limit.seconds - now + 0.999))
         return Decision(
-            allowed=count <= limit.count,
+            allowed=bool(allowed),
             limit=limit.count,
-            remaining=max(0, limit.count - count),
-            reset_seconds=reset,
+            remaining=max(0, int(remaining)),
+            reset_seconds=max(1, math.ceil(int(wait_ms) / 1000)),
             window_seconds=limit.seconds,
         )

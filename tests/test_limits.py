@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import aiohttp
+import redis.asyncio as aioredis
 
-from pubsub.limits import Limit
+from pubsub.limits import Limit, RateLimiter
 from tests.conftest import TEST_SECRET, Backends, Catalog, MakeApi
 from tests.test_serve import Server
 
@@ -75,3 +77,24 @@ async def test_exactly_n_pass_across_two_server_processes(
     finally:
         for server in servers:
             server.stop()
+
+
+async def test_no_burst_at_a_window_edge_the_budget_refills_smoothly(backends: Backends) -> None:
+    """GCRA: 4 per 2 s lets 4 through at once, then one every 0.5 s, never 4 more at once."""
+    client = aioredis.Redis.from_url(backends.redis_url)
+    limiter = RateLimiter(client)
+    subject = f"edge-{time.monotonic_ns()}"
+    limit = Limit(4, 2)
+    try:
+        burst = [await limiter.hit("test", subject, limit) for _ in range(6)]
+        assert [d.allowed for d in burst] == [True] * 4 + [False] * 2
+        assert [d.remaining for d in burst[:4]] == [3, 2, 1, 0]
+        assert burst[4].reset_seconds == 1  # 0.5 s, rounded up
+        await asyncio.sleep(0.55)
+        after = [await limiter.hit("test", subject, limit) for _ in range(3)]
+        assert [d.allowed for d in after] == [True, False, False]
+        await asyncio.sleep(1.05)  # where a fixed window would reopen all 4
+        later = [await limiter.hit("test", subject, limit) for _ in range(4)]
+        assert [d.allowed for d in later] == [True, True, False, False]
+    finally:
+        await client.aclose()

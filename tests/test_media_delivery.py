@@ -131,7 +131,7 @@ async def test_watching_is_not_limited_like_api_calls(
     assert statuses == {200: 5000}
     policy = await api.client.get(urls[-1])
     assert policy.headers["RateLimit-Limit"] == "30000"
-    assert int(policy.headers["RateLimit-Remaining"]) < 30000 - 5000
+    assert int(policy.headers["RateLimit-Remaining"]) < 30000 - 4000  # refills 1 per 0.12 s
     anonymous_api_call = await api.client.get("/api/videos")
     assert anonymous_api_call.status == 200
     assert anonymous_api_call.headers["RateLimit-Limit"] == "1000"
