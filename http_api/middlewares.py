@@ -59,6 +59,7 @@ _HTTP_CODES = {
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
     429: "RATE_LIMITED",
+    503: "SERVICE_UNAVAILABLE",
 }
 _HTTP_MESSAGES = {404: "Not found", 405: "Method not allowed"}
 

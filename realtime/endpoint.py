@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -27,11 +28,13 @@ logger = logging.getLogger(__name__)
 
 HUB = web.AppKey("hub", Hub)
 LIMITS = web.AppKey("ws_limits", Limits)
+HOLDERS = web.AppKey("ws_holders", collections.Counter)  # open sockets per client address
 
 
 def setup_realtime(app: web.Application) -> None:
     """Add `/ws`, the hub's cleanup context (after the services one) and the shutdown drain."""
     app.router.add_get("/ws", websocket)
+    app[HOLDERS] = collections.Counter()
     app.cleanup_ctx.append(hub_ctx)
     app.on_shutdown.append(_close_sockets)
 
@@ -86,6 +89,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         raise web.HTTPServiceUnavailable(text="server is restarting", headers={"Retry-After": "2"})
     if not _origin_allowed(request, settings.cors_origins):
         raise web.HTTPForbidden(text="origin not allowed")
+    holders, address = app[HOLDERS], request.remote or "unknown"
+    _check_capacity(holders, address, settings)
     try:
         principal = await _upgrade_principal(request, ctx)
     except DomainError as exc:
@@ -99,6 +104,36 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         timeout=5.0,
     )
     await ws.prepare(request)
+    holders[address] += 1
+    try:
+        return await _serve_socket(request, ws, principal)
+    finally:
+        holders[address] -= 1
+        if holders[address] <= 0:
+            del holders[address]
+
+
+def _check_capacity(holders: collections.Counter[str], address: str, settings: Settings) -> None:
+    """Refuse the upgrade, with a status that says why, when this process holds as many
+    sockets as it can (503) or as many as one address may hold (429)."""
+    if holders.total() >= settings.max_sockets:
+        raise web.HTTPServiceUnavailable(
+            text="this server holds as many sockets as it can; retry shortly",
+            headers={"Retry-After": "5"},
+        )
+    per_address = settings.ws_max_sockets_per_address
+    if per_address and holders[address] >= per_address:
+        raise web.HTTPTooManyRequests(
+            text=f"too many open sockets from one address (at most {per_address})",
+            headers={"Retry-After": "30"},
+        )
+
+
+async def _serve_socket(
+    request: web.Request, ws: web.WebSocketResponse, principal: Principal | None
+) -> web.WebSocketResponse:
+    app = request.app
+    hub, ctx, settings = app[HUB], app[SERVICES], app[SETTINGS]
     _cap_kernel_buffer(request, settings.ws_send_buffer_bytes)
     conn = Connection(ws, request, uuid.uuid4().hex, app[LIMITS])
     if principal is not None:

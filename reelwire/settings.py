@@ -114,6 +114,21 @@ class Settings:
     ws_queue_bytes: int = 1024 * 1024
     ws_queue_messages: int = 2000
     ws_send_buffer_bytes: int = 128 * 1024
+    ws_max_sockets: int = 0  # 0: derived from the open-files limit (see max_sockets)
+    ws_max_sockets_per_address: int = 1000
+
+    @property
+    def max_sockets(self) -> int:
+        """Sockets one process holds at most: WS_MAX_SOCKETS, or what its open-files limit
+        leaves after a reserve for the database, Redis, uploads and media files."""
+        if self.ws_max_sockets:
+            return self.ws_max_sockets
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return 100_000
+        return max(100, soft - 1000)
 
     @property
     def embedded_postgres(self) -> bool:
@@ -212,6 +227,10 @@ class Settings:
             ws_queue_bytes=reader.integer("WS_QUEUE_BYTES", 1024 * 1024, 4096, 1 << 30),
             ws_queue_messages=reader.integer("WS_QUEUE_MESSAGES", 2000, 10, 10_000_000),
             ws_send_buffer_bytes=reader.integer("WS_SEND_BUFFER_BYTES", 128 * 1024, 0, 1 << 30),
+            ws_max_sockets=reader.integer("WS_MAX_SOCKETS", 0, 0, 10_000_000),
+            ws_max_sockets_per_address=reader.integer(
+                "WS_MAX_SOCKETS_PER_ADDRESS", 1000, 0, 10_000_000
+            ),
         )
         if settings.database_url is not None and settings.jwt_secret_key is None:
             raise SettingsError(

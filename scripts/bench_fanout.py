@@ -497,6 +497,7 @@ def main() -> None:
                 "INLINE_WORKER": "false",
                 "LOG_LEVEL": "WARNING",
                 "RATE_LIMITS_ENABLED": "false",
+                "WS_MAX_SOCKETS_PER_ADDRESS": "0",  # every viewer comes from 127.0.0.1
                 "WEB_CONCURRENCY": "1",
             }
             common = {
