@@ -187,6 +187,9 @@ def _serve(settings: Settings, *, migrate: bool, reuse_port: bool = False) -> in
             port=resolved.port,
             reuse_port=reuse_port or None,
             shutdown_timeout=10,
+            # A connection with no request in progress (idle keep-alive, or headers that trickle
+            # in) is dropped after this: a stranger cannot hold sockets open by sending slowly.
+            keepalive_timeout=resolved.http_idle_timeout,
             print=None,
             loop=loop,
             access_log=logging.getLogger("aiohttp.access"),

@@ -70,6 +70,7 @@ class Settings:
     refresh_token_days: int = 7
     cors_origins: tuple[str, ...] = ()
     public_base_url: str | None = None
+    http_idle_timeout: int = 15
     log_level: str = "INFO"
     max_json_bytes: int = 1024 * 1024
     db_pool_size: int = 10
@@ -180,6 +181,7 @@ class Settings:
             refresh_token_days=reader.integer("REFRESH_TOKEN_EXPIRE_DAYS", 7, 1, 365),
             cors_origins=reader.origins("CORS_ORIGINS"),
             public_base_url=reader.url("PUBLIC_BASE_URL", ("http", "https")),
+            http_idle_timeout=reader.integer("HTTP_IDLE_TIMEOUT_SECONDS", 15, 1, 3600),
             log_level=reader.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
             max_json_bytes=reader.integer("MAX_JSON_BODY_BYTES", 1024 * 1024, 1024, 64 << 20),
             db_pool_size=reader.integer("DB_POOL_SIZE", 10, 1, 500),
