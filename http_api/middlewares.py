@@ -8,12 +8,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import asyncpg
-import redis.exceptions
 from aiohttp import web
 
 from http_api.routing import json_response
-from reelwire.domain.errors import DomainError
+from reelwire.domain.errors import DomainError, is_outage
 
 logger = logging.getLogger(__name__)
 
@@ -107,28 +105,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         message = _HTTP_MESSAGES.get(exc.status) or exc.reason
         headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
         return json_response(error_envelope(code, message), status=exc.status, headers=headers)
-    except (
-        OSError,
-        asyncpg.exceptions.CannotConnectNowError,
-        asyncpg.exceptions.ConnectionDoesNotExistError,
-        redis.exceptions.ConnectionError,
-        redis.exceptions.TimeoutError,
-        TimeoutError,
-    ) as exc:
-        logger.warning(
-            "backend unavailable for %s %s [%s]: %r",
-            request.method,
-            request.path,
-            request[REQUEST_ID],
-            exc,
-        )
-        body = error_envelope(
-            "SERVICE_UNAVAILABLE",
-            "A backend service is unavailable; retry shortly",
-            details={"request_id": request[REQUEST_ID]},
-        )
-        return json_response(body, status=503, headers={"Retry-After": "5"})
-    except Exception:
+    except Exception as exc:
+        if is_outage(exc):
+            logger.warning(
+                "backend unavailable for %s %s [%s]: %r",
+                request.method,
+                request.path,
+                request[REQUEST_ID],
+                exc,
+            )
+            body = error_envelope(
+                "SERVICE_UNAVAILABLE",
+                "A backend service is unavailable; retry shortly",
+                details={"request_id": request[REQUEST_ID]},
+            )
+            return json_response(body, status=503, headers={"Retry-After": "5"})
         logger.exception(
             "unhandled error for %s %s [%s]", request.method, request.path, request[REQUEST_ID]
         )

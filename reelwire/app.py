@@ -22,6 +22,7 @@ from realtime.endpoint import setup_realtime
 from reelwire import resources
 from reelwire.appkeys import BLOBS, DB, EXECUTOR, REDIS, SERVICES, SETTINGS
 from reelwire.domain import videos
+from reelwire.domain.errors import is_outage
 from reelwire.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -97,13 +98,25 @@ async def view_flusher_ctx(app: web.Application) -> AsyncIterator[None]:
     stopping = asyncio.Event()
 
     async def flush_until_stopped() -> None:
+        # One log line when flushing starts failing (or fails differently), one when it
+        # recovers: not a traceback per attempt.
+        failing: type[BaseException] | None = None
         while not stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), ctx.settings.view_flush_ms / 1000)
             try:
                 await videos.flush_views(ctx)
-            except Exception:
-                logger.exception("flushing views failed; the batch is kept for the next try")
+            except Exception as exc:
+                logger.debug("flush attempt failed: %r", exc)
+                if type(exc) is not failing and is_outage(exc):
+                    logger.warning("flushing views paused, a backend is unavailable: %r", exc)
+                elif type(exc) is not failing:
+                    logger.exception("flushing views failed; the batch is kept for the next try")
+                failing = type(exc)
+            else:
+                if failing is not None:
+                    logger.info("flushing views again")
+                failing = None
 
     task = asyncio.create_task(flush_until_stopped(), name="view-flusher")
     yield

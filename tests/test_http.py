@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from pathlib import Path
@@ -208,6 +209,32 @@ async def test_authenticated_request_while_redis_is_down_is_503_not_500(
         assert resp.status == 503
         assert resp.headers["Retry-After"]
         assert_envelope(await resp.json(), "SERVICE_UNAVAILABLE")
+    finally:
+        redis.stop()
+
+
+async def test_a_redis_outage_is_logged_once_not_every_flush(
+    aiohttp_client: Any, backends: Backends, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    redis = EmbeddedRedis(tmp_path / "r", durable=False)
+    redis.start()
+    try:
+        settings = make_settings(backends, tmp_path, redis_url=redis.url, view_flush_ms=100)
+        await aiohttp_client(create_app(settings))
+        caplog.set_level("INFO", logger="reelwire.app")
+        caplog.clear()
+        redis.kill()
+        await asyncio.sleep(2)  # some 20 flushes fail meanwhile
+        redis.start()
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            flusher = [r for r in caplog.records if r.name == "reelwire.app"]
+            messages = [r.getMessage() for r in flusher]
+            if "flushing views again" in messages:
+                break
+        assert len([m for m in messages if m.startswith("flushing views paused")]) == 1, messages
+        assert not [r for r in flusher if r.exc_info], messages
+        assert "flushing views again" in messages, messages
     finally:
         redis.stop()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 
@@ -65,3 +66,28 @@ class RateLimited(DomainError):
 
 class ServiceUnavailable(DomainError):
     code, status, default_message = "SERVICE_UNAVAILABLE", 503, "Service temporarily unavailable"
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` says PostgreSQL or Redis cannot be reached or is shutting down right now
+    (answer 503 and retry), as opposed to a bug or bad input. One rule for REST and WebSocket."""
+    import asyncpg
+    import redis.exceptions
+
+    outage: tuple[type[BaseException], ...] = (
+        OSError,
+        TimeoutError,
+        asyncpg.exceptions.PostgresConnectionError,  # CannotConnectNow, ConnectionDoesNotExist
+        asyncpg.exceptions.OperatorInterventionError,  # AdminShutdown: a fast shutdown
+        asyncpg.exceptions.InterfaceError,  # "cannot switch to state": the connection broke
+        asyncpg.exceptions.InternalClientError,
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        redis.exceptions.BusyLoadingError,
+    )
+    if isinstance(exc, OSError) and exc.errno in _LOCAL_ERRNOS:
+        return False  # a path of ours that is wrong, not a server that is away
+    return isinstance(exc, outage)
+
+
+_LOCAL_ERRNOS = {errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, errno.EINVAL}
