@@ -43,7 +43,9 @@ def start_worker(backends: Backends, home: Path, log: Path) -> subprocess.Popen[
         )
 
 
-def ffmpeg_running_on(video_id: str) -> bool:
+def ffmpeg_pids_on(video_id: str) -> list[int]:
+    """FFmpeg processes whose command line names `video_id` (its source path does)."""
+    found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -51,9 +53,19 @@ def ffmpeg_running_on(video_id: str) -> bool:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"ffmpeg" in cmdline and video_id.encode() in cmdline:
-            return True
-    return False
+        program = cmdline.split(b"\0", 1)[0]
+        if b"ffmpeg" in program and video_id.encode() in cmdline:
+            found.append(int(pid))
+    return found
+
+
+def ffmpeg_running_on(video_id: str) -> bool:
+    return bool(ffmpeg_pids_on(video_id))
+
+
+def scratch_dirs(home: Path) -> set[Path]:
+    """The jobs' scratch directories under a worker's REELWIRE_HOME."""
+    return set((home / "tmp").glob("reelwire-job-*"))
 
 
 async def test_killed_worker_job_is_finished_by_another(

@@ -33,12 +33,52 @@ ProgressCallback = Callable[[float], Awaitable[None]]
 
 
 class FFmpegError(RuntimeError):
-    """FFmpeg failed; `detail` is the tail of its log, `timed_out` says whether we killed it."""
+    """FFmpeg failed; `detail` is the tail of its log, `timed_out` says whether we killed it,
+    `signal` the signal that stopped it (the OOM killer's SIGKILL, an operator's SIGTERM)."""
 
-    def __init__(self, message: str, detail: str = "", *, timed_out: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        detail: str = "",
+        *,
+        timed_out: bool = False,
+        signal: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.detail = detail
         self.timed_out = timed_out
+        self.signal = signal
+
+    @property
+    def stopped(self) -> bool:
+        """FFmpeg did not fail on the media: it was stopped from outside (a signal or our
+        timeout). Running it again may well succeed."""
+        return self.timed_out or self.signal is not None
+
+
+# FFmpeg catches SIGINT, SIGTERM, SIGQUIT and SIGPIPE, finishes what it can and exits 255 with
+# this line; the exit status alone does not say a signal stopped it.
+_SIGNAL_EXIT = re.compile(r"(?:Exiting normally, )?received signal (\d+)")
+
+
+def signal_name(number: int) -> str:
+    """`SIGKILL` for 9 (the number again when the platform has no name for it)."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+def stopping_signal(returncode: int, stderr: str) -> int | None:
+    """The signal that stopped FFmpeg: a negative exit status (killed outright) or the line
+    FFmpeg writes when it caught one and exited on its own."""
+    if returncode < 0:
+        return -returncode
+    if returncode == 255:
+        match = _SIGNAL_EXIT.search(stderr[-2000:])
+        if match:
+            return int(match.group(1))
+    return None
 
 
 # --- which FFmpeg ------------------------------------------------------------------------
@@ -306,9 +346,17 @@ async def run_ffmpeg(
     stderr = await stderr_task
     if timed_out:
         raise FFmpegError(f"ffmpeg did not finish within {timeout:.0f}s", stderr, timed_out=True)
-    if check and proc.returncode != 0:
-        raise FFmpegError(f"ffmpeg exited with code {proc.returncode}", stderr)
-    return Completed(proc.returncode or 0, stderr)
+    returncode = proc.returncode or 0
+    if check and returncode != 0:
+        stopped_by = stopping_signal(returncode, stderr)
+        if stopped_by is not None:
+            raise FFmpegError(
+                f"ffmpeg was killed by signal {stopped_by} ({signal_name(stopped_by)})",
+                stderr,
+                signal=stopped_by,
+            )
+        raise FFmpegError(f"ffmpeg exited with code {returncode}", stderr)
+    return Completed(returncode, stderr)
 
 
 def _kill_group(pid: int) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +36,7 @@ from transcode.ladder import (
     storyboard_command,
 )
 from transcode.probe import InvalidMedia, probe
+from transcode.scratch import scratch_dir
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,25 @@ PROGRESS_EVERY_SECONDS = 1.0
 
 class PermanentFailure(Exception):
     """Running the job again cannot help (bad media); the reason is shown to the owner."""
+
+
+class TransientFailure(Exception):
+    """Running the job again may well work; the message is a reason a person can read."""
+
+
+def stopped_transcoder(exc: FFmpegError) -> TransientFailure:
+    """FFmpeg stopped from outside (a signal, the OOM killer, our timeout): not the media's
+    fault, so the job is retried."""
+    if exc.timed_out:
+        return TransientFailure(f"The transcoder did not finish in time ({exc})")
+    return TransientFailure(f"The transcoder was stopped (killed by signal {exc.signal})")
+
+
+def _ffmpeg_failure(exc: FFmpegError) -> Exception:
+    """Only FFmpeg failing on the media is bad media."""
+    if exc.stopped:
+        return stopped_transcoder(exc)
+    return PermanentFailure(_readable(exc.detail))
 
 
 async def transcode_video(ctx: Services, target: str) -> None:
@@ -59,8 +78,7 @@ async def transcode_video(ctx: Services, target: str) -> None:
         await video_rows.update(conn, video_id, status="processing", progress=0.0, error=None)
     await publish_status(ctx, video_id, owner, "processing", 0.0)
 
-    with tempfile.TemporaryDirectory(prefix="reelwire-job-", dir=ctx.spool_dir) as scratch:
-        work = Path(scratch)
+    with scratch_dir(ctx.spool_dir) as work:
         source = await _local_source(ctx, row["source_key"], work)
         try:
             # The original under its key never changes after the upload was probed.
@@ -70,6 +88,8 @@ async def transcode_video(ctx: Services, target: str) -> None:
             check_limits(ctx, info, "video")
         except (InvalidMedia, ValidationFailed) as exc:
             raise PermanentFailure(str(exc)) from None
+        except FFmpegError as exc:
+            raise _ffmpeg_failure(exc) from None
         rungs, storyboard = plan_ladder(info), plan_storyboard(info)
         out = work / "out"
         for rung in rungs:
@@ -88,14 +108,17 @@ async def transcode_video(ctx: Services, target: str) -> None:
                 on_progress=reporter,
             )
         except FFmpegError as exc:
-            if exc.timed_out:
-                raise
-            raise PermanentFailure(_readable(exc.detail)) from None
+            raise _ffmpeg_failure(exc) from None
         # Playlists from the segments as written: tails merged, BANDWIDTH measured, CODECS read
         # from the streams; the master playlist is written here.
         fps = min(info.fps, MAX_FPS) if info.fps else None
         measured = await asyncio.to_thread(finalize, out, [r.name for r in rungs], fallback_fps=fps)
-        await run_ffmpeg(storyboard_command(storyboard, frames, out / "storyboard.jpg"), timeout=60)
+        try:
+            await run_ffmpeg(
+                storyboard_command(storyboard, frames, out / "storyboard.jpg"), timeout=60
+            )
+        except FFmpegError as exc:  # our own frames: any failure here is not the upload's
+            raise stopped_transcoder(exc) if exc.stopped else TransientFailure(str(exc)) from None
         async with aiofiles.open(out / "storyboard.vtt", "w") as vtt:
             await vtt.write(storyboard.webvtt("storyboard.jpg", info.duration or 0.0))
         prefix = outputs_prefix(video_id)
@@ -162,21 +185,20 @@ async def process_image_clip(ctx: Services, target: str) -> None:
         clip = await clip_rows.get_any(conn, clip_id)
     if clip is None or clip["status"] == "ready" or not clip["source_key"]:
         return
-    with tempfile.TemporaryDirectory(prefix="reelwire-job-", dir=ctx.spool_dir) as scratch:
-        work = Path(scratch)
+    with scratch_dir(ctx.spool_dir) as work:
         source = await _local_source(ctx, clip["source_key"], work)
         try:
             info = await probe(source)
         except InvalidMedia as exc:
             raise PermanentFailure(str(exc)) from None
+        except FFmpegError as exc:
+            raise _ffmpeg_failure(exc) from None
         out = work / "out"
         out.mkdir()
         try:
             await run_ffmpeg(image_command(info, source, out), timeout=120)
         except FFmpegError as exc:
-            if exc.timed_out:
-                raise
-            raise PermanentFailure(_readable(exc.detail)) from None
+            raise _ffmpeg_failure(exc) from None
         prefix = f"clips/{clip_id}/media"
         await ctx.blobs.put_tree(prefix, out, consume=True)
     async with ctx.db.acquire() as conn:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiofiles
 
-from transcode.ffmpeg import INPUT_GUARDS, run_ffmpeg
+from transcode.ffmpeg import INPUT_GUARDS, FFmpegError, run_ffmpeg, signal_name, stopping_signal
 
 VIDEO_FORMATS = {"mp4", "mov", "mkv", "webm", "avi", "flv", "wmv"}
 IMAGE_FORMATS = {"jpeg", "png", "gif", "webp", "bmp", "svg"}
@@ -164,6 +164,13 @@ async def probe(path: Path, *, timeout: float = 30.0) -> MediaInfo:
     result = await run_ffmpeg(
         [*INPUT_GUARDS, "-i", str(path)], timeout=timeout, check=False, nice=False
     )
+    stopped_by = stopping_signal(result.returncode, result.stderr)
+    if stopped_by is not None:  # its output is cut short: not a verdict on the file
+        raise FFmpegError(
+            f"ffmpeg was killed by signal {stopped_by} ({signal_name(stopped_by)})",
+            result.stderr,
+            signal=stopped_by,
+        )
     if "Format not on whitelist" in result.stderr:
         raise InvalidMedia("The file's format is not accepted")
     info = parse_probe(result.stderr, container)

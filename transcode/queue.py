@@ -4,7 +4,12 @@ At-least-once: a job stays pending until a worker acks it. A worker refreshes th
 jobs it runs (XCLAIM to itself resets their idle time); when a worker dies its jobs go idle and
 another worker takes them over with XAUTOCLAIM after `lease` seconds. Retries with backoff go
 through a sorted set of due times. Each delivery is counted, so a job that keeps killing its
-worker is given up after `max_deliveries`.
+worker is given up after `max_deliveries` (a job handed back by a worker that shuts down
+cleanly is not counted against it).
+
+Every worker also says it is alive: a sorted set holds each worker's name scored by when its
+presence expires (a lease after its last heartbeat), so anyone can count the live workers in one
+round trip, and a job with nobody to take it can say so.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from pubsub import keys
+
+# Live transcode workers: member = worker name, score = when its presence lapses (epoch s).
+WORKERS = f"{keys.PREFIX}jobs:transcode:workers"
 
 # Move due retries into the stream atomically, so two workers never both promote one retry.
 _PROMOTE = """
@@ -115,6 +123,49 @@ class JobQueue:
                 message_ids=[j.message_id for j in jobs],
                 justid=True,
             )
+
+    async def hand_back(self, consumer: str, jobs: list[Job]) -> None:
+        """Jobs this worker will not finish (it is shutting down): idle for a whole lease, so
+        another worker takes them now, and this delivery not counted as an interruption."""
+        if not jobs:
+            return
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xclaim(
+                keys.TRANSCODE_STREAM,
+                keys.TRANSCODE_GROUP,
+                consumer,
+                min_idle_time=0,
+                message_ids=[j.message_id for j in jobs],
+                idle=int(self.lease * 1000),
+                justid=True,
+            )
+            for job in jobs:
+                pipe.hincrby(keys.TRANSCODE_DELIVERIES, job.message_id, -1)
+            await pipe.execute()
+
+    async def beat(self, consumer: str) -> None:
+        """This worker is alive for another lease."""
+        now = time.time()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(WORKERS, {consumer: now + self.lease})
+            pipe.zremrangebyscore(WORKERS, "-inf", now)
+            await pipe.execute()
+
+    async def leave(self, consumer: str) -> None:
+        """This worker stops (cleanly)."""
+        await self.redis.zrem(WORKERS, consumer)
+
+    async def live_workers(self) -> int:
+        """How many workers have heartbeated within their lease."""
+        return int(await self.redis.zcount(WORKERS, f"({time.time()}", "+inf"))
+
+    async def backlog(self) -> int:
+        """Jobs not finished yet: queued, running, or waiting for a retry."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(keys.TRANSCODE_STREAM)
+            pipe.zcard(keys.TRANSCODE_DELAYED)
+            queued, delayed = await pipe.execute()
+        return int(queued) + int(delayed)
 
     async def ack(self, job: Job) -> None:
         """The job is done (successfully or for good)."""

@@ -1,9 +1,15 @@
 """The worker: a pool of concurrent jobs fed from the durable queue.
 
 It claims only as many jobs as it has free slots, keeps the lease on the ones it runs, retries
-transient failures with exponential backoff, fails bad media for good, and on shutdown kills its
-FFmpeg processes and marks their jobs idle so another worker takes them at once. A janitor
-re-queues videos nobody has touched for a long time and sweeps expired clips.
+transient failures with exponential backoff (an FFmpeg killed by a signal is one: the OOM
+killer is not the video's fault), fails bad media for good, and on shutdown kills its FFmpeg
+processes and marks their jobs idle so another worker takes them at once. It heartbeats its
+presence, so a queue with no live worker can say so. At start, and on every janitor pass, it
+removes the scratch directories of jobs that died with their worker. The janitor also re-queues
+videos nobody has touched for a long time and sweeps expired clips.
+
+Every job ends: a transient failure is retried MAX_ATTEMPTS times in all, and a job whose
+worker dies under it is given up after the queue's `max_deliveries`, each with a reason.
 """
 
 from __future__ import annotations
@@ -17,17 +23,22 @@ from uuid import UUID
 
 import redis.exceptions
 
-from pubsub import keys
 from reelwire.domain import clips
 from reelwire.domain.context import Services
 from storage import videos as video_rows
-from transcode.jobs import JOBS, PermanentFailure
+from transcode import scratch
+from transcode.jobs import JOBS, PermanentFailure, TransientFailure
 from transcode.queue import Job, JobQueue
 
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 4
 BACKOFF_SECONDS = (5.0, 20.0, 80.0)
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds before the attempt after `attempt` (1-based): 5, 20, 80."""
+    return BACKOFF_SECONDS[min(attempt - 1, len(BACKOFF_SECONDS) - 1)]
 
 
 class TranscodeWorker:
@@ -49,6 +60,8 @@ class TranscodeWorker:
     async def run(self) -> None:
         """Claim and run jobs until `stop` (or cancellation)."""
         await self.queue.ensure_group()
+        await self.queue.beat(self.name)
+        await self._sweep_scratch()
         logger.info("transcode worker %s: %d at a time", self.name, self.concurrency)
         helpers = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._janitor())]
         try:
@@ -77,6 +90,8 @@ class TranscodeWorker:
                 helper.cancel()
             await self._release_running()
             await asyncio.gather(*helpers, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self.queue.leave(self.name)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self.running.pop(task, None)
@@ -96,22 +111,21 @@ class TranscodeWorker:
         if not jobs:
             return
         with contextlib.suppress(Exception):
-            await self.queue.redis.xclaim(
-                keys.TRANSCODE_STREAM,
-                keys.TRANSCODE_GROUP,
-                self.name,
-                min_idle_time=0,
-                message_ids=[j.message_id for j in jobs],
-                idle=int(self.queue.lease * 1000),
-                justid=True,
-            )
+            await self.queue.hand_back(self.name, jobs)
 
     async def _handle(self, job: Job) -> None:
         run, fail = JOBS[job.kind]
         if job.deliveries > self.queue.max_deliveries:
-            await fail(self.ctx, job.target, "Processing was interrupted too many times")
+            reason = (
+                "Processing was interrupted too many times: the worker running it stopped "
+                f"{job.deliveries - 1} times without finishing"
+            )
+            logger.warning("%s job %s given up: %s", job.kind, job.target, reason)
+            await fail(self.ctx, job.target, reason)
             await self.queue.ack(job)
             return
+        if job.deliveries > 1:  # taken over from a worker that died: its scratch may be left
+            await self._sweep_scratch()
         try:
             await run(self.ctx, job.target)
         except PermanentFailure as exc:
@@ -126,11 +140,13 @@ class TranscodeWorker:
 
     async def _transient(self, job: Job, exc: Exception) -> None:
         logger.warning("%s job %s attempt %d failed: %r", job.kind, job.target, job.attempt, exc)
+        what = str(exc) if isinstance(exc, TransientFailure) else f"A temporary failure ({exc})"
         if job.attempt >= MAX_ATTEMPTS:
-            await JOBS[job.kind][1](self.ctx, job.target, f"Processing failed: {exc}")
+            reason = f"Processing failed after {job.attempt} attempts. The last: {what}"
+            await JOBS[job.kind][1](self.ctx, job.target, reason[:500])
             await self.queue.ack(job)
             return
-        delay = BACKOFF_SECONDS[min(job.attempt - 1, len(BACKOFF_SECONDS) - 1)]
+        delay = retry_delay(job.attempt)
         if job.kind == "video":
             with contextlib.suppress(Exception):
                 async with self.ctx.db.acquire() as conn:
@@ -138,7 +154,7 @@ class TranscodeWorker:
                         conn,
                         UUID(job.target),
                         status="pending",
-                        error=f"Retrying after a temporary failure: {exc}",
+                        error=f"{what}; retrying in {delay:.0f} s"[:500],
                     )
         await self.queue.retry_later(job, delay)
 
@@ -146,7 +162,15 @@ class TranscodeWorker:
         while True:
             await asyncio.sleep(self.queue.lease / 3)
             with contextlib.suppress(redis.exceptions.RedisError):
+                await self.queue.beat(self.name)
                 await self.queue.heartbeat(self.name, list(self.running.values()))
+
+    async def _sweep_scratch(self) -> None:
+        """Remove scratch directories no live job holds (see transcode.scratch)."""
+        try:
+            await asyncio.to_thread(scratch.sweep, self.ctx.spool_dir)
+        except Exception:
+            logger.exception("sweeping scratch directories failed")
 
     async def _janitor(self) -> None:
         stale_after = self.queue.lease * 10
@@ -164,6 +188,7 @@ class TranscodeWorker:
                         "re-queueing video %s (untouched for %.0fs)", video_id, stale_after
                     )
                     await self.queue.enqueue("video", str(video_id))
+                await self._sweep_scratch()
                 if loop.time() - last_sweep >= sweep_every:
                     last_sweep = loop.time()
                     await clips.sweep_expired(self.ctx)

@@ -17,6 +17,7 @@ from reelwire.domain import media_access, present
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, PayloadTooLarge, ValidationFailed
 from storage import videos as video_rows
+from transcode.presence import waiting_reason
 from transcode.probe import InvalidMedia, MediaInfo, probe
 
 logger = logging.getLogger(__name__)
@@ -169,6 +170,12 @@ async def video_status(ctx: Services, video_id: UUID, principal: Principal) -> d
     if row["owner_id"] != principal.user_id:
         raise Forbidden("Access denied")
     shaped = media_access.for_viewer(ctx, present.video(row, ctx.blobs), principal)
+    error = row["error"]
+    if row["status"] in ("pending", "processing") and row["provider"] == "reelwire":
+        # Queued with nobody to take it: say so rather than sit silently.
+        waiting = await waiting_reason(ctx)
+        if waiting:
+            error = f"{waiting} ({error})" if error else waiting
     return {
         "videoId": str(video_id),
         "status": row["status"],
@@ -177,7 +184,7 @@ async def video_status(ctx: Services, video_id: UUID, principal: Principal) -> d
         "duration": row["duration"],
         "provider": row["provider"],
         "progress": shaped["progress"],
-        "error": row["error"],
+        "error": error,
     }
 
 
