@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -108,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             from reelwire.supervisor import serve_many
 
             with backends(settings) as resolved:
+                if not wait_for_backends(resolved):
+                    return 1
                 if not _prepare_database(settings, resolved, migrate=args.migrate):
                     return 1
                 _log_backends(settings, resolved)
@@ -165,6 +168,8 @@ def _migrate(settings: Settings) -> int:
 
     with backends(settings) as resolved:
         assert resolved.database_url is not None
+        if not wait_for_backends(resolved):
+            return 1
         applied = asyncio.run(migrate_url(resolved.database_url))
     print(f"applied {len(applied)} migration(s)" + (f": {applied}" if applied else ""))
     return 0
@@ -176,6 +181,8 @@ def _serve(settings: Settings, *, migrate: bool, reuse_port: bool = False) -> in
     from reelwire.app import create_app
 
     with backends(settings) as resolved:
+        if not wait_for_backends(resolved):
+            return 1
         if not _prepare_database(settings, resolved, migrate=migrate):
             return 1
         if not reuse_port:
@@ -195,6 +202,58 @@ def _serve(settings: Settings, *, migrate: bool, reuse_port: bool = False) -> in
             access_log=logging.getLogger("aiohttp.access"),
         )
     return 0
+
+
+def wait_for_backends(settings: Settings) -> bool:
+    """PostgreSQL and Redis answer, or we wait for them with backoff up to
+    STARTUP_TIMEOUT_SECONDS: one line when waiting starts (or the reason changes), one when
+    giving up; never a traceback for a server that is simply not there (yet)."""
+    deadline = time.monotonic() + settings.startup_timeout
+    delay, said = 0.5, ""
+    while True:
+        problems = asyncio.run(_probe_backends(settings))
+        if not problems:
+            if said:
+                print("reelwire: PostgreSQL and Redis answer now", file=sys.stderr)
+            return True
+        line = "; ".join(problems)
+        if time.monotonic() + delay > deadline:
+            print(f"reelwire: gave up after {settings.startup_timeout} s: {line}", file=sys.stderr)
+            return False
+        if line != said:
+            print(
+                f"reelwire: waiting for {line} (retrying for up to {settings.startup_timeout} s)",
+                file=sys.stderr,
+            )
+            said = line
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+async def _probe_backends(settings: Settings) -> list[str]:
+    import asyncpg
+    import redis.asyncio as aioredis
+
+    problems = []
+    assert settings.database_url is not None and settings.redis_url is not None
+    try:
+        conn = await asyncpg.connect(settings.database_url, timeout=5)
+        await conn.close()
+    except Exception as exc:  # any reason it cannot be reached: say it in one line
+        problems.append(f"PostgreSQL at {display_url(settings.database_url)} ({_reason(exc)})")
+    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    try:
+        await client.ping()
+    except Exception as exc:
+        problems.append(f"Redis at {display_url(settings.redis_url)} ({_reason(exc)})")
+    finally:
+        await client.aclose()
+    return problems
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
 
 
 def _prepare_database(configured: Settings, resolved: Settings, *, migrate: bool) -> bool:
@@ -224,6 +283,8 @@ def _worker(settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    if not wait_for_backends(settings):
+        return 1
     from reelwire.resources import open_services
     from transcode.worker import TranscodeWorker
 

@@ -71,6 +71,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     public_base_url: str | None = None
     http_idle_timeout: int = 15
+    startup_timeout: int = 60
     log_level: str = "INFO"
     max_json_bytes: int = 1024 * 1024
     db_pool_size: int = 10
@@ -81,6 +82,7 @@ class Settings:
     max_image_bytes: int = 10 * 1024**2
     max_video_seconds: int = 3600
     max_video_dimension: int = 4096
+    max_image_pixels: int = 40_000_000  # width x height of an image clip or thumbnail
     transcode_concurrency: int = max(1, (os.cpu_count() or 2) // 2)
     transcode_timeout: int = 3600
     job_lease_seconds: int = 60
@@ -182,6 +184,7 @@ class Settings:
             cors_origins=reader.origins("CORS_ORIGINS"),
             public_base_url=reader.url("PUBLIC_BASE_URL", ("http", "https")),
             http_idle_timeout=reader.integer("HTTP_IDLE_TIMEOUT_SECONDS", 15, 1, 3600),
+            startup_timeout=reader.integer("STARTUP_TIMEOUT_SECONDS", 60, 0, 3600),
             log_level=reader.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
             max_json_bytes=reader.integer("MAX_JSON_BODY_BYTES", 1024 * 1024, 1024, 64 << 20),
             db_pool_size=reader.integer("DB_POOL_SIZE", 10, 1, 500),
@@ -190,6 +193,7 @@ class Settings:
             max_image_bytes=reader.integer("MAX_IMAGE_UPLOAD_BYTES", 10 * 1024**2, 1024, 1 << 34),
             max_video_seconds=reader.integer("MAX_VIDEO_SECONDS", 3600, 1, 86400),
             max_video_dimension=reader.integer("MAX_VIDEO_DIMENSION", 4096, 64, 16384),
+            max_image_pixels=reader.integer("MAX_IMAGE_PIXELS", 40_000_000, 4096, 1 << 31),
             transcode_concurrency=reader.integer(
                 "TRANSCODE_CONCURRENCY", max(1, (os.cpu_count() or 2) // 2), 1, 256
             ),

@@ -102,3 +102,31 @@ def test_serve_says_what_it_runs_on(backends: Backends, tmp_path: Path) -> None:
         password = re.match(r"^[a-z]+://[^:/@]*:([^@/]+)@", url)
         if password:
             assert password.group(1) not in text
+
+
+def test_unreachable_backends_are_one_line_each_not_a_traceback(
+    tmp_path: Path, backends: Backends
+) -> None:
+    closed = free_port()  # nothing listens there
+    env = {
+        **os.environ,
+        "REELWIRE_HOME": str(tmp_path / "home"),
+        "PORT": str(free_port()),
+        "DATABASE_URL": f"postgresql://reelwire@127.0.0.1:{closed}/reelwire",
+        "REDIS_URL": backends.redis_url,
+        "JWT_SECRET_KEY": TEST_SECRET,
+        "STARTUP_TIMEOUT_SECONDS": "3",
+    }
+    for command in ("serve", "worker", "migrate"):
+        started = time.monotonic()
+        done = subprocess.run(
+            [REELWIRE, command], env=env, capture_output=True, text=True, timeout=60
+        )
+        took = time.monotonic() - started
+        assert done.returncode == 1, (command, done.stdout, done.stderr)
+        assert 2 <= took <= 15, (command, took)
+        assert "Traceback" not in done.stderr, done.stderr
+        ours = [line for line in done.stderr.splitlines() if line.startswith("reelwire:")]
+        assert f"PostgreSQL at postgresql://reelwire@127.0.0.1:{closed}/reelwire" in ours[0]
+        assert ours[-1].startswith("reelwire: gave up after 3 s"), ours
+        assert len(ours) == 2, ours  # waiting..., gave up
