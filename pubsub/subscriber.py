@@ -3,8 +3,9 @@
 `acquire` counts a local interest in a channel and returns once Redis has confirmed the
 subscription (so nothing published afterwards can be missed); `release` drops it and unsubscribes
 when the count reaches zero. Messages go to one callback with the protocol channel name and the
-raw payload. When the connection drops, the subscriber reconnects with backoff, subscribes again
-to everything still wanted, and calls `on_reconnect` so the caller can fetch what it missed.
+raw payload; nothing the callback raises stops the reader. When the connection drops, the
+subscriber reconnects with backoff, subscribes again to everything still wanted, and calls
+`on_reconnect` so the caller can fetch what it missed.
 """
 
 from __future__ import annotations
@@ -117,7 +118,10 @@ class ChannelSubscriber:
                     break
                 if not first:
                     logger.info("Redis pub/sub back; %d channel(s) resubscribed", len(self._refs))
-                    self._on_reconnect()
+                    try:
+                        self._on_reconnect()
+                    except Exception:
+                        logger.exception("recovering after a Redis reconnect failed")
                 first = False
                 delay = 0.1
                 async with _watchdog(self):
@@ -160,11 +164,18 @@ class ChannelSubscriber:
             self._last_seen = loop.time()
             kind = response[0] if isinstance(response, list) else None
             if kind == b"message":
-                self._on_message(keys.channel_of(response[1]), response[2])
+                self._deliver(response[1], response[2])
             elif kind == b"subscribe":
                 waiter = self._confirmed.get(response[1])
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
+
+    def _deliver(self, name: bytes, payload: bytes) -> None:
+        """Hand one message to the callback; whatever it raises, the reader reads on."""
+        try:
+            self._on_message(keys.channel_of(name), payload)
+        except Exception:
+            logger.exception("delivering a message of %r failed; reading on", name)
 
     async def _close(self) -> None:
         connection, self._connection = self._connection, None

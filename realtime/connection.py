@@ -119,18 +119,41 @@ class Connection:
         """Queue a ready frame; never waits. A socket past its bound is closed as slow."""
         if self.closed:
             return
-        queue = self._queue
-        if queue is None:
-            if not self._protocol.writing_paused:
-                self._transport.write(frame)
-                return
-            queue = self._queue = deque()
-            self._writer = asyncio.create_task(self._drain(), name=f"ws-writer-{self.session}")
-        queue.append(frame)
-        self._queued_bytes += len(frame)
-        limits = self.limits
-        if self._queued_bytes > limits.queue_bytes or len(queue) > limits.queue_messages:
-            self.close(CLOSE_SLOW, "slow")
+        try:
+            queue = self._queue
+            if queue is None:
+                if not self._protocol.writing_paused:
+                    self._transport.write(frame)
+                    return
+                queue = self._queue = deque()
+                self._writer = asyncio.create_task(self._drain(), name=f"ws-writer-{self.session}")
+            queue.append(frame)
+            self._queued_bytes += len(frame)
+            limits = self.limits
+            if self._queued_bytes > limits.queue_bytes or len(queue) > limits.queue_messages:
+                self.close(CLOSE_SLOW, "slow")
+        except Exception as exc:
+            # A transport that closed under us (uvloop raises RuntimeError, asyncio's after
+            # write_eof too) or anything else: this socket is gone, the caller's fan-out is not.
+            self.drop(exc)
+
+    def drop(self, exc: BaseException | None = None) -> None:
+        """The socket cannot be written any more: cut it off now, without a close handshake.
+
+        Never raises. The handler then sees the connection lost and detaches it from the hub.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        logger.debug("socket %s dropped: write failed: %r", self.session, exc)
+        self._queue = None
+        self._queued_bytes = 0
+        writer, self._writer = self._writer, None
+        with contextlib.suppress(Exception):
+            if writer is not None and writer is not asyncio.current_task():
+                writer.cancel()
+        with contextlib.suppress(Exception):
+            _abort(self._transport)
 
     async def _drain(self) -> None:
         try:
@@ -145,8 +168,8 @@ class Connection:
                 queue.clear()
                 self._queued_bytes = 0
                 self._transport.write(frames)
-        except (ConnectionError, RuntimeError):
-            self._queue = None
+        except Exception as exc:
+            self.drop(exc)
         finally:
             if not self.closed:
                 self._writer = None

@@ -374,22 +374,31 @@ class Hub:
         elif feed.epoch is not None:
             # The history was lost (Redis restarted empty): what came before is unknowable.
             self._history_lost(feed, Position(epoch, offset))
+        self._fan_out(feed, offset, text_frame(body), body)
+        # Delivered (to every member that could take it): only now is the offset passed.
         feed.epoch = epoch
         feed.offset = max(feed.offset, offset)
-        self._fan_out(feed, offset, text_frame(body), body)
 
     def _fan_out(self, feed: ChannelFeed, offset: int, frame: bytes, body: bytes) -> None:
+        """One frame to every member; a member that fails costs only itself, never the rest.
+
+        No send changes `feed.members` synchronously (a dropped socket detaches from its own
+        handler task), so the members are iterated without a copy.
+        """
         kind: str | None = None
         for conn, membership in feed.members.items():
-            if membership.pending is not None:
-                membership.pending.append((offset, frame))
-                continue
-            if membership.events is not None:
-                if kind is None:
-                    kind = _event_type(body)
-                if kind not in membership.events:
+            try:
+                if membership.pending is not None:
+                    membership.pending.append((offset, frame))
                     continue
-            conn.send(frame)
+                if membership.events is not None:
+                    if kind is None:
+                        kind = _event_type(body)
+                    if kind not in membership.events:
+                        continue
+                conn.send(frame)
+            except Exception as exc:
+                _send_failed(conn, exc)
 
     def _schedule(self, feed: ChannelFeed) -> None:
         """Send the channel's state now, or at the end of its coalescing window."""
@@ -409,7 +418,10 @@ class Hub:
         frame = feed.video.frame(feed.offset)
         for conn, membership in feed.members.items():
             if membership.pending is None and membership.wants("video_update"):
-                conn.send(frame)
+                try:
+                    conn.send(frame)
+                except Exception as exc:
+                    _send_failed(conn, exc)
 
     def _on_following(self, feed: ChannelFeed, event: dict[str, Any]) -> None:
         user_id = str(event.get("user_id"))
@@ -464,7 +476,10 @@ class Hub:
         notice = messages.subscribed(None, feed.name, position.offset, position.epoch, False)
         for conn, membership in feed.members.items():
             if membership.pending is None and not membership.via_feed:
-                conn.send(notice)
+                try:
+                    conn.send(notice)
+                except Exception as exc:
+                    _send_failed(conn, exc)
         feed.epoch, feed.offset, feed.floor = position.epoch, position.offset, position.offset
 
     async def _refresh_counts(self, feed: ChannelFeed) -> None:
@@ -545,6 +560,13 @@ class Hub:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _send_failed(conn: Connection, exc: Exception) -> None:
+    """A socket's send raised: drop that socket (logged), and carry on with the others."""
+    logger.warning("dropping socket %s: sending to it failed: %r", conn.session, exc)
+    with contextlib.suppress(Exception):
+        conn.drop(exc)
 
 
 def _event_type(body: bytes) -> str:

@@ -5,16 +5,26 @@ connections over them; they share nothing but PostgreSQL and Redis (which fan ev
 them), exactly as processes on different machines would. The parent starts the embedded
 services (if any) once, hands the children their URLs, forwards SIGTERM/SIGINT, and restarts a
 child that dies unexpectedly.
+
+Children die with the supervisor however it dies (SIGKILL and the OOM killer included): each asks
+the kernel for a parent-death signal before it execs, and checks that its parent is still the
+supervisor that forked it. Since SO_REUSEPORT would let a new `serve` share its port with
+leftovers of an old one, the supervisor first binds the port without it and refuses to start
+when that fails.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from types import FrameType
 
 from reelwire.settings import Settings
@@ -25,6 +35,53 @@ STOP_GRACE_SECONDS = 20
 RESTART_DELAY_SECONDS = 1.0
 MAX_QUICK_DEATHS = 5  # in a row, each within QUICK_SECONDS of starting: give up
 QUICK_SECONDS = 5.0
+_PR_SET_PDEATHSIG = 1
+
+
+class PortInUse(RuntimeError):
+    """Something already listens on the port the web processes would share."""
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None]:
+    """A preexec_fn: the kernel sends `sig` to the child when this process dies.
+
+    Checked right after the prctl: if we died between fork and prctl, the child is already an
+    orphan (its parent is no longer us) and the signal would never come, so it exits at once.
+    """
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
+            os._exit(70)
+        if os.getppid() != parent:
+            os._exit(70)
+
+    return preexec
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Bind the port without SO_REUSEPORT: fails while anything (a leftover web process of an
+    earlier `serve` included, SO_REUSEPORT or not) listens on it."""
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror:
+        return  # the children report a bad host themselves
+    for family, kind, proto, _name, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the children do
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    continue
+                raise PortInUse(
+                    f"port {port} on {host} is already in use (a server still running, or web "
+                    "processes left over from an earlier `reelwire serve`); stop it first or "
+                    "choose another PORT"
+                ) from None
 
 
 def child_environment(settings: Settings, index: int) -> dict[str, str]:
@@ -55,13 +112,20 @@ def serve_many(settings: Settings, processes: int) -> int:
         "--port",
         str(settings.port),
     ]
+    try:
+        check_port_free(settings.host, settings.port)
+    except PortInUse as exc:
+        print(f"reelwire: {exc}", file=sys.stderr)
+        return 1
     children: dict[int, subprocess.Popen[bytes]] = {}
     started: dict[int, float] = {}
     quick_deaths = 0
     stopping = False
 
     def start(index: int) -> None:
-        children[index] = subprocess.Popen(command, env=child_environment(settings, index))
+        children[index] = subprocess.Popen(
+            command, env=child_environment(settings, index), preexec_fn=die_with_parent()
+        )
         started[index] = time.monotonic()
 
     def stop(signum: int, _frame: FrameType | None) -> None:

