@@ -16,7 +16,7 @@ from http_api.metrics import METRICS
 from http_api.routing import Call, RouteTable, bearer_token, json_response
 from reelwire.appkeys import SERVICES, SETTINGS
 from reelwire.domain.errors import NotFound
-from storage.db import ping
+from storage.db import ping_fresh
 
 routes = RouteTable()
 OPENAPI = web.AppKey("openapi", dict)
@@ -57,7 +57,9 @@ async def healthz(call: Call[Any]) -> dict[str, Any]:
 
 @routes.get("/readyz", rate=None, tag="service", response=HealthOut, errors=(503,))
 async def readyz(call: Call[Any]) -> web.Response:
-    """PostgreSQL and Redis both answer; 503 naming the one that does not."""
+    """PostgreSQL and Redis both answer; 503 naming the one that does not. `checks.workers` is
+    how many transcoding workers heartbeat (0 does not make the service unready: uploads are
+    still accepted and queued)."""
     services = call.request.app[SERVICES]
 
     async def check(name: str, probe: Any) -> tuple[str, str]:
@@ -70,14 +72,24 @@ async def readyz(call: Call[Any]) -> web.Response:
 
     checks = dict(
         await asyncio.gather(
-            check("postgres", ping(services.db)),
+            check("postgres", ping_fresh(services.settings.database_url or "")),
             check("redis", services.redis.ping()),
         )
     )
     ready = all(v == "ok" for v in checks.values())
+    checks["workers"] = await _worker_count(services)
     return json_response(
         {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
     )
+
+
+async def _worker_count(services: Any) -> str:
+    """Live transcoding workers, as text ("unknown" when Redis cannot say)."""
+    try:
+        async with asyncio.timeout(2):
+            return str(await services.jobs.live_workers())
+    except Exception:
+        return "unknown"
 
 
 @routes.get("/metrics", rate=None, tag="service", errors=(404,))

@@ -49,6 +49,7 @@ def create_app(settings: Settings) -> web.Application:
             services_ctx,
             view_flusher_ctx,
             inline_worker_ctx,
+            worker_watch_ctx,
         ]
     )
     setup_realtime(app)  # after the services it uses, so it closes before them
@@ -136,6 +137,18 @@ async def inline_worker_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(worker.run(), name="inline-transcode-worker")
     yield
     worker.stop()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def worker_watch_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One warning line when uploads wait and no transcoding worker heartbeats (and one when
+    a worker is back), so a deployment without `reelwire worker` does not fail silently."""
+    from transcode.presence import watch_workers
+
+    task = asyncio.create_task(watch_workers(app[SERVICES]), name="worker-watch")
+    yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task

@@ -48,10 +48,14 @@ async def create_pool(dsn: str, *, size: int = 10, attempts: int = 20) -> asyncp
     raise AssertionError("unreachable")
 
 
-async def ping(pool: asyncpg.Pool) -> None:
-    """Raise unless a pooled connection answers SELECT 1 (callers bound the wait)."""
-    async with pool.acquire() as conn:
+async def ping_fresh(database_url: str) -> None:
+    """Raise unless a NEW connection answers SELECT 1: during a smart shutdown pooled
+    connections still work while new ones are refused, and readiness must say so."""
+    conn = await asyncpg.connect(database_url, timeout=2)
+    try:
         await conn.fetchval("SELECT 1")
+    finally:
+        await conn.close()
 
 
 async def insert_row(conn: asyncpg.Connection, table: str, values: dict[str, Any]) -> None:

@@ -138,7 +138,7 @@ async def test_api_root_health_and_readiness(client: Any) -> None:
     assert await (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status == 200
-    assert (await ready.json())["checks"] == {"postgres": "ok", "redis": "ok"}
+    assert (await ready.json())["checks"] == {"postgres": "ok", "redis": "ok", "workers": "0"}
 
 
 async def test_readyz_is_503_while_postgres_is_unreachable(
