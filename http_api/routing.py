@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 from uuid import UUID
 
+import asyncpg
 import orjson
 import pydantic
 from aiohttp import web
 
+from http_api.schemas import Input, unstorable_fields
 from reelwire.appkeys import SERVICES, SETTINGS
 from reelwire.domain import accounts, rates
 from reelwire.domain.context import Principal, Services
@@ -194,7 +196,12 @@ def _make_view(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResp
         )
         query = _validate(route.query, dict(request.query), "query") if route.query else None
         body = await _read_body(request, route) if route.body and not route.raw_body else None
-        result = await route.handler(Call(request, services, principal, body, query))
+        try:
+            result = await route.handler(Call(request, services, principal, body, query))
+        except asyncpg.ForeignKeyViolationError:
+            # A row the request refers to went away between the checks and the write: most
+            # often the caller's own account, deleted while its token was still believed.
+            raise await accounts.missing_reference(services, principal) from None
         if isinstance(result, web.StreamResponse):
             if not result.prepared:
                 result.headers.update(limit_headers)
@@ -244,6 +251,15 @@ async def _read_body(request: web.Request, route: Route) -> pydantic.BaseModel:
 
 
 def _validate(model: type[pydantic.BaseModel], data: dict[str, Any], where: str) -> Any:
+    return validate_input(model, data, where)
+
+
+def validate_input(model: type[pydantic.BaseModel], data: dict[str, Any], where: str) -> Any:
+    """`data` validated by `model`; 400 VALIDATION_ERROR with `field_errors` otherwise. Models
+    deriving from `Input` refuse text PostgreSQL cannot store themselves; for any other model the
+    same rule is applied here, so no route lets a NUL through to the database."""
+    if not issubclass(model, Input) and (bad := unstorable_fields(data)):
+        raise ValidationFailed("Request validation failed", field_errors=bad, details={"in": where})
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:

@@ -3,18 +3,111 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 USERNAME_RE = re.compile(r"^[a-zA-Z0-9_]{3,30}$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
+# --- text PostgreSQL can store -----------------------------------------------------------------
+#
+# PostgreSQL `text` cannot hold NUL, and UTF-8 cannot hold an unpaired surrogate. Every request
+# model derives from `Input`, whose one validator refuses both in any string of any field (nested
+# lists and objects included) before a field's own rules run, so REST bodies, query strings,
+# multipart text fields and WebSocket commands all answer 400 naming the field. The OpenAPI
+# document states the same rule as a `pattern` on every free-text string.
 
-class Strict(BaseModel):
+UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+STORABLE_PATTERN = "^[^\\x00]*$"  # surrogates cannot arrive in UTF-8 JSON, queries or forms
+UNSTORABLE_MESSAGE = "Must not contain NUL characters or unpaired surrogates."
+
+
+def is_storable(value: Any) -> bool:
+    """Whether every string in `value` (a string, or lists and dicts of them) can be stored."""
+    if isinstance(value, str):
+        return UNSTORABLE.search(value) is None
+    if isinstance(value, list | tuple):
+        return all(is_storable(item) for item in value)
+    if isinstance(value, dict):
+        return all(is_storable(k) and is_storable(v) for k, v in value.items())
+    return True
+
+
+def unstorable_fields(data: dict[str, Any]) -> dict[str, list[str]]:
+    """`field_errors` for the top-level fields of `data` holding text that cannot be stored."""
+    return {str(k): [UNSTORABLE_MESSAGE] for k, v in data.items() if not is_storable(v)}
+
+
+def _storable_schema(node: Any) -> None:
+    """Add STORABLE_PATTERN to every free-text string schema under `node`."""
+    if isinstance(node, list):
+        for item in node:
+            _storable_schema(item)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("type") == "string" and not {"pattern", "enum", "const", "format"} & node.keys():
+        node["pattern"] = STORABLE_PATTERN
+    for key in ("properties", "items", "anyOf", "oneOf", "allOf", "additionalProperties"):
+        child = node.get(key)
+        if isinstance(child, dict) and key == "properties":
+            for value in child.values():
+                _storable_schema(value)
+        elif child is not None:
+            _storable_schema(child)
+
+
+def _input_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    for field_schema in schema.get("properties", {}).values():
+        _storable_schema(field_schema)
+
+
+class Input(BaseModel):
+    """Every request model (body, query, form, WebSocket command) derives from this: no field
+    accepts text PostgreSQL cannot store."""
+
+    model_config = ConfigDict(json_schema_extra=_input_schema)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        if not is_storable(value):
+            raise ValueError(UNSTORABLE_MESSAGE)
+        return value
+
+
+class Strict(Input):
     """Unknown fields are an error: a typo must not be silently ignored."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+def _form_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    _input_schema(schema, model)
+    file_field = getattr(model, "file_field", None)
+    if file_field:
+        schema.setdefault("properties", {})[file_field] = {
+            "type": "string",
+            "format": "binary",
+            "description": "The file",
+        }
+
+
+class Form(Strict):
+    """A multipart form's text fields; the document also names its file part, `file_field`,
+    so a client (or a fuzzer) reading the schema can build a form the server accepts."""
+
+    model_config = ConfigDict(json_schema_extra=_form_schema)
+    file_field: ClassVar[str] = ""
 
 
 def _username(value: str) -> str:
@@ -56,11 +149,62 @@ def _http_url(value: str) -> str:
     return value
 
 
-Username = Annotated[str, Field(max_length=64), AfterValidator(_username)]
-Email = Annotated[str, Field(max_length=320), AfterValidator(_email)]
-Password = Annotated[str, Field(max_length=128), AfterValidator(_password)]
-DisplayName = Annotated[str, Field(max_length=200), AfterValidator(_display_name)]
-HttpUrl = Annotated[str, Field(max_length=1000), AfterValidator(_http_url)]
+# Each validator's rule is also stated as a `pattern` in the document, so a client reading it
+# (or a fuzzer generating from it) produces what the server accepts.
+Username = Annotated[
+    str,
+    Field(max_length=64, json_schema_extra={"pattern": "^[a-zA-Z0-9_]{3,30}$"}),
+    AfterValidator(_username),
+]
+Email = Annotated[
+    str,
+    Field(
+        max_length=320,
+        json_schema_extra={
+            "pattern": r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$",
+            "maxLength": 254,
+        },
+    ),
+    AfterValidator(_email),
+]
+Password = Annotated[
+    str,
+    Field(
+        max_length=128,
+        json_schema_extra={
+            "pattern": r"^(?=[^\x00]*[A-Z])(?=[^\x00]*[0-9])[^\x00]{8,}$",
+            "description": "At least 8 characters, an uppercase letter and a number",
+        },
+    ),
+    AfterValidator(_password),
+]
+DisplayName = Annotated[
+    str,
+    Field(
+        max_length=200,
+        json_schema_extra={"pattern": r"^\s*[^\s\x00](?:[^\x00]{0,48}[^\s\x00])?\s*$"},
+    ),
+    AfterValidator(_display_name),
+]
+HttpUrl = Annotated[
+    str,
+    Field(max_length=1000, json_schema_extra={"pattern": r"^https?://[^\s\x00]+$"}),
+    AfterValidator(_http_url),
+]
+NOT_BLANK_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"
+
+
+def _one_of_required(*names: str) -> Callable[[dict[str, Any], type[BaseModel]], None]:
+    """A schema hook: the Input rule plus `anyOf` at least one of these fields, non-empty."""
+
+    def extra(schema: dict[str, Any], model: type[BaseModel]) -> None:
+        _input_schema(schema, model)
+        schema["anyOf"] = [
+            {"required": [name], "properties": {name: {"type": "string", "minLength": 1}}}
+            for name in names
+        ]
+
+    return extra
 
 
 class RegisterBody(Strict):
@@ -74,6 +218,8 @@ class RegisterBody(Strict):
 
 class LoginBody(Strict):
     """POST /api/auth/login: `login` (the CLUTCH API) or `username` (the Clipsy API) or `email`."""
+
+    model_config = ConfigDict(json_schema_extra=_one_of_required("login", "username", "email"))
 
     login: str | None = Field(None, max_length=320)
     username: str | None = Field(None, max_length=320)
@@ -94,6 +240,8 @@ class LoginBody(Strict):
 
 class RefreshBody(Strict):
     """POST /api/auth/refresh: `refresh_token` (the CLUTCH API) or `refresh` (the Clipsy API)."""
+
+    model_config = ConfigDict(json_schema_extra=_one_of_required("refresh_token", "refresh"))
 
     refresh_token: str | None = Field(None, max_length=4096)
     refresh: str | None = Field(None, max_length=4096)
@@ -154,7 +302,7 @@ class UpdateMeBody(Strict):
         return self.model_dump(exclude_unset=True, exclude_none=True)
 
 
-class PageQuery(BaseModel):
+class PageQuery(Input):
     """The CLUTCH API page pagination, or `cursor` from a previous page's `next_cursor`."""
 
     page: int = Field(1, ge=1, le=100_000)
@@ -327,16 +475,20 @@ class ErrorOut(BaseModel):
 # --- media ---------------------------------------------------------------------------------
 
 
-class VideoUploadForm(Strict):
+class VideoUploadForm(Form):
     """POST /api/videos (the Clipsy API): multipart with `video_file`."""
+
+    file_field: ClassVar[str] = "video_file"
 
     title: str = Field("", max_length=100)
     description: str = Field("", max_length=5000)
     visibility: Literal["public", "unlisted", "private"] = "public"
 
 
-class LibraryUploadForm(Strict):
+class LibraryUploadForm(Form):
     """POST /api/v1/upload/video (the S3 video library API): multipart with `file`."""
+
+    file_field: ClassVar[str] = "file"
 
     title: str = Field("", max_length=100)
 
@@ -347,8 +499,10 @@ def _caption(value: str) -> str:
     return value
 
 
-class ClipUploadForm(Strict):
+class ClipUploadForm(Form):
     """POST /api/clips/upload (the Stories API): multipart `clip`, or `video_id` of your own."""
+
+    file_field: ClassVar[str] = "clip"
 
     caption: Annotated[str, AfterValidator(_caption)] = Field(
         "", max_length=500, description="At most 500 characters, no HTML"

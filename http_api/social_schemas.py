@@ -10,7 +10,15 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, Field, field_validator
 
-from http_api.schemas import ClipOut, PageQuery, Pagination, Strict, VideoOut
+from http_api.schemas import (
+    NOT_BLANK_PATTERN,
+    ClipOut,
+    Input,
+    PageQuery,
+    Pagination,
+    Strict,
+    VideoOut,
+)
 
 _TAG_RE = re.compile(r"^[\w\- ]{1,40}$")
 
@@ -41,7 +49,8 @@ def _emoji(value: str) -> str:
 
 
 Tags = Annotated[list[str], Field(max_length=20), AfterValidator(_tags)]
-NonEmpty = Annotated[str, AfterValidator(_text)]
+_NOT_BLANK: dict[str, Any] = {"pattern": NOT_BLANK_PATTERN}
+NonEmpty = Annotated[str, Field(json_schema_extra=_NOT_BLANK), AfterValidator(_text)]
 
 
 class VideoListQuery(PageQuery):
@@ -70,7 +79,14 @@ class VideoListQuery(PageQuery):
 class VideoPatchBody(Strict):
     """PATCH /api/videos/{video_id}: only what you send changes."""
 
-    title: Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_text)] | None = None
+    title: (
+        Annotated[
+            str,
+            Field(min_length=1, max_length=100, json_schema_extra=_NOT_BLANK),
+            AfterValidator(_text),
+        ]
+        | None
+    ) = None
     description: str | None = Field(None, max_length=5000)
     tags: Tags | None = None
     category: str | None = Field(None, max_length=50)
@@ -135,14 +151,18 @@ class CommentQuery(PageQuery):
 class CommentBody(Strict):
     """POST /api/videos/{video_id}/comments."""
 
-    content: Annotated[str, Field(max_length=1000), AfterValidator(_text)]
+    content: Annotated[
+        str, Field(max_length=1000, json_schema_extra=_NOT_BLANK), AfterValidator(_text)
+    ]
     parent_comment_id: str | None = Field(None, description="Reply to this comment")
 
 
 class CommentEditBody(Strict):
     """PUT /api/comments/{comment_id}."""
 
-    content: Annotated[str, Field(max_length=1000), AfterValidator(_text)]
+    content: Annotated[
+        str, Field(max_length=1000, json_schema_extra=_NOT_BLANK), AfterValidator(_text)
+    ]
 
 
 class CommentAuthor(BaseModel):
@@ -199,7 +219,7 @@ class UserClipsOut(BaseModel):
     count: int
 
 
-class FollowedClipsQuery(BaseModel):
+class FollowedClipsQuery(Input):
     """GET /api/clips/all."""
 
     limit: int = Field(100, ge=1, le=500)
@@ -332,7 +352,7 @@ class PostsOut(BaseModel):
 class CommunityBody(Strict):
     """POST /api/communities."""
 
-    name: Annotated[str, Field(max_length=80), AfterValidator(_text)]
+    name: Annotated[str, Field(max_length=80, json_schema_extra=_NOT_BLANK), AfterValidator(_text)]
     description: str = Field("", max_length=1000)
 
 

@@ -14,8 +14,9 @@ import aiofiles
 import aiofiles.os
 import pydantic
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
-from http_api.routing import field_errors
+from http_api.routing import validate_input
 from reelwire.domain import media
 from reelwire.domain.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
@@ -57,26 +58,21 @@ async def receive_form(
         raise too_large
     upload = Upload()
     try:
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader):
-                raise ValidationFailed("Nested multipart bodies are not accepted")
-            name = part.name or ""
-            if name in file_fields and part.filename is not None:
-                if upload.path is not None:
-                    raise ValidationFailed(
-                        "Send one file per request", field_errors={name: ["Only one file."]}
-                    )
-                upload.file_field, upload.filename = name, _safe_name(part.filename)
-                upload.path = spool_dir / f"upload-{uuid.uuid4().hex}"
-                upload.size = await _spool(part, upload.path, max_bytes, too_large)
-            elif name in text_fields or name in file_fields:
-                upload.fields[name] = await _text(part, name)
-            else:
-                raise ValidationFailed(
-                    "Request validation failed",
-                    field_errors={name or "(unnamed)": ["Unknown field."]},
-                )
+        try:
+            await _read_parts(
+                request, upload, spool_dir, file_fields, text_fields, max_bytes, too_large
+            )
+        except KeyError:
+            raise ValidationFailed(
+                "Malformed multipart body: the Content-Type names no boundary"
+            ) from None
+        except (ValueError, AssertionError, HttpProcessingError) as exc:
+            # aiohttp's multipart parser: a part header without a colon or over the line limit,
+            # a bad or missing boundary, a body that ends before its closing boundary.
+            reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+            raise ValidationFailed(
+                f"Malformed multipart body: {str(reason)[:200]}",
+            ) from None
         yield upload
     finally:
         if upload.path is not None:
@@ -86,12 +82,39 @@ async def receive_form(
 
 def validate_fields(model: type[pydantic.BaseModel], upload: Upload) -> pydantic.BaseModel:
     """The text fields, validated by a schema (its file fields are left out)."""
-    try:
-        return model.model_validate(upload.fields)
-    except pydantic.ValidationError as exc:
-        raise ValidationFailed(
-            "Request validation failed", field_errors=field_errors(exc)
-        ) from None
+    result: pydantic.BaseModel = validate_input(model, upload.fields, "form")
+    return result
+
+
+async def _read_parts(
+    request: web.Request,
+    upload: Upload,
+    spool_dir: Path,
+    file_fields: tuple[str, ...],
+    text_fields: tuple[str, ...],
+    max_bytes: int,
+    too_large: PayloadTooLarge,
+) -> None:
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise ValidationFailed("Nested multipart bodies are not accepted")
+        name = part.name or ""
+        if name in file_fields:  # a file part, whether or not the client named the file
+            if upload.path is not None:
+                raise ValidationFailed(
+                    "Send one file per request", field_errors={name: ["Only one file."]}
+                )
+            upload.file_field, upload.filename = name, _safe_name(part.filename or "")
+            upload.path = spool_dir / f"upload-{uuid.uuid4().hex}"
+            upload.size = await _spool(part, upload.path, max_bytes, too_large)
+        elif name in text_fields:
+            upload.fields[name] = await _text(part, name)
+        else:
+            raise ValidationFailed(
+                "Request validation failed",
+                field_errors={name or "(unnamed)": ["Unknown field."]},
+            )
 
 
 async def _spool(part: BodyPartReader, path: Path, limit: int, too_large: PayloadTooLarge) -> int:

@@ -15,14 +15,14 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from http_api import social_schemas as ss
-from http_api.schemas import ClipOut, ErrorBody
+from http_api.schemas import ClipOut, ErrorBody, Input
 
 MessageId = int | str | None
 
 # --- client -> server ------------------------------------------------------------------------
 
 
-class ClientMessage(BaseModel):
+class ClientMessage(Input):
     """Fields every client message may carry."""
 
     model_config = ConfigDict(extra="forbid")
@@ -30,7 +30,7 @@ class ClientMessage(BaseModel):
     id: MessageId = Field(None, description="Echoed in the reply, to pair it with its request")
 
 
-class Since(BaseModel):
+class Since(Input):
     """Where a client's copy of a channel stands."""
 
     offset: int = Field(ge=0, description="`offset` of the last event the client saw")

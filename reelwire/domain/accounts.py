@@ -86,7 +86,7 @@ async def refresh(ctx: Services, refresh_token: str) -> dict[str, Any]:
         else:
             row = await user_rows.get_private(conn, claims.user_id)
             if row is None:
-                raise Unauthorized("Account no longer exists")
+                raise Unauthorized(ACCOUNT_GONE)
             pair = _issue_pair(ctx, row, claims.family)
             await token_rows.rotate(conn, claims.family, pair.refresh_jti, pair.refresh_expires)
     if reused:
@@ -116,17 +116,45 @@ async def logout(ctx: Services, principal: Principal, refresh_token: str | None)
     return {"success": True, "detail": "Successfully logged out"}
 
 
+ACCOUNT_GONE = "Account no longer exists"
+
+
 async def authenticate(ctx: Services, access_token: str) -> Principal:
-    """The caller of a verified, unrevoked access token."""
+    """The caller of a verified, unrevoked access token whose account still exists."""
     claims: Claims = ctx.tokens.verify(access_token, ACCESS)
     if await ctx.redis.exists(keys.revoked_session(claims.family)):
         raise Unauthorized("Session has been logged out")
+    await require_account(ctx, claims.user_id)
     return Principal(
         user_id=claims.user_id,
         role=claims.role,
         family=claims.family,
         expires_at=claims.expires_at.timestamp(),
     )
+
+
+async def require_account(ctx: Services, user_id: UUID, *, fresh: bool = False) -> None:
+    """401 unless the account exists. A signed token outlives a deleted account, so the row is
+    looked up (by primary key); a live answer is believed for ACCOUNT_CHECK_SECONDS per process,
+    which keeps the lookup off the hot path of a client sending many requests."""
+    if not fresh and ctx.tokens.account_recently_seen(user_id):
+        return
+    async with ctx.db.acquire() as conn:
+        alive = await user_rows.exists(conn, user_id)
+    ctx.tokens.account_seen(user_id, alive)
+    if not alive:
+        raise Unauthorized(ACCOUNT_GONE)
+
+
+async def missing_reference(ctx: Services, principal: Principal | None) -> Unauthorized | NotFound:
+    """What a foreign-key violation means to the caller: their own account was deleted while
+    they were still believed to exist (401), or a row they named is gone (404)."""
+    if principal is not None:
+        try:
+            await require_account(ctx, principal.user_id, fresh=True)
+        except Unauthorized as exc:
+            return exc
+    return NotFound("Something this request refers to no longer exists")
 
 
 async def me(ctx: Services, principal: Principal) -> dict[str, Any]:
@@ -240,4 +268,5 @@ async def redeem_socket_ticket(ctx: Services, ticket: str) -> Principal:
     )
     if await ctx.redis.exists(keys.revoked_session(principal.family)):
         raise Unauthorized("Session has been logged out")
+    await require_account(ctx, principal.user_id, fresh=True)
     return principal

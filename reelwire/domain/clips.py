@@ -20,7 +20,7 @@ from storage import clips as clip_rows
 from storage import follows as follow_rows
 from storage import users as user_rows
 from storage import videos as video_rows
-from transcode.probe import InvalidMedia, probe
+from transcode.probe import InvalidMedia, MediaInfo, probe
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,31 @@ def clip_body(row: Any, ctx: Services) -> dict[str, Any]:
     return media_access.sign_urls(ctx, body, None, not_after=row["expires_at"])
 
 
+# Frames of an animated image (GIF, WebP) decoded for its clip; with MAX_IMAGE_PIXELS per frame
+# this bounds the memory and time an image job can take.
+MAX_IMAGE_FRAMES = 600
+
+
+def check_image_limits(ctx: Services, info: MediaInfo, field: str) -> None:
+    """400 naming the limit when an image (by what its header claims, before anything decodes
+    it) has more pixels than MAX_IMAGE_PIXELS, or an animation more than MAX_IMAGE_FRAMES."""
+    limit = ctx.settings.max_image_pixels
+    if info.width * info.height > limit:
+        message = (
+            f"The image is {info.width}x{info.height} "
+            f"({info.width * info.height:,} pixels); at most {limit:,} pixels (MAX_IMAGE_PIXELS)"
+        )
+        raise ValidationFailed(
+            message, field_errors={field: [message]}, details={"max_image_pixels": limit}
+        )
+    frames = round(info.duration * info.fps) if info.duration and info.fps else 1
+    if frames > MAX_IMAGE_FRAMES:
+        message = f"The animation has about {frames} frames; at most {MAX_IMAGE_FRAMES}"
+        raise ValidationFailed(
+            message, field_errors={field: [message]}, details={"max_frames": MAX_IMAGE_FRAMES}
+        )
+
+
 def _video_clip_status(video_status: str | None) -> str:
     return {"ready": "ready", "failed": "failed"}.get(video_status or "", "processing")
 
@@ -92,6 +117,7 @@ async def upload_clip(
         )
         fields: dict[str, Any] = {"kind": "video", "video_id": video["id"], "owns_video": True}
     else:
+        check_image_limits(ctx, info, "clip")
         key = f"clips/{clip_id}/original"
         size = (await aiofiles.os.stat(spool)).st_size
         await ctx.blobs.put_file(key, spool, info.content_type, consume=True)

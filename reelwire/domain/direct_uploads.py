@@ -24,7 +24,7 @@ from uuid import UUID
 
 import orjson
 
-from reelwire.domain import media, media_access, present, videos
+from reelwire.domain import clips, media, media_access, present, videos
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, ValidationFailed
 from storage import videos as video_rows
@@ -247,6 +247,7 @@ async def _complete_thumbnail(ctx: Services, row: Any, owner: Principal) -> dict
     if kind is None:
         await ctx.blobs.delete(key)
         raise ValidationFailed("The thumbnail is not a JPEG, PNG or WebP image")
+    await _check_thumbnail_pixels(ctx, key)
     async with ctx.db.acquire() as conn:
         await video_rows.update(conn, row["id"], thumbnail_key=key)
     await ctx.video_cache.invalidate(row["id"])
@@ -254,6 +255,28 @@ async def _complete_thumbnail(ctx: Services, row: Any, owner: Principal) -> dict
     if row["visibility"] == "private" or row["source"] == "clip":
         answer = media_access.sign_urls(ctx, answer, owner)
     return answer
+
+
+async def _check_thumbnail_pixels(ctx: Services, key: str) -> None:
+    """The thumbnail's size from its header (the probe decodes nothing), against
+    MAX_IMAGE_PIXELS; a refused one is deleted."""
+    with tempfile.TemporaryDirectory(dir=ctx.spool_dir) as scratch:
+        local = ctx.blobs.local_path(key)
+        if local is None:
+            local = Path(scratch) / "thumbnail"
+            await ctx.blobs.fetch_to(key, local)
+        try:
+            info = await probe(local)
+            if info.kind != "image":
+                raise InvalidMedia("Expected an image")
+            clips.check_image_limits(ctx, info, "thumbnail")
+        except InvalidMedia as exc:
+            await ctx.blobs.delete(key)
+            message = f"The thumbnail is not a usable image: {exc}"
+            raise ValidationFailed(message, field_errors={"thumbnail": [message]}) from None
+        except ValidationFailed:
+            await ctx.blobs.delete(key)
+            raise
 
 
 def _image_kind(head: bytes) -> str | None:

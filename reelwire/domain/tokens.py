@@ -16,6 +16,7 @@ from reelwire.domain.errors import Unauthorized
 ALGORITHM = "HS256"
 ACCESS, REFRESH = "access", "refresh"
 VERIFIED_CACHE_SIZE = 10_000
+ACCOUNT_CHECK_SECONDS = 1.0  # how long "this account exists" is believed without asking again
 _REQUIRED = ["exp", "iat", "iss", "aud", "sub", "jti", "typ", "fam"]
 
 
@@ -58,6 +59,20 @@ class TokenCodec:
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
         self._verified: dict[str, Claims] = {}  # insertion-ordered: the oldest goes first
+        self._accounts: dict[UUID, float] = {}  # user id -> when it was last seen to exist
+
+    def account_recently_seen(self, user_id: UUID) -> bool:
+        """Whether the account was seen to exist less than ACCOUNT_CHECK_SECONDS ago."""
+        seen = self._accounts.get(user_id)
+        return seen is not None and time.monotonic() - seen < ACCOUNT_CHECK_SECONDS
+
+    def account_seen(self, user_id: UUID, exists: bool) -> None:
+        """Remember the outcome of an account lookup (only a live account is remembered)."""
+        self._accounts.pop(user_id, None)
+        if exists:
+            if len(self._accounts) >= VERIFIED_CACHE_SIZE:
+                self._accounts.pop(next(iter(self._accounts)))
+            self._accounts[user_id] = time.monotonic()
 
     def issue(
         self,
