@@ -77,11 +77,47 @@ def check_port_free(host: str, port: int) -> None:
             except OSError as exc:
                 if exc.errno != errno.EADDRINUSE:
                     continue
+                holders = listening_pids(port)
+                held = f" by pid {', '.join(map(str, holders))}" if holders else ""
                 raise PortInUse(
-                    f"port {port} on {host} is already in use (a server still running, or web "
-                    "processes left over from an earlier `reelwire serve`); stop it first or "
-                    "choose another PORT"
+                    f"port {port} on {host} is already in use{held} (a server still running, or "
+                    "web processes left over from an earlier `reelwire serve`); stop it first "
+                    "or choose another PORT"
                 ) from None
+
+
+def listening_pids(port: int) -> list[int]:
+    """Best effort (Linux, processes we may inspect): who listens on a TCP port."""
+    sockets: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as lines:
+                next(lines, None)
+                for line in lines:
+                    fields = line.split()
+                    # local address "IP:PORT" in hex, state 0A = LISTEN, inode
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        sockets.add(f"socket:[{fields[9]}]")
+        except (OSError, ValueError, IndexError):
+            continue
+    if not sockets:
+        return []
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{entry}/fd/{fd}") in sockets:
+                    found.append(int(entry))
+                    break
+            except OSError:
+                continue
+    return sorted(found)
 
 
 def child_environment(settings: Settings, index: int) -> dict[str, str]:

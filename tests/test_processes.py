@@ -139,7 +139,9 @@ def test_serve_refuses_a_port_that_leftovers_still_listen_on(
         )
         try:
             assert server.proc.wait(timeout=60) == 1, server.output()
-            assert f"port {port} on 127.0.0.1 is already in use" in server.output()
+            assert f"port {port} on 127.0.0.1 is already in use by pid {os.getpid()}" in (
+                server.output()
+            )
             assert not server.processes()
         finally:
             server.stop()
