@@ -51,8 +51,30 @@ async def api_root(call: Call[Any]) -> dict[str, Any]:
 
 @routes.get("/healthz", rate=None, tag="service", response=HealthOut)
 async def healthz(call: Call[Any]) -> dict[str, Any]:
-    """The process is up and serving."""
-    return {"status": "ok"}
+    """The process is up and serving (always 200: restarting it would not help); `degraded`,
+    naming the backend, while PostgreSQL or Redis does not answer its pool within a second."""
+    services = call.request.app[SERVICES]
+
+    async def pooled_postgres() -> None:
+        async with services.db.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+
+    async def check(name: str, probe: Any) -> tuple[str, str]:
+        try:
+            async with asyncio.timeout(1):
+                await probe
+            return name, "ok"
+        except Exception as exc:  # any failure: say which backend and what
+            return name, f"unavailable: {type(exc).__name__}"
+
+    checks = dict(
+        await asyncio.gather(
+            check("postgres", pooled_postgres()), check("redis", services.redis.ping())
+        )
+    )
+    if all(value == "ok" for value in checks.values()):
+        return {"status": "ok"}
+    return {"status": "degraded", "checks": checks}
 
 
 @routes.get("/readyz", rate=None, tag="service", response=HealthOut, errors=(503,))

@@ -18,6 +18,7 @@ from reelwire.embedded import (
     EmbeddedError,
     EmbeddedPostgres,
     EmbeddedRedis,
+    Keeper,
     load_or_create_secret,
 )
 from reelwire.settings import Settings, SettingsError
@@ -154,7 +155,12 @@ def backends(settings: Settings) -> Iterator[Settings]:
             changes["redis_url"] = redis.url
         if settings.jwt_secret_key is None:
             changes["jwt_secret_key"] = load_or_create_secret(home)
-        yield settings.replace(**changes)
+        keeper = Keeper([s for s in (postgres, redis) if s is not None])
+        keeper.start()
+        try:
+            yield settings.replace(**changes)
+        finally:
+            keeper.stop()
     finally:
         if redis is not None:
             redis.stop()

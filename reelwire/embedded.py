@@ -22,6 +22,7 @@ import signal
 import socket
 import stat
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -213,6 +214,12 @@ class EmbeddedPostgres:
         self._wait_ready(timeout)
         self._ensure_database(bin_dir)
 
+    name = "PostgreSQL"
+
+    def exited(self) -> int | None:
+        """The exit status if the server we started has exited since, else None."""
+        return self._proc.poll() if self._proc is not None else None
+
     def stop(self, timeout: float = 30.0) -> None:
         """Fast shutdown: roll back open transactions, checkpoint, exit."""
         if self._proc is not None:
@@ -288,7 +295,9 @@ class EmbeddedPostgres:
                 lines = pidfile.read_text().splitlines()
             except FileNotFoundError:
                 lines = []
-            if len(lines) >= 8 and lines[7].strip() == "ready":
+            # Ours (a killed predecessor leaves its pid file behind, saying "ready") and ready.
+            ours = len(lines) >= 8 and lines[0].strip() == str(self._proc.pid)
+            if ours and lines[7].strip() == "ready":
                 return
             time.sleep(0.05)
         raise EmbeddedError(
@@ -377,6 +386,12 @@ class EmbeddedRedis:
         self._proc = _spawn_supervised(args, self.log_path, signal.SIGTERM)
         self._wait_ready(timeout)
 
+    name = "Redis"
+
+    def exited(self) -> int | None:
+        """The exit status if the server we started has exited since, else None."""
+        return self._proc.poll() if self._proc is not None else None
+
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM: redis saves (when durable) and exits."""
         if self._proc is not None:
@@ -403,6 +418,56 @@ class EmbeddedRedis:
                 return
             time.sleep(0.02)
         raise EmbeddedError(f"redis-server did not answer in {timeout:.0f}s; see {self.log_path}")
+
+
+class Keeper:
+    """Restarts the embedded servers when one exits while Reelwire serves (a crash, the OOM
+    killer, an operator's kill), with backoff, one log line per event. The app's pools
+    reconnect by themselves; meanwhile requests get 503 and /healthz says degraded.
+
+    Its thread is the parent of the servers it restarts, and they die with it (PDEATHSIG):
+    it lives as long as serving does and is stopped just before the servers are."""
+
+    def __init__(self, servers: list[EmbeddedPostgres | EmbeddedRedis], interval: float = 0.5):
+        self.servers = servers
+        self.interval = interval
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="embedded-keeper", daemon=True)
+
+    def start(self) -> None:
+        """Start watching."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching (before the servers are stopped)."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=120)
+
+    def _run(self) -> None:
+        delay = 1.0
+        while not self._stopping.wait(self.interval):
+            for server in self.servers:
+                status = server.exited()
+                if status is None:
+                    continue
+                logger.warning("embedded %s exited (status %s); restarting it", server.name, status)
+                while not self._stopping.is_set():
+                    try:
+                        server.start()
+                    except Exception as exc:  # keep trying: serving is pointless without it
+                        logger.error(
+                            "embedded %s did not restart (%s); retrying in %.0f s",
+                            server.name,
+                            exc,
+                            delay,
+                        )
+                        self._stopping.wait(delay)
+                        delay = min(delay * 2, 30.0)
+                        continue
+                    logger.info("embedded %s is back", server.name)
+                    delay = 1.0
+                    break
 
 
 def _answers_ping(path: Path) -> bool:
