@@ -10,11 +10,14 @@ import asyncio
 import os
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 
+from reelwire import supervisor
 from tests.conftest import TEST_SECRET, Backends, Proc, process_table
 from tests.test_serve import Server, free_port, wait_until
 from tests.wsclient import Socket
@@ -145,3 +148,20 @@ def test_serve_refuses_a_port_that_leftovers_still_listen_on(
             assert not server.processes()
         finally:
             server.stop()
+
+
+def test_a_child_forked_by_a_parent_that_is_already_gone_exits_before_running(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The check right after the prctl: a child whose parent is not the one that meant to fork
+    it (the supervisor died in between, so no death signal will ever come) exits at once."""
+    monkeypatch.setattr(os, "getpid", lambda: 1)  # the "supervisor" the child will not find
+    preexec = supervisor.die_with_parent()
+    monkeypatch.undo()
+    marker = tmp_path / "ran"
+    child = subprocess.Popen(["touch", str(marker)], preexec_fn=preexec)
+    assert child.wait(timeout=10) == 70
+    assert not marker.exists()
+    # With the real parent the same preexec lets the program run.
+    child = subprocess.Popen(["touch", str(marker)], preexec_fn=supervisor.die_with_parent())
+    assert child.wait(timeout=10) == 0 and marker.exists()
