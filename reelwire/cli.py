@@ -107,8 +107,13 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings.replace(**overrides)
         processes = args.processes or settings.web_concurrency
         if processes > 1:
-            from reelwire.supervisor import serve_many
+            from reelwire.supervisor import PortInUse, check_port_free, serve_many
 
+            try:  # before starting anything: a busy port is one line, not a half start
+                check_port_free(settings.host, settings.port)
+            except PortInUse as exc:
+                print(f"reelwire: {exc}", file=sys.stderr)
+                return 1
             with backends(settings) as resolved:
                 if not wait_for_backends(resolved):
                     return 1
