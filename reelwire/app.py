@@ -147,8 +147,11 @@ async def worker_watch_ctx(app: web.Application) -> AsyncIterator[None]:
     a worker is back), so a deployment without `reelwire worker` does not fail silently."""
     from transcode.presence import watch_workers
 
-    task = asyncio.create_task(watch_workers(app[SERVICES]), name="worker-watch")
+    stopping = asyncio.Event()
+    task = asyncio.create_task(watch_workers(app[SERVICES], stopping=stopping), name="worker-watch")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    stopping.set()  # not cancel(): redis-py can swallow a cancellation inside its calls
+    try:
+        await asyncio.wait_for(task, 10)
+    except (TimeoutError, asyncio.CancelledError):
+        logger.warning("the worker watch did not stop in time")

@@ -351,7 +351,10 @@ async def test_queued_jobs_with_no_worker_are_visible(
             if r.name == "transcode.presence" and r.levelno >= level
         ]
 
-    watcher = asyncio.create_task(watch_workers(services, every=0.1, grace=0.5))
+    watch_stopping = asyncio.Event()
+    watcher = asyncio.create_task(
+        watch_workers(services, every=0.1, grace=0.5, stopping=watch_stopping)
+    )
     worker = None
     try:
         await asyncio.sleep(1.0)  # nothing queued: nothing to say
@@ -389,7 +392,8 @@ async def test_queued_jobs_with_no_worker_are_visible(
         await until(lambda: _no_workers(services), 5, "the dead worker to lapse")
         assert time.monotonic() - killed_at <= 3
     finally:
-        watcher.cancel()
+        watch_stopping.set()
+        await asyncio.wait_for(watcher, 10)
         if worker is not None:
             stop(worker)
     assert len(said(logging.WARNING)) == 1

@@ -9,6 +9,7 @@ and `WAITING_FOR_WORKER` is what a video's status says meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import redis.exceptions
@@ -23,15 +24,21 @@ GRACE_SECONDS = 15.0
 
 
 async def watch_workers(
-    ctx: Services, *, every: float = CHECK_EVERY_SECONDS, grace: float = GRACE_SECONDS
+    ctx: Services,
+    *,
+    every: float = CHECK_EVERY_SECONDS,
+    grace: float = GRACE_SECONDS,
+    stopping: asyncio.Event | None = None,
 ) -> None:
-    """Run until cancelled: warn once when jobs have been queued for `grace` seconds with no
-    live worker, and say so once when a worker is back. Redis errors are not this task's to
-    report (it says nothing while it cannot tell)."""
+    """Run until `stopping` is set (or cancelled): warn once when jobs have been queued for
+    `grace` seconds with no live worker, and say so once when a worker is back. Redis errors
+    are not this task's to report (it says nothing while it cannot tell). Stop it with the
+    event: redis-py can swallow a cancellation that lands inside one of its calls."""
     loop = asyncio.get_running_loop()
+    stopping = stopping or asyncio.Event()
     stranded_since: float | None = None
     warned = False
-    while True:
+    while not stopping.is_set():
         try:
             backlog = await ctx.jobs.backlog()
             workers = await ctx.jobs.live_workers() if backlog else None
@@ -54,7 +61,8 @@ async def watch_workers(
                     warned = False
                     if workers:
                         logger.info("a transcoding worker is running (%d live)", workers)
-        await asyncio.sleep(every)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), every)
 
 
 async def waiting_reason(ctx: Services) -> str | None:
