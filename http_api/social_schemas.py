@@ -48,7 +48,12 @@ def _emoji(value: str) -> str:
     return value
 
 
-Tags = Annotated[list[str], Field(max_length=20), AfterValidator(_tags)]
+# The tag rule as patterns: one tag (spaces around it are dropped), and a comma-separated list.
+_TAG = r"[\w\-](?:[\w\- ]{0,38}[\w\-])?"
+TAG_PATTERN = rf"^\s*{_TAG}\s*$"
+TAG_LIST_PATTERN = rf"^\s*(?:{_TAG})?\s*(?:,\s*(?:{_TAG})?\s*)*$"
+Tag = Annotated[str, Field(json_schema_extra={"pattern": TAG_PATTERN})]
+Tags = Annotated[list[Tag], Field(max_length=20), AfterValidator(_tags)]
 _NOT_BLANK: dict[str, Any] = {"pattern": NOT_BLANK_PATTERN}
 NonEmpty = Annotated[str, Field(json_schema_extra=_NOT_BLANK), AfterValidator(_text)]
 
@@ -58,7 +63,9 @@ class VideoListQuery(PageQuery):
 
     sort: Literal["latest", "popular", "trending"] = "latest"
     category: str | None = Field(None, max_length=50)
-    tags: str | None = Field(None, max_length=500, description="Comma-separated; all must match")
+    tags: Annotated[str, Field(json_schema_extra={"pattern": TAG_LIST_PATTERN})] | None = Field(
+        None, max_length=500, description="Comma-separated; all must match"
+    )
     q: str | None = Field(None, max_length=200, description="Words in the title or description")
     author: UUID | None = Field(None, description="Only this user's videos (a profile's list)")
 

@@ -56,6 +56,11 @@ async def test_nul_in_other_query_models_is_a_400(api: Api) -> None:
         await api.client.get("/api/posts?communityId=%00", headers=api.auth(user["token"]))
     )
     _assert_refused(status, body, "communityId")
+    # a query model of another module (not derived from Input) is held to the same rule
+    status, body = await _answer(
+        await api.client.get("/api/v1/videos/s3-videos?search=%00", headers=api.auth(user["token"]))
+    )
+    _assert_refused(status, body, "search")
 
 
 @pytest.mark.parametrize(
@@ -110,8 +115,8 @@ async def test_nul_in_comments_posts_and_communities_is_a_400(api: Api, catalog:
         (
             "POST",
             "/api/videos/upload-url",
-            {"fileName": NUL, "fileSize": 10, "contentType": "video/mp4"},
-            "fileName",
+            {"filename": NUL, "fileSize": 10, "mimeType": "video/mp4"},
+            "filename",
         ),
     ]
     for method, path, body, field in cases:
@@ -236,7 +241,7 @@ async def _everything_refuses(api: Api, token: str, other: str, video: str) -> N
         (
             "POST",
             "/api/videos/upload-url",
-            {"fileName": "a.mp4", "fileSize": 1000, "contentType": "video/mp4"},
+            {"filename": "a.mp4", "fileSize": 1000, "mimeType": "video/mp4"},
         ),
         ("POST", "/api/ws/ticket", None),
         ("GET", "/api/auth/me", None),
