@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import orjson
 import pydantic
 
@@ -33,6 +34,7 @@ from reelwire.domain.errors import (
     LimitExceeded,
     Unauthorized,
     ValidationFailed,
+    is_outage,
 )
 
 logger = logging.getLogger(__name__)
@@ -102,11 +104,23 @@ async def dispatch(session: Session, text: str) -> None:
         if found.auth and conn.principal is None:
             raise Unauthorized("Authenticate first (an `auth` message, a ticket or a header)")
         await rates.check(session.services, found.rate, conn.principal, conn.remote)
-        answer = await found.handler(session, body)
+        try:
+            answer = await found.handler(session, body)
+        except asyncpg.ForeignKeyViolationError:
+            # As on REST: most often the caller's own account, deleted while the socket lived.
+            raise await accounts.missing_reference(session.services, conn.principal) from None
     except DomainError as exc:
         conn.send(messages.error(message_id, exc.code, exc.message, exc.details, exc.field_errors))
         return
-    except Exception:
+    except Exception as exc:
+        if is_outage(exc):  # the same rule as REST's 503
+            logger.warning("websocket message: a backend is unavailable: %r", exc)
+            conn.send(
+                messages.error(
+                    message_id, "SERVICE_UNAVAILABLE", "A backend service is unavailable; retry"
+                )
+            )
+            return
         logger.exception("websocket message failed")
         conn.send(messages.error(message_id, "SERVER_ERROR", "Internal server error"))
         return

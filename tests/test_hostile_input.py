@@ -320,6 +320,24 @@ async def test_a_write_racing_the_deletion_is_401_not_500(
         assert resp.status == 401, (path, await resp.text())
 
 
+async def test_a_live_sockets_account_deleted_gets_unauthorized_not_a_server_error(
+    api: Api, db: Any, catalog: Catalog
+) -> None:
+    owner = await api.register()
+    gone = await api.register()
+    video = await catalog.video(owner["id"])
+    sock = await Socket.open(api.client, headers=api.auth(gone["token"]))
+    await db.execute("DELETE FROM users WHERE id = $1", UUID(gone["id"]))
+    for kind, fields in (
+        ("like", {"video_id": video, "action": "like"}),
+        ("comment", {"video_id": video, "content": "still here?"}),
+    ):
+        reply = await sock.call(kind, **fields)
+        assert reply["type"] == "error", reply
+        assert reply["error"]["code"] in ("UNAUTHORIZED", "NOT_FOUND"), reply
+    await sock.ws.close()
+
+
 # --- image pixel limit -----------------------------------------------------------------------
 
 
