@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import orjson
-import pydantic
 from pydantic import BaseModel, Field
 
-from http_api.routing import Call, RouteTable, field_errors, parse_uuid
+from http_api.routing import Call, RouteTable, parse_uuid, validate_input
 from reelwire.domain import webhooks
 from reelwire.domain.errors import ValidationFailed
 
@@ -65,11 +64,13 @@ async def _verified(call: Call[Any], model: type[BaseModel]) -> tuple[Any, bytes
         request.headers.get("x-webhook-timestamp"),
     )
     try:
-        return model.model_validate(orjson.loads(body)), body
+        data = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise ValidationFailed("Malformed JSON body") from None
-    except pydantic.ValidationError as exc:
-        raise ValidationFailed("Invalid webhook payload", field_errors=field_errors(exc)) from None
+    if not isinstance(data, dict):
+        raise ValidationFailed("Invalid webhook payload: expected a JSON object")
+    # The same rules as every other body: text PostgreSQL cannot store is refused too.
+    return validate_input(model, data, "body"), body
 
 
 @routes.post(

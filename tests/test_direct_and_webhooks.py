@@ -280,3 +280,22 @@ async def test_signed_upload_urls_never_follow_the_host_header(
     assert grant["uploadUrl"].startswith("https://videos.example.com/api/uploads/"), grant
     doc = await (await proxied.client.get("/api/asyncapi.json", headers={"Host": "x.io"})).json()
     assert "x.io" not in str(doc["servers"]) and "videos.example.com" in str(doc["servers"])
+
+
+async def test_a_signed_webhook_with_text_the_database_cannot_store_is_a_400(
+    direct_api: Api,
+) -> None:
+    _, video_id = await pending_video(direct_api)
+    body = orjson.dumps(
+        {"video_id": video_id, "status": "success", "playback_url": "https://cdn.example.com/\x00"}
+    )
+    resp = await direct_api.client.post(
+        "/api/webhooks/video-processed", data=body, headers=sign(body)
+    )
+    answer = await resp.json()
+    assert resp.status == 400, answer
+    assert "playback_url" in answer["error"]["field_errors"], answer
+    listed = await direct_api.client.post(
+        "/api/webhooks/video-processed", data=b"[1]", headers=sign(b"[1]")
+    )
+    assert listed.status == 400
