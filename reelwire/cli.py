@@ -228,7 +228,8 @@ def wait_for_backends(settings: Settings) -> bool:
                 print("reelwire: PostgreSQL and Redis answer now", file=sys.stderr)
             return True
         line = "; ".join(problems)
-        if time.monotonic() + delay > deadline:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             print(f"reelwire: gave up after {settings.startup_timeout} s: {line}", file=sys.stderr)
             return False
         if line != said:
@@ -237,7 +238,7 @@ def wait_for_backends(settings: Settings) -> bool:
                 file=sys.stderr,
             )
             said = line
-        time.sleep(delay)
+        time.sleep(min(delay, remaining))
         delay = min(delay * 2, 5.0)
 
 
