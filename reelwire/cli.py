@@ -179,7 +179,7 @@ def _migrate(settings: Settings) -> int:
 
     with backends(settings) as resolved:
         assert resolved.database_url is not None
-        if not wait_for_backends(resolved):
+        if not wait_for_backends(resolved, redis=False):  # migrating needs PostgreSQL only
             return 1
         applied = asyncio.run(migrate_url(resolved.database_url))
     print(f"applied {len(applied)} migration(s)" + (f": {applied}" if applied else ""))
@@ -215,17 +215,17 @@ def _serve(settings: Settings, *, migrate: bool, reuse_port: bool = False) -> in
     return 0
 
 
-def wait_for_backends(settings: Settings) -> bool:
+def wait_for_backends(settings: Settings, *, redis: bool = True) -> bool:
     """PostgreSQL and Redis answer, or we wait for them with backoff up to
     STARTUP_TIMEOUT_SECONDS: one line when waiting starts (or the reason changes), one when
     giving up; never a traceback for a server that is simply not there (yet)."""
     deadline = time.monotonic() + settings.startup_timeout
     delay, said = 0.5, ""
     while True:
-        problems = asyncio.run(_probe_backends(settings))
+        problems = asyncio.run(_probe_backends(settings, redis=redis))
         if not problems:
             if said:
-                print("reelwire: PostgreSQL and Redis answer now", file=sys.stderr)
+                print("reelwire: the backends answer now", file=sys.stderr)
             return True
         line = "; ".join(problems)
         remaining = deadline - time.monotonic()
@@ -242,17 +242,19 @@ def wait_for_backends(settings: Settings) -> bool:
         delay = min(delay * 2, 5.0)
 
 
-async def _probe_backends(settings: Settings) -> list[str]:
+async def _probe_backends(settings: Settings, *, redis: bool) -> list[str]:
     import asyncpg
     import redis.asyncio as aioredis
 
     problems = []
-    assert settings.database_url is not None and settings.redis_url is not None
+    assert settings.database_url is not None
     try:
         conn = await asyncpg.connect(settings.database_url, timeout=5)
         await conn.close()
     except Exception as exc:  # any reason it cannot be reached: say it in one line
         problems.append(f"PostgreSQL at {display_url(settings.database_url)} ({_reason(exc)})")
+    if not redis or settings.redis_url is None:
+        return problems
     client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
     try:
         await client.ping()
