@@ -3,7 +3,10 @@ the limit is enforced while reading (and up front from Content-Length), never af
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import signal
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -18,7 +21,12 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from http_api.routing import validate_input
 from reelwire.domain import media
-from reelwire.domain.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from reelwire.domain.errors import (
+    PayloadTooLarge,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 
 CHUNK = 256 * 1024
 MAX_TEXT_FIELD = 64 * 1024
@@ -34,6 +42,96 @@ class Upload:
     path: Path | None = None
     filename: str = ""
     size: int = 0
+
+
+@dataclass
+class Drain:
+    """A stopping server's uploads: new ones are refused at once, those in flight may finish
+    for `seconds`, and the rest are answered (503, retry) rather than cut off."""
+
+    seconds: float
+    since: float | None = None
+    active: int = 0  # uploads being received
+
+    @property
+    def draining(self) -> bool:
+        """SIGTERM has arrived."""
+        return self.since is not None
+
+    @property
+    def over(self) -> bool:
+        """The uploads in flight have had their time."""
+        return self.since is not None and time.monotonic() - self.since > self.seconds
+
+
+DRAIN = web.AppKey("upload_drain", Drain)
+RESTARTING = {"Retry-After": "5", "Connection": "close"}
+
+
+def setup_drain(app: web.Application, seconds: float) -> None:
+    """Refuse new uploads once shutdown starts (and in any case before anything else stops)."""
+    drain = app[DRAIN] = Drain(seconds)
+
+    async def start_draining(app: web.Application) -> None:
+        if drain.since is None:
+            drain.since = time.monotonic()
+
+    app.on_shutdown.insert(0, start_draining)
+
+
+def drain_on_signals(app: web.Application) -> None:
+    """For `reelwire serve` (run_app without its own signal handling): SIGTERM or SIGINT
+    first refuses new uploads and lets those in flight finish for UPLOAD_DRAIN_SECONDS (or
+    answers them 503), then shuts down as usual. A second signal shuts down at once.
+
+    aiohttp's own graceful shutdown cancels a handler that is still reading its request body,
+    so an upload in flight would be reset; hence the wait before it starts."""
+
+    async def install(app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+        drain = app[DRAIN]
+
+        def stop_now() -> None:
+            raise web.GracefulExit()  # a SystemExit: it ends run_app's loop, which cleans up
+
+        async def finish_uploads() -> None:
+            # Past the drain, the uploads still reading are answered 503 at their next chunk;
+            # 5 s more lets those answers go out.
+            deadline = (drain.since or 0) + drain.seconds + 5
+            while drain.active and time.monotonic() < deadline:  # noqa: ASYNC110 (a counter)
+                await asyncio.sleep(0.05)
+            loop.call_soon(stop_now)
+
+        def on_signal() -> None:
+            if drain.since is not None:
+                stop_now()
+            drain.since = time.monotonic()
+            if not drain.active:
+                stop_now()
+            app[_FINISHING] = asyncio.ensure_future(finish_uploads())
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+
+    app.on_startup.append(install)
+
+
+_FINISHING = web.AppKey("upload_drain_task", asyncio.Future)
+
+
+def _check_drain(request: web.Request, *, started: bool) -> None:
+    drain = request.app.get(DRAIN)
+    if drain is None:
+        return
+    if not started and drain.draining:
+        raise ServiceUnavailable(
+            "The server is restarting; send the upload again in a moment", headers=RESTARTING
+        )
+    if started and drain.over:
+        raise ServiceUnavailable(
+            "The server is restarting and the upload did not finish in time; send it again",
+            headers=RESTARTING,
+        )
 
 
 @contextlib.asynccontextmanager
@@ -56,6 +154,10 @@ async def receive_form(
         and request.content_length > max_bytes + MULTIPART_OVERHEAD
     ):
         raise too_large
+    _check_drain(request, started=False)
+    drain = request.app.get(DRAIN)
+    if drain is not None:
+        drain.active += 1
     upload = Upload()
     try:
         try:
@@ -75,6 +177,8 @@ async def receive_form(
             ) from None
         yield upload
     finally:
+        if drain is not None:
+            drain.active -= 1
         if upload.path is not None:
             with contextlib.suppress(FileNotFoundError):
                 await aiofiles.os.remove(upload.path)
@@ -107,7 +211,7 @@ async def _read_parts(
                 )
             upload.file_field, upload.filename = name, _safe_name(part.filename or "")
             upload.path = spool_dir / f"upload-{uuid.uuid4().hex}"
-            upload.size = await _spool(part, upload.path, max_bytes, too_large)
+            upload.size = await _spool(request, part, upload.path, max_bytes, too_large)
         elif name in text_fields:
             upload.fields[name] = await _text(part, name)
         else:
@@ -117,10 +221,17 @@ async def _read_parts(
             )
 
 
-async def _spool(part: BodyPartReader, path: Path, limit: int, too_large: PayloadTooLarge) -> int:
+async def _spool(
+    request: web.Request,
+    part: BodyPartReader,
+    path: Path,
+    limit: int,
+    too_large: PayloadTooLarge,
+) -> int:
     size = 0
     async with aiofiles.open(path, "wb") as handle:
         while chunk := await part.read_chunk(CHUNK):
+            _check_drain(request, started=True)
             size += len(chunk)
             if size > limit:
                 raise too_large

@@ -18,6 +18,7 @@ from http_api.middlewares import (
     request_id_middleware,
 )
 from http_api.routes import setup_routes
+from http_api.uploads import setup_drain
 from realtime.endpoint import setup_realtime
 from reelwire import resources
 from reelwire.appkeys import BLOBS, DB, EXECUTOR, REDIS, SERVICES, SETTINGS
@@ -54,6 +55,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     setup_realtime(app)  # after the services it uses, so it closes before them
     setup_routes(app, settings.cors_origins)
+    setup_drain(app, settings.upload_drain_seconds)
     return app
 
 

@@ -198,9 +198,14 @@ def _serve(settings: Settings, *, migrate: bool, reuse_port: bool = False) -> in
             return 1
         if not reuse_port:
             _log_backends(settings, resolved)
+        from http_api.uploads import drain_on_signals
+
         loop = _new_loop()
+        app = create_app(resolved)
+        drain_on_signals(app)
         web.run_app(
-            create_app(resolved),
+            app,
+            handle_signals=False,  # drain_on_signals: uploads in flight finish first
             host=resolved.host,
             port=resolved.port,
             reuse_port=reuse_port or None,

@@ -72,6 +72,7 @@ class Settings:
     public_base_url: str | None = None
     http_idle_timeout: int = 15
     startup_timeout: int = 60
+    upload_drain_seconds: int = 30
     log_level: str = "INFO"
     max_json_bytes: int = 1024 * 1024
     db_pool_size: int = 10
@@ -185,6 +186,7 @@ class Settings:
             public_base_url=reader.url("PUBLIC_BASE_URL", ("http", "https")),
             http_idle_timeout=reader.integer("HTTP_IDLE_TIMEOUT_SECONDS", 15, 1, 3600),
             startup_timeout=reader.integer("STARTUP_TIMEOUT_SECONDS", 60, 0, 3600),
+            upload_drain_seconds=reader.integer("UPLOAD_DRAIN_SECONDS", 30, 0, 3600),
             log_level=reader.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
             max_json_bytes=reader.integer("MAX_JSON_BODY_BYTES", 1024 * 1024, 1024, 64 << 20),
             db_pool_size=reader.integer("DB_POOL_SIZE", 10, 1, 500),
