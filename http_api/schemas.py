@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -144,8 +145,16 @@ def _display_name(value: str) -> str:
 
 
 def _http_url(value: str) -> str:
+    problem = "Must be an http(s) URL of at most 1000 characters."
     if not re.match(r"^https?://[^\s]+$", value) or len(value) > 1000:
-        raise ValueError("Must be an http(s) URL of at most 1000 characters.")
+        raise ValueError(problem)
+    try:  # one every URL parser can read back: a host, a valid port, no stray brackets
+        parts = urlsplit(value)
+        if not parts.hostname:
+            raise ValueError(problem)
+        _ = parts.port
+    except ValueError:
+        raise ValueError(problem) from None
     return value
 
 

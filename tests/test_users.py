@@ -260,3 +260,18 @@ async def test_mutual_follows_at_once_do_not_deadlock(api: Api) -> None:
         profile = await (await api.client.get(f"/api/users/{user['id']}")).json()
         assert profile["user"]["follower_count"] == 0
         assert profile["user"]["following_count"] == 0
+
+
+async def test_an_avatar_url_must_read_back_as_a_url(api: Api) -> None:
+    user = await api.register("pictured")
+    for bad in ("http://[", "https://[::1", "http://host:99999/x", "http:///path"):
+        resp = await api.client.patch(
+            "/api/users/me", json={"avatar_url": bad}, headers=api.auth(user["token"])
+        )
+        assert resp.status == 400, (bad, await resp.text())
+    good = await api.client.patch(
+        "/api/users/me",
+        json={"avatar_url": "https://cdn.example.com/a.png"},
+        headers=api.auth(user["token"]),
+    )
+    assert good.status == 200
