@@ -27,7 +27,8 @@ from storage.blobs import LocalBlobStore, check_key, content_type_for
 
 routes = RouteTable()
 
-_PROXIED = (".m3u8", ".vtt")
+# Playlists and the storyboard index: cached for seconds, and on S3 proxied (their relative
+# URIs must keep resolving here).
 _PLAYLISTS = (".m3u8", ".vtt")
 YEAR = 31_536_000
 PLAYLIST_SECONDS = 10
@@ -138,7 +139,7 @@ async def serve_blob(
     from storage.s3 import S3BlobStore
 
     assert isinstance(blobs, S3BlobStore)
-    if key.endswith(_PROXIED):
+    if key.endswith(_PLAYLISTS):
         body = await blobs.read_bytes_or_none(key)
         if body is None:
             raise NotFound("Not found")

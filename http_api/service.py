@@ -59,17 +59,9 @@ async def healthz(call: Call[Any]) -> dict[str, Any]:
         async with services.db.acquire() as conn:
             await conn.fetchval("SELECT 1")
 
-    async def check(name: str, probe: Any) -> tuple[str, str]:
-        try:
-            async with asyncio.timeout(1):
-                await probe
-            return name, "ok"
-        except Exception as exc:  # any failure: say which backend and what
-            return name, f"unavailable: {type(exc).__name__}"
-
     checks = dict(
         await asyncio.gather(
-            check("postgres", pooled_postgres()), check("redis", services.redis.ping())
+            _check("postgres", pooled_postgres(), 1), _check("redis", services.redis.ping(), 1)
         )
     )
     if all(value == "ok" for value in checks.values()):
@@ -84,18 +76,10 @@ async def readyz(call: Call[Any]) -> web.Response:
     still accepted and queued)."""
     services = call.request.app[SERVICES]
 
-    async def check(name: str, probe: Any) -> tuple[str, str]:
-        try:
-            async with asyncio.timeout(2):
-                await probe
-            return name, "ok"
-        except Exception as exc:  # any failure means not ready; say what it was
-            return name, f"unavailable: {type(exc).__name__}"
-
     checks = dict(
         await asyncio.gather(
-            check("postgres", ping_fresh(services.settings.database_url or "")),
-            check("redis", services.redis.ping()),
+            _check("postgres", ping_fresh(services.settings.database_url or ""), 2),
+            _check("redis", services.redis.ping(), 2),
         )
     )
     ready = all(v == "ok" for v in checks.values())
@@ -103,6 +87,16 @@ async def readyz(call: Call[Any]) -> web.Response:
     return json_response(
         {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
     )
+
+
+async def _check(name: str, probe: Any, seconds: float) -> tuple[str, str]:
+    """(name, "ok"), or (name, "unavailable: <what>") when `probe` fails or takes too long."""
+    try:
+        async with asyncio.timeout(seconds):
+            await probe
+        return name, "ok"
+    except Exception as exc:  # any failure: say which backend and what
+        return name, f"unavailable: {type(exc).__name__}"
 
 
 async def _worker_count(services: Any) -> str:

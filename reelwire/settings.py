@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -121,7 +122,7 @@ class Settings:
     ws_max_sockets: int = 0  # 0: derived from the open-files limit (see max_sockets)
     ws_max_sockets_per_address: int = 1000
 
-    @property
+    @functools.cached_property
     def max_sockets(self) -> int:
         """Sockets one process holds at most: WS_MAX_SOCKETS, or what its open-files limit
         leaves after a reserve for the database, Redis, uploads and media files."""

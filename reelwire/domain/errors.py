@@ -5,6 +5,9 @@ from __future__ import annotations
 import errno
 from typing import Any
 
+import asyncpg
+import redis.exceptions
+
 
 class DomainError(Exception):
     """Base: a code from the CLUTCH API's list, an HTTP status, and a message a person can read."""
@@ -71,23 +74,20 @@ class ServiceUnavailable(DomainError):
 def is_outage(exc: BaseException) -> bool:
     """Whether `exc` says PostgreSQL or Redis cannot be reached or is shutting down right now
     (answer 503 and retry), as opposed to a bug or bad input. One rule for REST and WebSocket."""
-    import asyncpg
-    import redis.exceptions
-
-    outage: tuple[type[BaseException], ...] = (
-        OSError,
-        TimeoutError,
-        asyncpg.exceptions.PostgresConnectionError,  # CannotConnectNow, ConnectionDoesNotExist
-        asyncpg.exceptions.OperatorInterventionError,  # AdminShutdown: a fast shutdown
-        asyncpg.exceptions.InterfaceError,  # "cannot switch to state": the connection broke
-        asyncpg.exceptions.InternalClientError,
-        redis.exceptions.ConnectionError,
-        redis.exceptions.TimeoutError,
-        redis.exceptions.BusyLoadingError,
-    )
     if isinstance(exc, OSError) and exc.errno in _LOCAL_ERRNOS:
         return False  # a path of ours that is wrong, not a server that is away
-    return isinstance(exc, outage)
+    return isinstance(exc, _OUTAGES)
 
 
+_OUTAGES: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,  # CannotConnectNow, ConnectionDoesNotExist
+    asyncpg.exceptions.OperatorInterventionError,  # AdminShutdown: a fast shutdown
+    asyncpg.exceptions.InterfaceError,  # "cannot switch to state": the connection broke
+    asyncpg.exceptions.InternalClientError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+)
 _LOCAL_ERRNOS = {errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, errno.EINVAL}

@@ -14,7 +14,7 @@ from storage import videos as video_rows
 def shape(ctx: Services, row: Any, owner: Principal | None = None) -> dict[str, Any]:
     """One library entry (the caller's own), its media URLs signed for them when needed."""
     entry = present.library_video(row, ctx.blobs)
-    if row["visibility"] == "private" or row["source"] == "clip":
+    if media_access.needs_signing(row):
         entry = media_access.sign_urls(ctx, entry, owner)
     return entry
 

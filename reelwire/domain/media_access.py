@@ -23,6 +23,7 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -134,8 +135,9 @@ def sign_urls(
     return {k: sign(v) for k, v in obj.items()}
 
 
-def needs_signing(video: dict[str, Any]) -> bool:
-    """Private videos and the videos behind uploaded clips are served only at signed URLs."""
+def needs_signing(video: Mapping[str, Any]) -> bool:
+    """Private videos and the videos behind uploaded clips are served only at signed URLs
+    (`video`: a rendered video or a video row)."""
     return video.get("visibility") == "private" or video.get("source") == "clip"
 
 
