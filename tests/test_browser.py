@@ -170,17 +170,18 @@ async def test_a_private_upload_shows_both_progress_bars_then_plays_on_two_level
     )
     assert await levels.count() >= 3  # Auto, 360p, 480p
     for level, height in (("0", 360), ("1", 480)):
+        # As a viewer does it: pick a quality, then keep watching from where the picture is.
         await page.select_option(tid("quality-menu"), level)
         # play() is not awaited: its promise waits for playback, which is what is checked.
-        await page.evaluate(
+        start = await page.evaluate(
             "() => { const v = document.querySelector('[data-testid=\"video-player\"]');"
-            " v.muted = true; v.currentTime = 0; v.play().catch(() => {}); }"
+            " v.muted = true; v.play().catch(() => {}); return v.currentTime; }"
         )
         try:
             await page.wait_for_function(
                 f"""() => {{
                   const v = document.querySelector('[data-testid="video-player"]');
-                  return v.currentTime > 3.2 && v.videoHeight === {height} && !v.paused;
+                  return v.currentTime > {start + 3.2} && v.videoHeight === {height} && !v.paused;
                 }}""",
                 timeout=45_000,
             )
