@@ -10,18 +10,14 @@ Two kinds of message travel on a channel (ARCHITECTURE.md, PROTOCOL.md):
   kept, they are published as `S <json>` and every web process coalesces them per channel.
 
 Publishers call this only after their transaction committed. If Redis is unreachable the change
-is already made, so the event waits in a bounded in-process outbox, in order, and goes out when
-Redis answers again.
+is already made, so the event waits in the process's outbox (`pubsub.outbox`), in order with the
+other held Redis writes, and gets its history offset when Redis answers again.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import os
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,18 +25,14 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pubsub import keys
-
-logger = logging.getLogger(__name__)
+from pubsub.outbox import Outbox
 
 Prepare = Callable[[Pipeline], Awaitable[object]]
 
 HISTORY_PREFIX = b"H "
 STATE_PREFIX = b"S "
-OUTBOX_LIMIT = 10_000
 POSITION_TTL = 30 * 86400  # a quiet channel keeps its epoch, so "nothing missed" still recovers
 
 # KEYS: position hash, history stream. ARGV: new epoch, frame without its closing brace,
@@ -60,8 +52,6 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('PUBLISH', ARGV[6], 'H ' .. epoch .. ' ' .. offset .. ' ' .. frame)
 return offset
 """
-
-_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 def new_epoch() -> str:
@@ -83,16 +73,16 @@ class _Message:
 
 
 class EventBus:
-    """Publishes events for one process; owns the outbox used while Redis is away."""
+    """Publishes events for one process; while Redis is away they wait in the outbox."""
 
-    def __init__(self, client: aioredis.Redis, *, history_size: int, history_ttl: int) -> None:
+    def __init__(
+        self, client: aioredis.Redis, outbox: Outbox, *, history_size: int, history_ttl: int
+    ) -> None:
         self._client = client
+        self._outbox = outbox
         self._history_size = history_size
         self._history_ttl = history_ttl
         self._script = client.register_script(_PUBLISH_WITH_HISTORY)
-        self._outbox: deque[_Message] = deque()
-        self._drainer: asyncio.Task[None] | None = None
-        self.dropped = 0
 
     async def publish(self, channel: str, event: dict[str, Any]) -> None:
         """Send a history event: it gets an offset and can be recovered by clients who missed it."""
@@ -108,54 +98,8 @@ class EventBus:
         """
         await self._send(_Message(channel, _encode(event), False, first))
 
-    @property
-    def backlog(self) -> int:
-        """Events waiting for Redis to come back."""
-        return len(self._outbox)
-
-    async def aclose(self, timeout: float = 2.0) -> None:
-        """Give a waiting outbox a last chance, then stop."""
-        if self._drainer is None:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._drainer), timeout)
-        if not self._drainer.done():
-            self._drainer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._drainer
-            logger.warning("%d event(s) not published: Redis did not come back", self.backlog)
-
     async def _send(self, message: _Message) -> None:
-        if not self._outbox:
-            try:
-                await self._execute(message)
-                return
-            except _REDIS_DOWN as exc:
-                logger.warning("Redis unreachable, holding events until it answers: %r", exc)
-        self._hold(message)
-
-    def _hold(self, message: _Message) -> None:
-        if len(self._outbox) >= OUTBOX_LIMIT:
-            self._outbox.popleft()
-            self.dropped += 1
-            if self.dropped % 1000 == 1:
-                logger.error("event outbox full: %d oldest event(s) dropped", self.dropped)
-        self._outbox.append(message)
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.create_task(self._drain(), name="event-outbox")
-
-    async def _drain(self) -> None:
-        delay = 0.1
-        while self._outbox:
-            try:
-                await self._execute(self._outbox[0])
-            except _REDIS_DOWN:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            self._outbox.popleft()
-            delay = 0.1
-        logger.info("Redis is back; held events published")
+        await self._outbox.run(lambda: self._execute(message))
 
     async def _execute(self, message: _Message) -> None:
         redis_channel = keys.redis_channel(message.channel)

@@ -6,6 +6,9 @@ its event is published, and only if its version is newer; a reader refilling fro
 cannot overwrite newer counts with the ones it read. A metadata change (edit, status, delete)
 replaces the entry with a short-lived fence, so a reader that read the old row before the change
 cannot put it back; the next reader after the fence refills.
+
+While Redis is away every read is a miss (PostgreSQL answers), fills are skipped, and fences wait
+in the outbox, ahead of anything published after them.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from pubsub import keys
+from pubsub.outbox import Outbox, nothing
 
 VIDEO_TTL_MS = 3_600_000  # the CLUTCH API: video metadata, 1 hour
 PROFILE_TTL_MS = 300_000  # follower counts, 5 minutes (a follow fences the profile anyway)
@@ -77,15 +81,18 @@ return 1
 class VideoCache:
     """Video metadata and counters, cached per video."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, outbox: Outbox) -> None:
         self.redis = client
+        self.outbox = outbox
         self._refill = client.register_script(_REFILL)
         self._counts = client.register_script(_COUNTS)
         self._fence = client.register_script(_FENCE)
 
     async def get(self, video_id: UUID) -> dict[str, Any] | None:
         """The cached video (meta with counters merged in), or None."""
-        raw = await self.redis.hgetall(keys.video_cache(video_id))
+        raw: dict[bytes | str, bytes | str] = await self.outbox.read(
+            lambda: self.redis.hgetall(keys.video_cache(video_id)), _empty_hash
+        )
         if b"meta" not in raw:
             return None
         video: dict[str, Any] = orjson.loads(raw[b"meta"])
@@ -97,14 +104,17 @@ class VideoCache:
     async def put(self, video_id: UUID, video: dict[str, Any]) -> None:
         """Cache a video read from PostgreSQL (refused while fenced or if counts are older)."""
         meta = {k: v for k, v in video.items() if k not in COUNTERS and k != "counts_version"}
-        await self._refill(
-            keys=[keys.video_cache(video_id)],
-            args=[
-                orjson.dumps(meta),
-                *(video[name] for name in COUNTERS),
-                video["counts_version"],
-                VIDEO_TTL_MS,
-            ],
+        await self.outbox.read(
+            lambda: self._refill(
+                keys=[keys.video_cache(video_id)],
+                args=[
+                    orjson.dumps(meta),
+                    *(video[name] for name in COUNTERS),
+                    video["counts_version"],
+                    VIDEO_TTL_MS,
+                ],
+            ),
+            nothing,
         )
 
     async def set_counts(
@@ -124,32 +134,44 @@ class VideoCache:
 
     async def invalidate(self, video_id: UUID) -> None:
         """The video's metadata changed: fence it so no reader caches the old row."""
-        await self._fence(keys=[keys.video_cache(video_id)], args=[FENCE_MS])
+        await self.outbox.run(
+            lambda: self._fence(keys=[keys.video_cache(video_id)], args=[FENCE_MS])
+        )
 
 
 class ProfileCache:
     """Public profiles, fenced on every change (profile edit, follow, unfollow)."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, outbox: Outbox) -> None:
         self.redis = client
+        self.outbox = outbox
         self._put = client.register_script(_PUT_UNFENCED)
         self._fence = client.register_script(_FENCE)
 
     async def get(self, user_id: UUID) -> dict[str, Any] | None:
         """The cached profile, or None."""
-        raw = await self.redis.hget(keys.profile_cache(user_id), "meta")
+        raw = await self.outbox.read(
+            lambda: self.redis.hget(keys.profile_cache(user_id), "meta"), nothing
+        )
         return orjson.loads(raw) if raw else None
 
     async def put(self, user_id: UUID, profile: dict[str, Any]) -> None:
         """Cache a profile read from PostgreSQL, unless fenced."""
-        await self._put(
-            keys=[keys.profile_cache(user_id)], args=[orjson.dumps(profile), PROFILE_TTL_MS]
+        await self.outbox.read(
+            lambda: self._put(
+                keys=[keys.profile_cache(user_id)], args=[orjson.dumps(profile), PROFILE_TTL_MS]
+            ),
+            nothing,
         )
 
     async def invalidate(self, *user_ids: UUID) -> None:
         """These profiles changed."""
-        for user_id in user_ids:
-            await self._fence(keys=[keys.profile_cache(user_id)], args=[FENCE_MS])
+
+        async def fence() -> None:
+            for user_id in user_ids:
+                await self._fence(keys=[keys.profile_cache(user_id)], args=[FENCE_MS])
+
+        await self.outbox.run(fence)
 
 
 # KEYS: entry. ARGV: field, value, ttl ms. Adds one variant unless fenced; the entry lives as
@@ -174,26 +196,42 @@ class ClipFeedCache:
     unfollow; it expires by itself when its earliest clip does.
     """
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, outbox: Outbox) -> None:
         self.redis = client
+        self.outbox = outbox
         self._put = client.register_script(_PUT_VARIANT)
         self._fence = client.register_script(_FENCE)
 
     async def get(self, user_id: UUID, variant: str) -> bytes | None:
         """The cached response body, or None."""
-        raw = await self.redis.hget(keys.clip_feed_cache(user_id), variant)
+        raw = await self.outbox.read(
+            lambda: self.redis.hget(keys.clip_feed_cache(user_id), variant), nothing
+        )
         return raw.encode() if isinstance(raw, str) else raw
 
     async def put(self, user_id: UUID, variant: str, body: bytes, ttl_ms: int) -> None:
         """Cache a rendered feed for at most `ttl_ms`, unless fenced."""
         if ttl_ms > 0:
-            await self._put(keys=[keys.clip_feed_cache(user_id)], args=[variant, body, ttl_ms])
+            await self.outbox.read(
+                lambda: self._put(
+                    keys=[keys.clip_feed_cache(user_id)], args=[variant, body, ttl_ms]
+                ),
+                nothing,
+            )
 
     async def invalidate(self, user_ids: list[UUID]) -> None:
         """These users' feeds changed."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for user_id in user_ids:
-                await self._fence(
-                    keys=[keys.clip_feed_cache(user_id)], args=[FENCE_MS], client=pipe
-                )
-            await pipe.execute()
+
+        async def fence() -> None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for user_id in user_ids:
+                    await self._fence(
+                        keys=[keys.clip_feed_cache(user_id)], args=[FENCE_MS], client=pipe
+                    )
+                await pipe.execute()
+
+        await self.outbox.run(fence)
+
+
+async def _empty_hash() -> dict[bytes | str, bytes | str]:
+    return {}

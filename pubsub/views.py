@@ -7,6 +7,10 @@ id, then deletes it. A crash between the commit and the delete leaves the batch 
 and the batch id makes the retry a no-op, so every view is counted exactly once as long as Redis
 keeps its data. What a crash can lose: nothing when a web process dies; the pending views (at
 most one flush interval of them) when Redis itself loses its memory without persistence.
+
+While Redis is away a view is added to PostgreSQL directly (the caller's fallback), and the
+video's live count is dropped once Redis answers, so the next view rebuilds it from PostgreSQL
+and the pending hash instead of counting those views twice or never.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from uuid import UUID
 import redis.asyncio as aioredis
 
 from pubsub import keys
+from pubsub.outbox import Outbox
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +106,9 @@ ApplyBatch = Callable[[ViewBatch], Awaitable[None]]
 class ViewCounter:
     """Counts views in Redis; `flush` moves them to PostgreSQL through `apply`."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, outbox: Outbox) -> None:
         self.redis = client
+        self.outbox = outbox
         self._record = client.register_script(_RECORD)
         self._begin = client.register_script(_BEGIN_FLUSH)
         self._end = client.register_script(_END_FLUSH)
@@ -139,8 +145,19 @@ class ViewCounter:
         """Live counts known to Redis (videos nobody viewed lately are absent)."""
         if not video_ids:
             return {}
-        values = await self.redis.mget([keys.live_views(v) for v in video_ids])
+
+        async def none_known() -> list[bytes | str | None]:
+            return [None] * len(video_ids)
+
+        values: list[bytes | str | None] = await self.outbox.read(
+            lambda: self.redis.mget([keys.live_views(v) for v in video_ids]), none_known
+        )
         return {v: int(n) for v, n in zip(video_ids, values, strict=True) if n is not None}
+
+    async def forget(self, video_id: UUID) -> None:
+        """Views of this video went to PostgreSQL directly: rebuild its live count from there
+        (now, or when Redis answers again)."""
+        await self.outbox.run(lambda: self.redis.delete(keys.live_views(video_id)))
 
     async def flush(self, apply: ApplyBatch) -> int:
         """Write pending views to PostgreSQL; how many views went (0 if another process is)."""

@@ -74,7 +74,7 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     await hub.start()
     yield
     await hub.stop()
-    await ctx.bus.aclose()
+    await ctx.outbox.aclose()
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -380,7 +380,11 @@ class EmbeddedRedis:
             "",
         ]
         if self.durable:
-            args += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", "300 1"]
+            # fsync before each reply (grouped per event loop turn: ~0.3 ms a write alone, ~10%
+            # of throughput under concurrency, measured): a crash must not lose the last second
+            # of history offsets, or the next events would reuse offsets clients already have
+            # and be dropped by them as duplicates.
+            args += ["--appendonly", "yes", "--appendfsync", "always", "--save", "300 1"]
         else:
             args += ["--appendonly", "no", "--save", ""]
         self._proc = _spawn_supervised(args, self.log_path, signal.SIGTERM)

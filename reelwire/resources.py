@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from pubsub.bus import EventBus
 from pubsub.cache import ClipFeedCache, ProfileCache, VideoCache
 from pubsub.limits import RateLimiter
+from pubsub.outbox import Outbox
 from pubsub.views import ViewCounter
 from reelwire.domain.context import Services
 from reelwire.domain.passwords import Passwords
@@ -112,20 +113,24 @@ def build_services(
         access_ttl=timedelta(minutes=settings.access_token_minutes),
         refresh_ttl=timedelta(days=settings.refresh_token_days),
     )
+    outbox = Outbox()
     return Services(
         settings=settings,
         db=db,
         redis=redis,
+        outbox=outbox,
         tokens=tokens,
         passwords=Passwords(settings.password_hashing, executor),
         blobs=blobs,
-        jobs=JobQueue(redis, lease=settings.job_lease_seconds),
-        views=ViewCounter(redis),
-        video_cache=VideoCache(redis),
-        profile_cache=ProfileCache(redis),
-        clip_feed_cache=ClipFeedCache(redis),
-        limiter=RateLimiter(redis),
-        bus=EventBus(redis, history_size=settings.history_size, history_ttl=settings.history_ttl),
+        jobs=JobQueue(redis, outbox, lease=settings.job_lease_seconds),
+        views=ViewCounter(redis, outbox),
+        video_cache=VideoCache(redis, outbox),
+        profile_cache=ProfileCache(redis, outbox),
+        clip_feed_cache=ClipFeedCache(redis, outbox),
+        limiter=RateLimiter(redis, outbox),
+        bus=EventBus(
+            redis, outbox, history_size=settings.history_size, history_ttl=settings.history_ttl
+        ),
     )
 
 
@@ -141,4 +146,4 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         try:
             yield services
         finally:
-            await services.bus.aclose()
+            await services.outbox.aclose()

@@ -133,8 +133,9 @@ async def publisher(spec: dict[str, Any]) -> Any:
 
         return publish
     from pubsub.bus import EventBus
+    from pubsub.outbox import Outbox
 
-    bus = EventBus(client, history_size=1000, history_ttl=600)
+    bus = EventBus(client, Outbox(), history_size=1000, history_ttl=600)
 
     async def send(data: dict[str, Any]) -> None:
         await bus.publish(spec["channel"], data)

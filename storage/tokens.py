@@ -31,6 +31,15 @@ async def lock_family(conn: asyncpg.Connection, family: UUID) -> asyncpg.Record 
     )
 
 
+async def is_revoked(conn: asyncpg.Connection, family: UUID) -> bool:
+    """Whether the session was logged out (or revoked for reuse)."""
+    return bool(
+        await conn.fetchval(
+            "SELECT revoked_at IS NOT NULL FROM refresh_token_families WHERE id = $1", family
+        )
+    )
+
+
 async def rotate(
     conn: asyncpg.Connection, family: UUID, new_jti: UUID, expires_at: datetime
 ) -> None:

@@ -282,6 +282,18 @@ async def counts(conn: asyncpg.Connection, video_id: UUID) -> asyncpg.Record | N
     )
 
 
+async def add_view(conn: asyncpg.Connection, video_id: UUID, watch_seconds: int) -> int | None:
+    """Count one view straight into the row; the new count, or None when there is no video."""
+    count = await conn.fetchval(
+        """UPDATE videos SET view_count = view_count + 1,
+                  watch_time_seconds = watch_time_seconds + $2
+           WHERE id = $1 AND deleted_at IS NULL RETURNING view_count""",
+        video_id,
+        watch_seconds,
+    )
+    return None if count is None else int(count)
+
+
 async def add_views_once(
     conn: asyncpg.Connection,
     batch_id: UUID,

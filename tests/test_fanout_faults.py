@@ -22,6 +22,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from pubsub.bus import EventBus
+from pubsub.outbox import Outbox
 from realtime.connection import Connection
 from realtime.endpoint import HUB
 from realtime.hub import Hub
@@ -107,7 +108,7 @@ async def comments(sock: Socket, count: int) -> list[dict[str, Any]]:
 @pytest.fixture
 async def bus(backends: Backends) -> Any:
     client = aioredis.Redis.from_url(backends.redis_url)
-    yield EventBus(client, history_size=10_000, history_ttl=600)
+    yield EventBus(client, Outbox(), history_size=10_000, history_ttl=600)
     await client.aclose()
 
 

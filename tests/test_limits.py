@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 import redis.asyncio as aioredis
 
 from pubsub.limits import Limit, RateLimiter
+from pubsub.outbox import Outbox
 from tests.conftest import TEST_SECRET, Backends, Catalog, MakeApi
 from tests.test_serve import Server
 
@@ -79,10 +82,15 @@ async def test_exactly_n_pass_across_two_server_processes(
             server.stop()
 
 
-async def test_no_burst_at_a_window_edge_the_budget_refills_smoothly(backends: Backends) -> None:
-    """GCRA: 4 per 2 s lets 4 through at once, then one every 0.5 s, never 4 more at once."""
-    client = aioredis.Redis.from_url(backends.redis_url)
-    limiter = RateLimiter(client)
+@pytest.mark.parametrize("redis", ["shared", "unreachable"])
+async def test_no_burst_at_a_window_edge_the_budget_refills_smoothly(
+    backends: Backends, redis: str
+) -> None:
+    """GCRA: 4 per 2 s lets 4 through at once, then one every 0.5 s, never 4 more at once; the
+    same in this process's memory while Redis cannot be reached."""
+    url = backends.redis_url if redis == "shared" else f"redis://127.0.0.1:{_closed_port()}/0"
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=1)
+    limiter = RateLimiter(client, Outbox())
     subject = f"edge-{time.monotonic_ns()}"
     limit = Limit(4, 2)
     try:
@@ -98,3 +106,9 @@ async def test_no_burst_at_a_window_edge_the_budget_refills_smoothly(backends: B
         assert [d.allowed for d in later] == [True, True, False, False]
     finally:
         await client.aclose()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # closed again when this returns: nothing listens

@@ -10,6 +10,10 @@ cleanly is not counted against it).
 Every worker also says it is alive: a sorted set holds each worker's name scored by when its
 presence expires (a lease after its last heartbeat), so anyone can count the live workers in one
 round trip, and a job with nobody to take it can say so.
+
+An upload accepted while Redis is away is in PostgreSQL already; its job waits in the process's
+outbox and joins the stream when Redis answers (and the worker's janitor re-queues any video left
+untouched for ten leases, should that process die first).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from pubsub import keys
+from pubsub.outbox import Outbox
 
 # Live transcode workers: member = worker name, score = when its presence lapses (epoch s).
 WORKERS = f"{keys.PREFIX}jobs:transcode:workers"
@@ -56,8 +61,16 @@ class Job:
 class JobQueue:
     """The transcode queue."""
 
-    def __init__(self, redis: aioredis.Redis, *, lease: float = 60.0, max_deliveries: int = 5):
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        outbox: Outbox,
+        *,
+        lease: float = 60.0,
+        max_deliveries: int = 5,
+    ):
         self.redis = redis
+        self.outbox = outbox
         self.lease = lease
         self.max_deliveries = max_deliveries
         self._promote = redis.register_script(_PROMOTE)
@@ -76,9 +89,10 @@ class JobQueue:
         """Add a job, now or after `delay` seconds."""
         payload = Job(kind, target, attempt).encode()
         if delay > 0:
-            await self.redis.zadd(keys.TRANSCODE_DELAYED, {payload: time.time() + delay})
+            due = time.time() + delay
+            await self.outbox.run(lambda: self.redis.zadd(keys.TRANSCODE_DELAYED, {payload: due}))
         else:
-            await self.redis.xadd(keys.TRANSCODE_STREAM, {"job": payload})
+            await self.outbox.run(lambda: self.redis.xadd(keys.TRANSCODE_STREAM, {"job": payload}))
 
     async def claim(self, consumer: str, count: int, block_ms: int) -> list[Job]:
         """Up to `count` jobs: due retries, then jobs of dead workers, then new ones."""

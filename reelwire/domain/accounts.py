@@ -122,7 +122,7 @@ ACCOUNT_GONE = "Account no longer exists"
 async def authenticate(ctx: Services, access_token: str) -> Principal:
     """The caller of a verified, unrevoked access token whose account still exists."""
     claims: Claims = ctx.tokens.verify(access_token, ACCESS)
-    if await ctx.redis.exists(keys.revoked_session(claims.family)):
+    if await _logged_out(ctx, claims.family):
         raise Unauthorized("Session has been logged out")
     await require_account(ctx, claims.user_id)
     return Principal(
@@ -219,8 +219,21 @@ async def _start_session(ctx: Services, conn: asyncpg.Connection, row: asyncpg.R
 async def _deny_access_tokens(ctx: Services, family: UUID) -> None:
     # Access tokens are checked against Redis, not PostgreSQL: the deny entry only has to
     # outlive the longest access token of the session.
+    # While Redis is away the entry waits in the outbox (PostgreSQL answers meanwhile).
     ttl = int(ctx.tokens.access_ttl.total_seconds()) + 60
-    await ctx.redis.set(keys.revoked_session(family), 1, ex=ttl)
+    await ctx.outbox.run(lambda: ctx.redis.set(keys.revoked_session(family), 1, ex=ttl))
+
+
+async def _logged_out(ctx: Services, family: UUID) -> bool:
+    """Whether the session was revoked: Redis' deny entry, or PostgreSQL while Redis is away."""
+
+    async def from_postgres() -> bool:
+        async with ctx.db.acquire() as conn:
+            return await token_rows.is_revoked(conn, family)
+
+    return bool(
+        await ctx.outbox.read(lambda: ctx.redis.exists(keys.revoked_session(family)), from_postgres)
+    )
 
 
 def _auth_body(message: str, row: asyncpg.Record, pair: _Pair) -> dict[str, Any]:
@@ -266,7 +279,7 @@ async def redeem_socket_ticket(ctx: Services, ticket: str) -> Principal:
         family=UUID(grant["family"]),
         expires_at=grant["expires_at"],
     )
-    if await ctx.redis.exists(keys.revoked_session(principal.family)):
+    if await _logged_out(ctx, principal.family):
         raise Unauthorized("Session has been logged out")
     await require_account(ctx, principal.user_id, fresh=True)
     return principal

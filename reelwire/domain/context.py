@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from pubsub.bus import EventBus
 from pubsub.cache import ClipFeedCache, ProfileCache, VideoCache
 from pubsub.limits import RateLimiter
+from pubsub.outbox import Outbox
 from pubsub.views import ViewCounter
 from reelwire.domain.passwords import Passwords
 from reelwire.domain.tokens import TokenCodec
@@ -28,6 +29,7 @@ class Services:
     settings: Settings
     db: asyncpg.Pool
     redis: aioredis.Redis
+    outbox: Outbox  # Redis writes held while it is away; reads that can do without it
     tokens: TokenCodec
     passwords: Passwords
     blobs: BlobStore

@@ -12,6 +12,7 @@ import asyncpg
 import orjson
 
 from pubsub import keys
+from pubsub.outbox import nothing
 from pubsub.views import ViewBatch
 from reelwire.domain import events, media, media_access, present
 from reelwire.domain.context import Principal, Services
@@ -151,7 +152,7 @@ async def _trending(ctx: Services, query: VideoQuery, page: PageRequest) -> dict
     # The ranking (ids only) is cached for a minute; the videos themselves are read fresh, so
     # their counts are current. A cursor here is a position in the cached ranking.
     key = keys.trending_cache(query.cache_key)
-    cached = await ctx.redis.get(key)
+    cached = await ctx.outbox.read(lambda: ctx.redis.get(key), nothing)
     if cached is None:
         async with ctx.db.acquire() as conn:
             ids = await video_rows.trending_ids(
@@ -160,7 +161,8 @@ async def _trending(ctx: Services, query: VideoQuery, page: PageRequest) -> dict
                 limit=TRENDING_SIZE,
                 **query.filters,
             )
-        await ctx.redis.set(key, orjson.dumps([str(i) for i in ids]), ex=TRENDING_TTL_SECONDS)
+        ranking = orjson.dumps([str(i) for i in ids])
+        await ctx.outbox.read(lambda: ctx.redis.set(key, ranking, ex=TRENDING_TTL_SECONDS), nothing)
     else:
         ids = [UUID(i) for i in orjson.loads(cached)]
     start = page.offset
@@ -180,11 +182,11 @@ async def _trending(ctx: Services, query: VideoQuery, page: PageRequest) -> dict
 async def _cached_count(ctx: Services, conn: asyncpg.Connection, query: VideoQuery) -> int:
     # Counting a large catalogue on every page costs more than the page; totals may lag 10 s.
     key = keys.list_count_cache(query.cache_key)
-    cached = await ctx.redis.get(key)
+    cached = await ctx.outbox.read(lambda: ctx.redis.get(key), nothing)
     if cached is not None:
         return int(cached)
     total = await video_rows.public_count(conn, **query.filters)
-    await ctx.redis.set(key, total, ex=COUNT_TTL_SECONDS)
+    await ctx.outbox.read(lambda: ctx.redis.set(key, total, ex=COUNT_TTL_SECONDS), nothing)
     return total
 
 
@@ -252,15 +254,25 @@ async def react(ctx: Services, principal: Principal, video_id: UUID, action: str
 async def view(
     ctx: Services, video_id: UUID, viewer: Principal | None, watch_time_seconds: float = 0
 ) -> dict[str, Any]:
-    """Count a view (in Redis; PostgreSQL catches up in batches) and publish the live count."""
+    """Count a view (in Redis; PostgreSQL catches up in batches) and publish the live count.
+    While Redis is away the view goes straight to PostgreSQL: slower, never lost."""
     await visible(ctx, video_id, viewer)
+    watched = round(watch_time_seconds)
 
     async def flushed_count(vid: UUID) -> int | None:
         async with ctx.db.acquire() as conn:
             row = await video_rows.counts(conn, vid)
         return None if row is None else int(row["view_count"])
 
-    count = await ctx.views.record(video_id, round(watch_time_seconds), flushed_count)
+    async def durably() -> int | None:
+        async with ctx.db.acquire() as conn:
+            stored = await video_rows.add_view(conn, video_id, watched)
+        await ctx.views.forget(video_id)
+        return stored
+
+    count = await ctx.outbox.read(
+        lambda: ctx.views.record(video_id, watched, flushed_count), durably
+    )
     if count is None:
         raise NotFound(VIDEO_NOT_FOUND)
     await events.video_views(ctx, video_id, count)
