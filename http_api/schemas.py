@@ -425,6 +425,14 @@ class FollowOut(BaseModel):
     follower_count: int
 
 
+class AccountStateOut(BaseModel):
+    """An admin disabled or enabled an account."""
+
+    success: bool
+    user_id: str
+    disabled: bool
+
+
 class Pagination(BaseModel):
     """The CLUTCH API's pagination object; `current_page` is null in cursor mode."""
 

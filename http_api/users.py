@@ -7,7 +7,7 @@ from typing import Any
 from http_api import schemas as s
 from http_api import social_schemas as ss
 from http_api.routing import Call, RouteTable, page_of
-from reelwire.domain import users, videos
+from reelwire.domain import accounts, users, videos
 
 routes = RouteTable()
 
@@ -57,6 +57,33 @@ async def profile(call: Call[Any]) -> dict[str, Any]:
 async def follow(call: Call[Any]) -> dict[str, Any]:
     """Follow a user (idempotent)."""
     return await users.follow(call.services, call.user, call.path_uuid("user_id", "User"))
+
+
+@routes.post(
+    "/api/users/{user_id}/disable",
+    tag="users",
+    auth="required",
+    response=s.AccountStateOut,
+    errors=(400, 401, 403, 404),
+)
+async def disable(call: Call[Any]) -> dict[str, Any]:
+    """Admins: disable an account. Its sessions end, its tokens stop working within a second
+    and it cannot log in; what it posted stays."""
+    user_id = call.path_uuid("user_id", "User")
+    return await accounts.set_disabled(call.services, call.user, user_id, True)
+
+
+@routes.delete(
+    "/api/users/{user_id}/disable",
+    tag="users",
+    auth="required",
+    response=s.AccountStateOut,
+    errors=(400, 401, 403, 404),
+)
+async def enable(call: Call[Any]) -> dict[str, Any]:
+    """Admins: enable a disabled account again (its owner logs in anew)."""
+    user_id = call.path_uuid("user_id", "User")
+    return await accounts.set_disabled(call.services, call.user, user_id, False)
 
 
 @routes.delete(

@@ -103,6 +103,8 @@ async def dispatch(session: Session, text: str) -> None:
             ) from None
         if found.auth and conn.principal is None:
             raise Unauthorized("Authenticate first (an `auth` message, a ticket or a header)")
+        if conn.principal is not None:  # deleted or disabled since the socket authenticated?
+            await accounts.require_account(session.services, conn.principal.user_id)
         await rates.check(session.services, found.rate, conn.principal, conn.remote)
         try:
             answer = await found.handler(session, body)

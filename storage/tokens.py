@@ -40,6 +40,17 @@ async def is_revoked(conn: asyncpg.Connection, family: UUID) -> bool:
     )
 
 
+async def revoke_all(conn: asyncpg.Connection, user_id: UUID, reason: str) -> list[UUID]:
+    """Revoke every live session of a user; the families revoked."""
+    rows = await conn.fetch(
+        """UPDATE refresh_token_families SET revoked_at = now(), revoked_reason = $2
+           WHERE user_id = $1 AND revoked_at IS NULL RETURNING id""",
+        user_id,
+        reason,
+    )
+    return [row["id"] for row in rows]
+
+
 async def rotate(
     conn: asyncpg.Connection, family: UUID, new_jti: UUID, expires_at: datetime
 ) -> None:

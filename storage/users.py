@@ -50,10 +50,10 @@ async def id_by_username(conn: asyncpg.Connection, username: str) -> UUID | None
 
 
 async def get_credentials(conn: asyncpg.Connection, login: str) -> asyncpg.Record | None:
-    """id and password hash by username or email, case-insensitively."""
+    """id, password hash and whether disabled, by username or email, case-insensitively."""
     column = "lower(email)" if "@" in login else "lower(username)"
     return await conn.fetchrow(
-        f"SELECT id, password_hash FROM users WHERE {column} = lower($1)", login
+        f"SELECT id, password_hash, disabled_at FROM users WHERE {column} = lower($1)", login
     )
 
 
@@ -87,6 +87,26 @@ async def update_profile(
 async def exists(conn: asyncpg.Connection, user_id: UUID) -> bool:
     """Whether the user exists."""
     return bool(await conn.fetchval("SELECT true FROM users WHERE id = $1", user_id))
+
+
+async def standing(conn: asyncpg.Connection, user_id: UUID) -> str | None:
+    """'active' or 'disabled', or None when there is no such account."""
+    disabled = await conn.fetchval(
+        "SELECT disabled_at IS NOT NULL FROM users WHERE id = $1", user_id
+    )
+    return None if disabled is None else "disabled" if disabled else "active"
+
+
+async def set_disabled(conn: asyncpg.Connection, user_id: UUID, disabled: bool) -> bool:
+    """Disable or enable an account; False when there is no such account."""
+    return bool(
+        await conn.fetchval(
+            """UPDATE users SET disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, now()) END
+               WHERE id = $1 RETURNING true""",
+            user_id,
+            disabled,
+        )
+    )
 
 
 async def lock_settings(conn: asyncpg.Connection, user_id: UUID) -> dict[str, Any] | None:

@@ -338,6 +338,47 @@ async def test_a_live_sockets_account_deleted_gets_unauthorized_not_a_server_err
     await sock.ws.close()
 
 
+async def test_a_disabled_account_is_refused_everywhere_until_enabled(
+    api: Api, db: Any, catalog: Catalog
+) -> None:
+    admin = await api.admin(db)
+    owner = await api.register()
+    user = await api.register()
+    video = await catalog.video(owner["id"])
+    auth = api.auth(user["token"])
+    sock = await Socket.open(api.client, headers=auth)
+    assert (await api.client.get("/api/auth/me", headers=auth)).status == 200
+
+    resp = await api.client.post(f"/api/users/{owner['id']}/disable", headers=auth)
+    assert resp.status == 403  # only admins
+    resp = await api.client.post(
+        f"/api/users/{user['id']}/disable", headers=api.auth(admin["token"])
+    )
+    assert (resp.status, (await resp.json())["disabled"]) == (200, True)
+    await asyncio.sleep(tokens.ACCOUNT_CHECK_SECONDS + 0.1)
+    await _everything_refuses(api, user["token"], owner["id"], video)
+    reply = await sock.call("like", video_id=video, action="like")
+    assert reply["type"] == "error" and reply["error"]["code"] == "UNAUTHORIZED", reply
+    await sock.ws.close()
+    login = {"login": user["user"]["username"], "password": "Passw0rd!"}
+    resp = await api.client.post("/api/auth/login", json=login)
+    answer = await resp.json()
+    assert resp.status == 401 and answer["error"]["message"] == "Account is disabled", answer
+    resp = await api.client.post(
+        "/api/auth/refresh", json={"refresh_token": user["tokens"]["refresh_token"]}
+    )
+    assert resp.status == 401
+    # What they posted stays; enabled again, they log in anew.
+    resp = await api.client.delete(
+        f"/api/users/{user['id']}/disable", headers=api.auth(admin["token"])
+    )
+    assert (resp.status, (await resp.json())["disabled"]) == (200, False)
+    resp = await api.client.post("/api/auth/login", json=login)
+    assert resp.status == 200
+    token = (await resp.json())["tokens"]["access_token"]
+    assert (await api.client.get("/api/auth/me", headers=api.auth(token))).status == 200
+
+
 # --- image pixel limit -----------------------------------------------------------------------
 
 

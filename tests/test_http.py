@@ -194,7 +194,7 @@ async def test_readyz_is_503_while_redis_is_down(
         redis.stop()
 
 
-async def test_authenticated_request_while_redis_is_down_is_503_not_500(
+async def test_while_redis_is_down_requests_work_and_what_needs_it_is_503_not_500(
     aiohttp_client: Any, backends: Backends, tmp_path: Path
 ) -> None:
     redis = EmbeddedRedis(tmp_path / "r", durable=False)
@@ -206,6 +206,9 @@ async def test_authenticated_request_while_redis_is_down_is_503_not_500(
         user = await Api(client).register("during_outage")
         redis.kill()
         resp = await client.get("/api/auth/me", headers=Api.auth(user["token"]))
+        assert resp.status == 200  # the session is checked in PostgreSQL meanwhile
+        # A socket ticket lives in Redis only.
+        resp = await client.post("/api/ws/ticket", headers=Api.auth(user["token"]))
         assert resp.status == 503
         assert resp.headers["Retry-After"]
         assert_envelope(await resp.json(), "SERVICE_UNAVAILABLE")

@@ -16,7 +16,7 @@ import orjson
 from pubsub import keys
 from reelwire.domain import present
 from reelwire.domain.context import Principal, Services
-from reelwire.domain.errors import Conflict, NotFound, Unauthorized
+from reelwire.domain.errors import Conflict, Forbidden, NotFound, Unauthorized
 from reelwire.domain.tokens import ACCESS, REFRESH, Claims
 from storage import tokens as token_rows
 from storage import users as user_rows
@@ -61,6 +61,8 @@ async def login(ctx: Services, *, login: str, password: str) -> dict[str, Any]:
     ok, new_hash = await ctx.passwords.verify(creds["password_hash"] if creds else None, password)
     if not ok or creds is None:
         raise Unauthorized(BAD_CREDENTIALS)
+    if creds["disabled_at"] is not None:
+        raise Unauthorized(ACCOUNT_DISABLED)
     async with ctx.db.acquire() as conn, conn.transaction():
         await user_rows.record_login(conn, creds["id"], new_hash)
         row = await user_rows.get_private(conn, creds["id"])
@@ -87,6 +89,8 @@ async def refresh(ctx: Services, refresh_token: str) -> dict[str, Any]:
             row = await user_rows.get_private(conn, claims.user_id)
             if row is None:
                 raise Unauthorized(ACCOUNT_GONE)
+            if await user_rows.standing(conn, claims.user_id) == "disabled":
+                raise Unauthorized(ACCOUNT_DISABLED)
             pair = _issue_pair(ctx, row, claims.family)
             await token_rows.rotate(conn, claims.family, pair.refresh_jti, pair.refresh_expires)
     if reused:
@@ -117,6 +121,7 @@ async def logout(ctx: Services, principal: Principal, refresh_token: str | None)
 
 
 ACCOUNT_GONE = "Account no longer exists"
+ACCOUNT_DISABLED = "Account is disabled"
 
 
 async def authenticate(ctx: Services, access_token: str) -> Principal:
@@ -134,16 +139,37 @@ async def authenticate(ctx: Services, access_token: str) -> Principal:
 
 
 async def require_account(ctx: Services, user_id: UUID, *, fresh: bool = False) -> None:
-    """401 unless the account exists. A signed token outlives a deleted account, so the row is
-    looked up (by primary key); a live answer is believed for ACCOUNT_CHECK_SECONDS per process,
-    which keeps the lookup off the hot path of a client sending many requests."""
+    """401 unless the account exists and is not disabled. A signed token outlives a deleted or
+    disabled account, so the row is looked up (by primary key); a live answer is believed for
+    ACCOUNT_CHECK_SECONDS per process, which keeps the lookup off the hot path of a client
+    sending many requests."""
     if not fresh and ctx.tokens.account_recently_seen(user_id):
         return
     async with ctx.db.acquire() as conn:
-        alive = await user_rows.exists(conn, user_id)
-    ctx.tokens.account_seen(user_id, alive)
-    if not alive:
+        standing = await user_rows.standing(conn, user_id)
+    ctx.tokens.account_seen(user_id, standing == "active")
+    if standing is None:
         raise Unauthorized(ACCOUNT_GONE)
+    if standing == "disabled":
+        raise Unauthorized(ACCOUNT_DISABLED)
+
+
+async def set_disabled(
+    ctx: Services, principal: Principal, user_id: UUID, disabled: bool
+) -> dict[str, Any]:
+    """An admin disables an account (every session ends, its tokens stop working within
+    ACCOUNT_CHECK_SECONDS, it cannot log in; what it posted stays) or enables it again."""
+    if not principal.is_admin:
+        raise Forbidden("Only an admin can disable or enable accounts")
+    if user_id == principal.user_id and disabled:
+        raise Forbidden("You cannot disable your own account")
+    async with ctx.db.acquire() as conn, conn.transaction():
+        if not await user_rows.set_disabled(conn, user_id, disabled):
+            raise NotFound("User not found")
+        families = await token_rows.revoke_all(conn, user_id, "disabled") if disabled else []
+    for family in families:
+        await _deny_access_tokens(ctx, family)
+    return {"success": True, "user_id": str(user_id), "disabled": disabled}
 
 
 async def missing_reference(ctx: Services, principal: Principal | None) -> Unauthorized | NotFound:
