@@ -21,6 +21,8 @@ WALK: dict[tuple[str, str], list[tuple[str, Any, int]]] = {
     ("DELETE", "/api/users/{user_id}/follow"): [("A", None, 200)],
     ("GET", "/api/users/{user_id}/followers"): [("A", None, 200)],
     ("GET", "/api/users/{user_id}/following"): [("A", None, 200)],
+    ("POST", "/api/users/{user_id}/disable"): [("A", None, 403)],  # admins only
+    ("DELETE", "/api/users/{user_id}/disable"): [("A", None, 403)],
     ("GET", "/api/videos/{video_id}"): [("V", None, 200), ("P", None, 404)],
     ("PATCH", "/api/videos/{video_id}"): [("V", {"title": "pwned"}, 403), ("P", {}, 404)],
     ("POST", "/api/videos/{video_id}/like"): [
