@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from http_api.routing import json_response
-from reelwire.domain.errors import DomainError, is_outage
+from reelwire.domain.errors import describe
 
 logger = logging.getLogger(__name__)
 
@@ -93,11 +93,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Every failure becomes the envelope; unexpected ones are logged with the request id."""
     try:
         return await handler(request)
-    except DomainError as exc:
-        body = error_envelope(
-            exc.code, exc.message, details=exc.details, field_errors=exc.field_errors
-        )
-        return json_response(body, status=exc.status, headers=exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -106,27 +101,19 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
         return json_response(error_envelope(code, message), status=exc.status, headers=headers)
     except Exception as exc:
-        if is_outage(exc):
-            logger.warning(
-                "backend unavailable for %s %s [%s]: %r",
-                request.method,
-                request.path,
-                request[REQUEST_ID],
-                exc,
-            )
-            body = error_envelope(
-                "SERVICE_UNAVAILABLE",
-                "A backend service is unavailable; retry shortly",
-                details={"request_id": request[REQUEST_ID]},
-            )
-            return json_response(body, status=503, headers={"Retry-After": "5"})
-        logger.exception(
-            "unhandled error for %s %s [%s]", request.method, request.path, request[REQUEST_ID]
-        )
+        problem = describe(exc)
+        details = problem.details
+        if problem.status >= 500:
+            details = {**(details or {}), "request_id": request[REQUEST_ID]}
+            where = (request.method, request.path, request[REQUEST_ID])
+            if problem.unexpected:
+                logger.exception("unhandled error for %s %s [%s]", *where)
+            else:
+                logger.warning("backend unavailable for %s %s [%s]: %r", *where, exc)
         body = error_envelope(
-            "SERVER_ERROR", "Internal server error", details={"request_id": request[REQUEST_ID]}
+            problem.code, problem.message, details=details, field_errors=problem.field_errors
         )
-        return json_response(body, status=500)
+        return json_response(body, status=problem.status, headers=problem.headers)
 
 
 async def add_response_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -100,6 +100,12 @@ class Route:
         return _PARAM_RE.sub(lambda m: "{" + m.group(1) + "}", self.path)
 
     @property
+    def envelope(self) -> bool:
+        """Whether the answer carries the CLUTCH API's `success: true` (domain operations return
+        plain data; the envelope is this transport's business)."""
+        return self.response is not None and "success" in self.response.model_fields
+
+    @property
     def path_params(self) -> list[str]:
         """Names of the path parameters."""
         return [m.group(1) for m in _PARAM_RE.finditer(self.path)]
@@ -206,6 +212,8 @@ def _make_view(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResp
             if not result.prepared:
                 result.headers.update(limit_headers)
             return result
+        if route.envelope and isinstance(result, dict):
+            result = {"success": True, **result}
         return json_response(result, status=route.status, headers=limit_headers)
 
     view.__name__ = route.handler.__name__

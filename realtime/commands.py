@@ -29,12 +29,11 @@ from realtime.hub import VIDEO_FIELDS, Hub
 from reelwire.domain import accounts, comments, rates, users, videos
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import (
-    DomainError,
     Forbidden,
     LimitExceeded,
     Unauthorized,
     ValidationFailed,
-    is_outage,
+    describe,
 )
 
 logger = logging.getLogger(__name__)
@@ -111,20 +110,17 @@ async def dispatch(session: Session, text: str) -> None:
         except asyncpg.ForeignKeyViolationError:
             # As on REST: most often the caller's own account, deleted while the socket lived.
             raise await accounts.missing_reference(session.services, conn.principal) from None
-    except DomainError as exc:
-        conn.send(messages.error(message_id, exc.code, exc.message, exc.details, exc.field_errors))
-        return
     except Exception as exc:
-        if is_outage(exc):  # the same rule as REST's 503
+        problem = describe(exc)  # the same mapper as REST's envelope
+        if problem.unexpected:
+            logger.exception("websocket message failed")
+        elif problem.status >= 500:
             logger.warning("websocket message: a backend is unavailable: %r", exc)
-            conn.send(
-                messages.error(
-                    message_id, "SERVICE_UNAVAILABLE", "A backend service is unavailable; retry"
-                )
+        conn.send(
+            messages.error(
+                message_id, problem.code, problem.message, problem.details, problem.field_errors
             )
-            return
-        logger.exception("websocket message failed")
-        conn.send(messages.error(message_id, "SERVER_ERROR", "Internal server error"))
+        )
         return
     if answer is not None:
         conn.send(answer)

@@ -99,7 +99,7 @@ async def refresh(ctx: Services, refresh_token: str) -> dict[str, Any]:
             "refresh token reuse for user %s; session %s revoked", claims.user_id, claims.family
         )
         raise Unauthorized("Refresh token has already been used; please log in again")
-    return {"success": True, **pair.body()}
+    return pair.body()
 
 
 async def logout(ctx: Services, principal: Principal, refresh_token: str | None) -> dict[str, Any]:
@@ -117,7 +117,7 @@ async def logout(ctx: Services, principal: Principal, refresh_token: str | None)
             await token_rows.revoke(conn, family, "logout")
     for family in families:
         await _deny_access_tokens(ctx, family)
-    return {"success": True, "detail": "Successfully logged out"}
+    return {"detail": "Successfully logged out"}
 
 
 ACCOUNT_GONE = "Account no longer exists"
@@ -169,7 +169,7 @@ async def set_disabled(
         families = await token_rows.revoke_all(conn, user_id, "disabled") if disabled else []
     for family in families:
         await _deny_access_tokens(ctx, family)
-    return {"success": True, "user_id": str(user_id), "disabled": disabled}
+    return {"user_id": str(user_id), "disabled": disabled}
 
 
 async def missing_reference(ctx: Services, principal: Principal | None) -> Unauthorized | NotFound:
@@ -193,7 +193,7 @@ async def me(ctx: Services, principal: Principal) -> dict[str, Any]:
     # Views of the last flush interval are not in PostgreSQL yet; the creator totals may trail
     # the live count on each video by that much.
     profile = {name: int(value) for name, value in totals.items()}
-    return {"success": True, "user": present.user_private(row), "profile": profile}
+    return {"user": present.user_private(row), "profile": profile}
 
 
 @dataclass(frozen=True)
@@ -265,7 +265,6 @@ async def _logged_out(ctx: Services, family: UUID) -> bool:
 def _auth_body(message: str, row: asyncpg.Record, pair: _Pair) -> dict[str, Any]:
     tokens = pair.body()
     return {
-        "success": True,
         "message": message,
         "user": present.user_private(row),
         "tokens": {
@@ -290,7 +289,7 @@ async def issue_socket_ticket(ctx: Services, principal: Principal) -> dict[str, 
         "expires_at": principal.expires_at,
     }
     await ctx.redis.set(keys.socket_ticket(ticket), orjson.dumps(grant), ex=SOCKET_TICKET_SECONDS)
-    return {"success": True, "ticket": ticket, "expires_in": SOCKET_TICKET_SECONDS}
+    return {"ticket": ticket, "expires_in": SOCKET_TICKET_SECONDS}
 
 
 async def redeem_socket_ticket(ctx: Services, ticket: str) -> Principal:

@@ -258,9 +258,9 @@ async def view(ctx: Services, principal: Principal, clip_id: UUID) -> dict[str, 
         if row is None:
             raise NotFound(CLIP_NOT_FOUND)
         if row["user_id"] == principal.user_id:
-            return {"success": True, "counted": False, "view_count": row["view_count"]}
+            return {"counted": False, "view_count": row["view_count"]}
         counted, count = await clip_rows.record_view(conn, clip_id, principal.user_id)
-    return {"success": True, "counted": counted, "view_count": count}
+    return {"counted": counted, "view_count": count}
 
 
 async def viewers(ctx: Services, principal: Principal, clip_id: UUID) -> dict[str, Any]:
@@ -273,7 +273,6 @@ async def viewers(ctx: Services, principal: Principal, clip_id: UUID) -> dict[st
             raise Forbidden("Only the clip's owner can see who viewed it")
         rows = await clip_rows.viewers(conn, clip_id, limit=1000)
     return {
-        "success": True,
         "clip_id": str(clip_id),
         "view_count": row["view_count"],
         "viewers": [
@@ -304,7 +303,7 @@ async def react(ctx: Services, principal: Principal, clip_id: UUID, emoji: str) 
             "clip_reaction",
             {"clip_id": str(clip_id), "emoji": emoji, "user_id": str(principal.user_id)},
         )
-    return {"success": True, "clip_id": str(clip_id), "reactions": counts}
+    return {"clip_id": str(clip_id), "reactions": counts}
 
 
 def _gone(row: Any) -> dict[str, Any]:

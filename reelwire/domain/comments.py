@@ -66,7 +66,6 @@ async def list_top_level(
         shaped = await _with_interaction(conn, rows, viewer)
     cursor = next_cursor(rows, page) if sort != "top" else None
     return {
-        "success": True,
         "comments": shaped,
         "pagination": pagination(page, total, len(rows)),
         "next_cursor": cursor,
@@ -85,7 +84,6 @@ async def list_replies(
         )
         shaped = await _with_interaction(conn, rows, viewer)
     return {
-        "success": True,
         "replies": shaped,
         "pagination": pagination(page, parent["reply_count"], len(rows)),
         "next_cursor": next_cursor(rows, page),
@@ -127,7 +125,7 @@ async def delete(ctx: Services, principal: Principal, comment_id: UUID) -> dict[
         counts = await comment_rows.delete(conn, locked)
     await events.video_counts(ctx, row["video_id"], counts)
     await events.comment_deleted(ctx, row["video_id"], comment_id, row["parent_id"])
-    return {"success": True, "message": "Comment deleted"}
+    return {"message": "Comment deleted"}
 
 
 async def react(
@@ -149,7 +147,6 @@ async def react(
         }
         await events.comment_updated(ctx, row["video_id"], changed)
     return {
-        "success": True,
         "user_action": present.REACTION_NAMES[kind],
         "like_count": counts["like_count"],
         "dislike_count": counts["dislike_count"],

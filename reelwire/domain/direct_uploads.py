@@ -251,7 +251,7 @@ async def _complete_thumbnail(ctx: Services, row: Any, owner: Principal) -> dict
     async with ctx.db.acquire() as conn:
         await video_rows.update(conn, row["id"], thumbnail_key=key)
     await ctx.video_cache.invalidate(row["id"])
-    answer = {"success": True, "thumbnail_url": ctx.blobs.url(key)}
+    answer = {"thumbnail_url": ctx.blobs.url(key)}
     if media_access.needs_signing(row):
         answer = media_access.sign_urls(ctx, answer, owner)
     return answer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -69,6 +70,40 @@ class RateLimited(DomainError):
 
 class ServiceUnavailable(DomainError):
     code, status, default_message = "SERVICE_UNAVAILABLE", 503, "Service temporarily unavailable"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What a failure means to the caller, the same for REST (the envelope and `status`) and
+    WebSocket (an `error` message): built by `describe`, rendered by each transport."""
+
+    status: int
+    code: str
+    message: str
+    details: dict[str, Any] | None = None
+    field_errors: dict[str, list[str]] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    unexpected: bool = False  # a bug: log it with its traceback
+
+
+OUTAGE_RETRY_SECONDS = 5
+
+
+def describe(exc: BaseException) -> Problem:
+    """The one error mapper: a domain error as it says, a backend outage as 503
+    SERVICE_UNAVAILABLE with `Retry-After`, anything else as a 500 that shows nothing inside."""
+    if isinstance(exc, DomainError):
+        return Problem(
+            exc.status, exc.code, exc.message, exc.details, exc.field_errors, dict(exc.headers)
+        )
+    if is_outage(exc):
+        return Problem(
+            ServiceUnavailable.status,
+            ServiceUnavailable.code,
+            "A backend service is unavailable; retry shortly",
+            headers={"Retry-After": str(OUTAGE_RETRY_SECONDS)},
+        )
+    return Problem(500, DomainError.code, DomainError.default_message, unexpected=True)
 
 
 def is_outage(exc: BaseException) -> bool:

@@ -215,7 +215,7 @@ async def delete_video(ctx: Services, video_id: UUID, principal: Principal) -> d
     await ctx.video_cache.invalidate(video_id)
     removed = await ctx.blobs.delete_prefix(f"videos/{video_id}")
     logger.info("deleted video %s and %d stored files", video_id, removed)
-    return {"success": True, "message": "Video deleted"}
+    return {"message": "Video deleted"}
 
 
 def too_large(limit: int, message: str | None = None) -> PayloadTooLarge:

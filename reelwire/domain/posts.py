@@ -64,7 +64,6 @@ async def list_posts(ctx: Services, community_id: UUID | None, page: PageRequest
         )
         total = await post_rows.posts_count(conn, community_id)
     return {
-        "success": True,
         "posts": [_post(r, ctx) for r in rows],
         "pagination": pagination(page, total, len(rows)),
         "next_cursor": next_cursor(rows, page),
@@ -91,7 +90,6 @@ async def list_communities(ctx: Services, page: PageRequest) -> dict[str, Any]:
         )
         total = await post_rows.communities_count(conn)
     return {
-        "success": True,
         "communities": [_community(r) for r in rows],
         "pagination": pagination(page, total, len(rows)),
         "next_cursor": next_cursor(rows, page),

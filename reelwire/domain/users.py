@@ -46,7 +46,7 @@ async def profile(ctx: Services, user_id: UUID, viewer: Principal | None) -> dic
     if viewer is not None and viewer.user_id != user_id:
         async with ctx.db.acquire() as conn:
             following = await follow_rows.is_following(conn, viewer.user_id, user_id)
-    return {"success": True, "user": {**user, "is_following": following}}
+    return {"user": {**user, "is_following": following}}
 
 
 async def update_me(ctx: Services, principal: Principal, changes: dict[str, Any]) -> dict[str, Any]:
@@ -60,7 +60,7 @@ async def update_me(ctx: Services, principal: Principal, changes: dict[str, Any]
         row = await user_rows.update_profile(conn, principal.user_id, changes)
     assert row is not None
     await ctx.profile_cache.invalidate(principal.user_id)
-    return {"success": True, "user": present.user_private(row)}
+    return {"user": present.user_private(row)}
 
 
 async def follow(ctx: Services, principal: Principal, target: UUID) -> dict[str, Any]:
@@ -82,7 +82,7 @@ async def follow(ctx: Services, principal: Principal, target: UUID) -> dict[str,
         assert follower is not None
         await events.new_follower(ctx, target, present.user_card(follower), count)
         await events.following_changed(ctx, principal.user_id, target, "added")
-    return {"success": True, "following": True, "follower_count": count}
+    return {"following": True, "follower_count": count}
 
 
 async def unfollow(ctx: Services, principal: Principal, target: UUID) -> dict[str, Any]:
@@ -102,7 +102,7 @@ async def unfollow(ctx: Services, principal: Principal, target: UUID) -> dict[st
         await ctx.profile_cache.invalidate(principal.user_id, target)
         await ctx.clip_feed_cache.invalidate([principal.user_id])
         await events.following_changed(ctx, principal.user_id, target, "removed")
-    return {"success": True, "following": False, "follower_count": count}
+    return {"following": False, "follower_count": count}
 
 
 async def followed_ids(ctx: Services, user_id: UUID) -> list[UUID]:
@@ -139,7 +139,6 @@ async def follow_list(
         )
     total = owner["follower_count" if direction == "followers" else "following_count"]
     return {
-        "success": True,
         direction: [present.follow_entry(r) for r in rows],
         "pagination": pagination(page, total, len(rows)),
         "next_cursor": next_cursor(rows, page, "followed_at"),

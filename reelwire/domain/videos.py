@@ -111,7 +111,6 @@ async def get(ctx: Services, video_id: UUID, viewer: Principal | None) -> dict[s
         async with ctx.db.acquire() as conn:
             kind = await video_rows.reaction_of(conn, video_id, viewer.user_id)
     return {
-        "success": True,
         **media_access.for_viewer(ctx, video, viewer),
         "user_reaction": present.REACTION_NAMES[kind],
         "user_interaction": {"liked": kind == 1, "disliked": kind == -1},
@@ -201,7 +200,6 @@ async def _video_page(
     videos = [present.video(r, ctx.blobs) for r in rows]
     await _with_live_views(ctx, videos)
     return {
-        "success": True,
         "videos": videos,
         "pagination": pagination(page, total, len(videos)),
         "next_cursor": cursor,
@@ -244,7 +242,6 @@ async def react(ctx: Services, principal: Principal, video_id: UUID, action: str
     if row["changed"]:
         await events.video_counts(ctx, video_id, row)
     return {
-        "success": True,
         "user_action": present.REACTION_NAMES[REACTIONS[action]],
         "like_count": row["like_count"],
         "dislike_count": row["dislike_count"],
@@ -276,7 +273,7 @@ async def view(
     if count is None:
         raise NotFound(VIDEO_NOT_FOUND)
     await events.video_views(ctx, video_id, count)
-    return {"success": True, "new_view_count": count}
+    return {"new_view_count": count}
 
 
 async def flush_views(ctx: Services) -> int:
