@@ -9,10 +9,11 @@ from aiohttp import web
 
 from http_api import schemas as s
 from http_api import social_schemas as ss
-from http_api.routing import Call, RouteTable, parse_uuid
+from http_api.routing import Call, RouteTable
 from http_api.uploads import receive_form, validate_fields
 from reelwire.domain import clips, media
 from reelwire.domain.errors import Forbidden, Unauthorized, ValidationFailed
+from reelwire.domain.schemas.common import parse_uuid
 
 routes = RouteTable()
 

@@ -1,4 +1,5 @@
-"""Direct uploads: signed URLs (seeds 001, 003), our signed PUT route, and completion."""
+"""Direct uploads (the direct-upload API and the CLUTCH API): signed URLs, our signed PUT route,
+and completion."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import aiofiles
 import aiofiles.os
 from pydantic import BaseModel, ConfigDict, Field
 
-from http_api.routing import Call, RouteTable, parse_uuid
+from http_api.routing import Call, RouteTable
 from http_api.uploads import CHUNK
 from http_api.urls import public_base_url
 from reelwire.domain import direct_uploads
 from reelwire.domain.errors import Forbidden, PayloadTooLarge, ValidationFailed
+from reelwire.domain.schemas.common import parse_uuid
 
 routes = RouteTable()
 

@@ -11,6 +11,7 @@ from pydantic.json_schema import models_json_schema
 import reelwire
 from http_api.routing import Handler, Route
 from http_api.schemas import ErrorOut
+from reelwire.domain.urls import ASYNCAPI_URL
 
 H = TypeVar("H", bound=Handler)
 
@@ -27,8 +28,6 @@ _ERROR_TEXT = {
     503: "A backend is unavailable",
 }
 _MEDIA_TYPES: dict[Handler, str] = {}
-ASYNCAPI_URL = "/api/asyncapi.json"
-DOCS_URL = "/api/docs"
 
 
 def responds_with(media_type: str) -> Callable[[H], H]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from http_api import social_schemas as ss
-from http_api.routing import Call, RouteTable, page_of, parse_uuid
+from http_api.routing import Call, RouteTable, page_of
 from reelwire.domain import posts, videos
+from reelwire.domain.schemas.common import parse_uuid
 
 routes = RouteTable()
 

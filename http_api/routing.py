@@ -19,16 +19,16 @@ from aiohttp import web
 
 from http_api.schemas import Input, unstorable_fields
 from reelwire.appkeys import SERVICES, SETTINGS
-from reelwire.domain import accounts, rates
+from reelwire.domain import accounts, rates, tokens
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import (
-    NotFound,
     PayloadTooLarge,
     Unauthorized,
     UnsupportedMediaType,
     ValidationFailed,
 )
 from reelwire.domain.paging import PageRequest
+from reelwire.domain.schemas.common import field_errors, parse_uuid
 
 B = TypeVar("B", bound=pydantic.BaseModel)
 AuthRule = Literal["required", "optional", "none"]
@@ -61,14 +61,6 @@ def page_of(query: Any) -> PageRequest:
     return PageRequest(page=query.page, limit=query.limit, cursor=query.cursor)
 
 
-def parse_uuid(value: str, not_found: str) -> UUID:
-    """An id from a client; text that is not a UUID cannot name a row, so it is a 404."""
-    try:
-        return UUID(value)
-    except ValueError:
-        raise NotFound(not_found) from None
-
-
 Handler = Callable[[Call[Any]], Awaitable[dict[str, Any] | web.StreamResponse]]
 
 
@@ -93,6 +85,9 @@ class Route:
     raw_body: bool = False  # the handler reads the body itself (signed webhooks, uploads)
     rate: str | None = "general"  # the rate limit bucket (settings.rate_limits), None for none
     head: bool = False  # a GET that also answers HEAD (media players and caches ask)
+    # Served by another part of the app (the WebSocket transport serves its AsyncAPI document),
+    # registered before this table; declared here for the OpenAPI document and CORS.
+    served_elsewhere: bool = False
 
     @property
     def openapi_path(self) -> str:
@@ -159,10 +154,14 @@ class RouteTable:
         resource for the same path would be refused."""
         resources: dict[str, web.Resource] = {}
         for route in self.routes:
-            view = _make_view(route)
             paths = [route.path]
             if route.path != "/" and not route.path.endswith("/"):
                 paths.append(route.path + "/")
+            if route.served_elsewhere:
+                for path in paths:
+                    resources[path] = _served_elsewhere(app, route.method, path)
+                continue
+            view = _make_view(route)
             for path in paths:
                 if path not in resources:
                     resources[path] = app.router.add_resource(path)
@@ -170,6 +169,16 @@ class RouteTable:
                 if route.head:
                     resources[path].add_route("HEAD", view)
         return list(resources.values())
+
+
+def _served_elsewhere(app: web.Application, method: str, path: str) -> web.Resource:
+    """The resource another part of the app registered for `method path`."""
+    for resource in app.router.resources():
+        if not isinstance(resource, web.Resource) or resource.canonical != path:
+            continue
+        if any(route.method == method for route in resource):
+            return resource
+    raise RuntimeError(f"{method} {path} is served elsewhere, but nothing registered it yet")
 
 
 def json_response(
@@ -186,11 +195,7 @@ def json_response(
 
 def bearer_token(request: web.Request) -> str | None:
     """The token of an `Authorization: Bearer ...` header, if any."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
+    return tokens.bearer_token(request.headers.get("Authorization", ""))
 
 
 def _make_view(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -274,21 +279,3 @@ def validate_input(model: type[pydantic.BaseModel], data: dict[str, Any], where:
         raise ValidationFailed(
             "Request validation failed", field_errors=field_errors(exc), details={"in": where}
         ) from None
-
-
-_FRIENDLY = {
-    "missing": "This field is required.",
-    "extra_forbidden": "Unknown field.",
-    "uuid_parsing": "Must be a UUID.",
-    "int_parsing": "Must be a whole number.",
-}
-
-
-def field_errors(exc: pydantic.ValidationError) -> dict[str, list[str]]:
-    """Pydantic's errors as the CLUTCH API's `field_errors`: {field: [messages]}."""
-    errors: dict[str, list[str]] = {}
-    for err in exc.errors(include_url=False):
-        name = ".".join(str(part) for part in err["loc"]) or "body"
-        message = _FRIENDLY.get(err["type"]) or err["msg"].removeprefix("Value error, ")
-        errors.setdefault(name, []).append(message)
-    return errors

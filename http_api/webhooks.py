@@ -7,9 +7,10 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, Field
 
-from http_api.routing import Call, RouteTable, parse_uuid, validate_input
+from http_api.routing import Call, RouteTable, validate_input
 from reelwire.domain import webhooks
 from reelwire.domain.errors import ValidationFailed
+from reelwire.domain.schemas.common import parse_uuid
 
 routes = RouteTable()
 

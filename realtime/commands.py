@@ -19,7 +19,6 @@ import asyncpg
 import orjson
 import pydantic
 
-from http_api.routing import field_errors, parse_uuid
 from pubsub import keys
 from pubsub.history import Position
 from realtime import messages
@@ -35,6 +34,7 @@ from reelwire.domain.errors import (
     ValidationFailed,
     describe,
 )
+from reelwire.domain.schemas.common import field_errors, parse_uuid
 
 logger = logging.getLogger(__name__)
 

@@ -12,14 +12,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import WSMsgType, web
 
-from http_api.routing import bearer_token
 from realtime import commands, messages
+from realtime.asyncapi import setup_asyncapi
 from realtime.commands import Session
 from realtime.connection import Connection, Limits
 from realtime.hub import Hub, HubSettings
 from realtime.wire import pong_frame
 from reelwire.appkeys import SERVICES, SETTINGS
-from reelwire.domain import accounts, videos
+from reelwire.domain import accounts, tokens, videos
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import DomainError
 from reelwire.settings import Settings
@@ -32,8 +32,10 @@ HOLDERS = web.AppKey("ws_holders", collections.Counter)  # open sockets per clie
 
 
 def setup_realtime(app: web.Application) -> None:
-    """Add `/ws`, the hub's cleanup context (after the services one) and the shutdown drain."""
+    """Add `/ws` and its AsyncAPI document, the hub's cleanup context (after the services one)
+    and the shutdown drain."""
     app.router.add_get("/ws", websocket)
+    setup_asyncapi(app)
     app[HOLDERS] = collections.Counter()
     app.cleanup_ctx.append(hub_ctx)
     app.on_shutdown.append(_close_sockets)
@@ -166,7 +168,7 @@ async def _serve_socket(
 
 
 async def _upgrade_principal(request: web.Request, ctx: Services) -> Principal | None:
-    token = bearer_token(request)
+    token = tokens.bearer_token(request.headers.get("Authorization", ""))
     if token is not None:
         return await accounts.authenticate(ctx, token)
     ticket = request.query.get("ticket")

@@ -148,3 +148,11 @@ class TokenCodec:
             )
         except (ValueError, TypeError):
             raise Unauthorized("Invalid token") from None
+
+
+def bearer_token(authorization: str) -> str | None:
+    """The token of an `Authorization: Bearer ...` header value, if it is one."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
