@@ -23,6 +23,7 @@ from http_api.routing import Call, RouteTable
 from reelwire.domain import media_access, videos
 from reelwire.domain.context import Services
 from reelwire.domain.errors import Forbidden, NotFound
+from storage import blob_keys
 from storage.blobs import LocalBlobStore, check_key, content_type_for
 
 routes = RouteTable()
@@ -62,7 +63,7 @@ async def media_file(call: Call[Any]) -> web.StreamResponse:
             call.request, ctx, key, cache_control=cache, presign_for=min(keep, PRESIGNED_SECONDS)
         )
     obj = media_access.media_object(key)
-    if obj is None or obj.kind != "videos":
+    if obj is None or obj.kind != blob_keys.VIDEOS:
         raise NotFound("Not found")
     if not media_access.plain_allowed(await videos.load(ctx, obj.object_id)):
         raise NotFound("Not found")
@@ -77,7 +78,7 @@ async def media_file(call: Call[Any]) -> web.StreamResponse:
 # What /media serves: the outputs of the pipeline, never an original (those go through
 # /api/videos/{id}/stream, which checks who asks) and nothing else stored beside them.
 _SERVED_SUFFIXES = (".m3u8", ".ts", ".m4s", ".vtt", ".jpg", ".webp")
-_SERVED_NAMES = ("custom-thumbnail",)
+_SERVED_NAMES = (blob_keys.CUSTOM_THUMBNAIL,)
 MAX_KEY_LENGTH = 512
 
 

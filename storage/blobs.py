@@ -18,6 +18,8 @@ from typing import Protocol
 import aiofiles
 import aiofiles.os
 
+from storage.blob_keys import child
+
 MEDIA_TYPES = {
     ".m3u8": "application/vnd.apple.mpegurl",
     ".ts": "video/mp2t",
@@ -120,7 +122,7 @@ class LocalBlobStore:
         old outputs whole and readers never see a half-written set."""
         target = self.path(prefix)
         staging = target.with_name(f".{target.name}.incoming")
-        keys = [f"{prefix}/{p.relative_to(directory).as_posix()}" for p in _files(directory)]
+        keys = [child(prefix, p.relative_to(directory).as_posix()) for p in _files(directory)]
         await asyncio.to_thread(_replace_tree, directory, staging, target, consume)
         return keys
 

@@ -15,6 +15,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
+from storage.blob_keys import child
 from storage.blobs import check_key, content_type_for
 
 PART_SIZE = 8 * 1024 * 1024
@@ -96,7 +97,7 @@ class S3BlobStore:
         files = await asyncio.to_thread(
             lambda: sorted(p for p in directory.rglob("*") if p.is_file())
         )
-        keys = [f"{check_key(prefix)}/{p.relative_to(directory).as_posix()}" for p in files]
+        keys = [child(check_key(prefix), p.relative_to(directory).as_posix()) for p in files]
         gate = asyncio.Semaphore(TREE_CONCURRENCY)
 
         async def one(path: Path, key: str) -> None:

@@ -15,8 +15,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from storage import blob_keys
+
 PLAYLIST = "playlist.m3u8"
-MASTER = "master.m3u8"
+MASTER = blob_keys.MASTER_PLAYLIST
 AUDIO_DIR = "audio"
 AUDIO_GROUP = "audio"
 # Floating-point EXTINF durations need version 3; nothing we write needs a later one.

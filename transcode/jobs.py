@@ -4,6 +4,7 @@ keys and replace what a previous run wrote, and a finished target is skipped."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import time
@@ -18,11 +19,11 @@ from reelwire.domain.context import Services
 from reelwire.domain.errors import ValidationFailed
 from reelwire.domain.media import (
     check_limits,
-    outputs_prefix,
     probe_columns,
     publish_status,
     stored_probe,
 )
+from storage import blob_keys
 from storage import clips as clip_rows
 from storage import videos as video_rows
 from transcode.ffmpeg import FFmpegError, run_ffmpeg
@@ -115,13 +116,13 @@ async def transcode_video(ctx: Services, target: str) -> None:
         measured = await asyncio.to_thread(finalize, out, [r.name for r in rungs], fallback_fps=fps)
         try:
             await run_ffmpeg(
-                storyboard_command(storyboard, frames, out / "storyboard.jpg"), timeout=60
+                storyboard_command(storyboard, frames, out / blob_keys.STORYBOARD), timeout=60
             )
         except FFmpegError as exc:  # our own frames: any failure here is not the upload's
             raise stopped_transcoder(exc) if exc.stopped else TransientFailure(str(exc)) from None
-        async with aiofiles.open(out / "storyboard.vtt", "w") as vtt:
-            await vtt.write(storyboard.webvtt("storyboard.jpg", info.duration or 0.0))
-        prefix = outputs_prefix(video_id)
+        async with aiofiles.open(out / blob_keys.STORYBOARD_INDEX, "w") as vtt:
+            await vtt.write(storyboard.webvtt(blob_keys.STORYBOARD, info.duration or 0.0))
+        prefix = blob_keys.video_outputs(video_id)
         sizes = {r.name: await asyncio.to_thread(_dir_size, out / r.name) for r in rungs}
         await ctx.blobs.put_tree(prefix, out, consume=True)
         qualities = [
@@ -138,7 +139,7 @@ async def transcode_video(ctx: Services, target: str) -> None:
     async with ctx.db.acquire() as conn, conn.transaction():
         current = await video_rows.get_for_update(conn, video_id)
         if current is None:  # deleted while we worked: leave nothing behind
-            await ctx.blobs.delete_prefix(f"videos/{video_id}")
+            await ctx.blobs.delete_prefix(blob_keys.video_prefix(video_id))
             return
         await video_rows.update(
             conn,
@@ -146,10 +147,7 @@ async def transcode_video(ctx: Services, target: str) -> None:
             status="ready",
             progress=100.0,
             error=None,
-            hls_key=f"{prefix}/master.m3u8",
-            thumbnail_key=f"{prefix}/thumbnail.jpg",
-            storyboard_key=f"{prefix}/storyboard.jpg",
-            storyboard_vtt_key=f"{prefix}/storyboard.vtt",
+            **dataclasses.asdict(blob_keys.video_output_keys(video_id)),
             qualities=qualities,
             processed_at=_now(),
             published_at=current["published_at"] or _now(),
@@ -199,14 +197,13 @@ async def process_image_clip(ctx: Services, target: str) -> None:
             await run_ffmpeg(image_command(info, source, out), timeout=120)
         except FFmpegError as exc:
             raise _ffmpeg_failure(exc) from None
-        prefix = f"clips/{clip_id}/media"
-        await ctx.blobs.put_tree(prefix, out, consume=True)
+        await ctx.blobs.put_tree(blob_keys.clip_media(clip_id), out, consume=True)
     async with ctx.db.acquire() as conn:
         await clip_rows.mark_ready(
             conn,
             clip_id,
-            image_key=f"{prefix}/image.webp",
-            thumbnail_key=f"{prefix}/thumbnail.jpg",
+            image_key=blob_keys.clip_image(clip_id),
+            thumbnail_key=blob_keys.clip_thumbnail(clip_id),
             width=info.width,
             height=info.height,
         )

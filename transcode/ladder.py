@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from storage import blob_keys
 from transcode.ffmpeg import INPUT_GUARDS
 from transcode.probe import MediaInfo
 
@@ -189,7 +190,7 @@ def ladder_command(
         "-var_stream_map", " ".join(stream_map),
         str(out / "%v" / "playlist.m3u8"),
         "-map", "[thumb]", "-frames:v", "1", "-update", "1", "-q:v", "3",
-        str(out / "thumbnail.jpg"),
+        str(out / blob_keys.THUMBNAIL),
         "-map", "[frames]", "-frames:v", str(sb.count), "-q:v", "5", "-f", "image2",
         str(frames_dir / "%04d.jpg"),
     ]
@@ -219,9 +220,9 @@ def image_command(info: MediaInfo, source: Path, out: Path) -> list[str]:
     return [
         *INPUT_GUARDS, "-i", str(source), "-filter_complex", graph, "-map_metadata", "-1",
         "-map", "[img]", "-frames:v", "1", "-update", "1", "-c:v", "libwebp", "-quality", "85",
-        str(out / "image.webp"),
+        str(out / blob_keys.IMAGE),
         "-map", "[thumb]", "-frames:v", "1", "-update", "1", "-q:v", "4",
-        str(out / "thumbnail.jpg"),
+        str(out / blob_keys.THUMBNAIL),
     ]
     # fmt: on
 

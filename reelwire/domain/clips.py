@@ -16,6 +16,7 @@ import orjson
 from reelwire.domain import events, media, media_access, present
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, ValidationFailed
+from storage import blob_keys
 from storage import clips as clip_rows
 from storage import follows as follow_rows
 from storage import users as user_rows
@@ -118,7 +119,7 @@ async def upload_clip(
         fields: dict[str, Any] = {"kind": "video", "video_id": video["id"], "owns_video": True}
     else:
         check_image_limits(ctx, info, "clip")
-        key = f"clips/{clip_id}/original"
+        key = blob_keys.clip_original(clip_id)
         size = (await aiofiles.os.stat(spool)).st_size
         await ctx.blobs.put_file(key, spool, info.content_type, consume=True)
         fields = {
@@ -330,9 +331,9 @@ async def sweep_expired(ctx: Services) -> int:
 
 async def _remove_media(ctx: Services, rows: list[asyncpg.Record]) -> None:
     for row in rows:
-        await ctx.blobs.delete_prefix(f"clips/{row['id']}")
+        await ctx.blobs.delete_prefix(blob_keys.clip_prefix(row["id"]))
         if row["owns_video"] and row["video_id"]:
             async with ctx.db.acquire() as conn:
                 await video_rows.soft_delete(conn, row["video_id"])
             await ctx.video_cache.invalidate(row["video_id"])
-            await ctx.blobs.delete_prefix(f"videos/{row['video_id']}")
+            await ctx.blobs.delete_prefix(blob_keys.video_prefix(row["video_id"]))

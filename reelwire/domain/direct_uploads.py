@@ -27,6 +27,7 @@ import orjson
 from reelwire.domain import clips, media, media_access, present, videos
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, ValidationFailed
+from storage import blob_keys
 from storage import videos as video_rows
 from transcode.probe import CONTENT_TYPES, InvalidMedia, probe
 
@@ -106,7 +107,7 @@ async def request_video_upload(
     if size > ctx.settings.max_video_bytes:
         raise media.too_large(ctx.settings.max_video_bytes)
     video_id = uuid.uuid4()
-    key = media.original_key(video_id)
+    key = blob_keys.video_original(video_id)
     expires_at = datetime.now(UTC) + timedelta(seconds=ctx.settings.upload_url_ttl)
     async with ctx.db.acquire() as conn:
         await video_rows.insert(
@@ -145,7 +146,7 @@ async def request_thumbnail_upload(
     if size > ctx.settings.max_image_bytes:
         raise media.too_large(ctx.settings.max_image_bytes)
     await _own_video(ctx, principal, video_id)
-    key = f"videos/{video_id}/custom-thumbnail"
+    key = blob_keys.video_custom_thumbnail(video_id)
     expires_at = datetime.now(UTC) + timedelta(seconds=ctx.settings.upload_url_ttl)
     return await _grant_body(
         ctx, key, video_id, principal, size, content_type, expires_at, "thumbnail", base_url
@@ -239,7 +240,7 @@ async def complete(
 
 
 async def _complete_thumbnail(ctx: Services, row: Any, owner: Principal) -> dict[str, Any]:
-    key = f"videos/{row['id']}/custom-thumbnail"
+    key = blob_keys.video_custom_thumbnail(row["id"])
     head = await ctx.blobs.read_head(key, 64) if await ctx.blobs.size(key) else b""
     if not head:
         raise ValidationFailed("The thumbnail has not been uploaded yet")

@@ -16,6 +16,7 @@ from pubsub import keys
 from reelwire.domain import media_access, present
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, PayloadTooLarge, ValidationFailed
+from storage import blob_keys
 from storage import videos as video_rows
 from transcode.presence import waiting_reason
 from transcode.probe import InvalidMedia, MediaInfo, probe
@@ -24,16 +25,6 @@ logger = logging.getLogger(__name__)
 
 VIDEO_NOT_FOUND = "Video not found"
 UPLOADED_MESSAGE = "Video uploaded successfully. Processing will begin shortly."
-
-
-def original_key(video_id: UUID) -> str:
-    """Where a video's original upload is stored."""
-    return f"videos/{video_id}/original"
-
-
-def outputs_prefix(video_id: UUID) -> str:
-    """Where a video's renditions, thumbnail and storyboard are stored."""
-    return f"videos/{video_id}/hls"
 
 
 async def check_video(ctx: Services, path: Path, field: str) -> MediaInfo:
@@ -78,7 +69,7 @@ async def accept_upload(
 ) -> asyncpg.Record:
     """Store a probed upload as a new video and queue its transcode."""
     video_id = uuid.uuid4()
-    key = original_key(video_id)
+    key = blob_keys.video_original(video_id)
     size = (await aiofiles.os.stat(spool)).st_size
     await ctx.blobs.put_file(key, spool, info.content_type, consume=True)
     try:
@@ -213,7 +204,7 @@ async def delete_video(ctx: Services, video_id: UUID, principal: Principal) -> d
             raise Forbidden("Only the owner can delete this video")
         await video_rows.soft_delete(conn, video_id)
     await ctx.video_cache.invalidate(video_id)
-    removed = await ctx.blobs.delete_prefix(f"videos/{video_id}")
+    removed = await ctx.blobs.delete_prefix(blob_keys.video_prefix(video_id))
     logger.info("deleted video %s and %d stored files", video_id, removed)
     return {"message": "Video deleted"}
 

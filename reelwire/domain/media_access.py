@@ -31,6 +31,7 @@ from typing import Any
 from uuid import UUID
 
 from reelwire.domain.context import Principal, Services
+from storage import blob_keys
 
 SIGNED_PREFIX = "signed/"
 ROUND_SECONDS = 600
@@ -47,7 +48,7 @@ class MediaObject:
     @property
     def scope(self) -> str:
         """The key prefix a signature covers."""
-        return f"{self.kind}/{self.object_id}"
+        return blob_keys.scope(self.kind, self.object_id)
 
 
 @dataclass(frozen=True)
@@ -62,14 +63,8 @@ class SignedKey:
 
 def media_object(key: str) -> MediaObject | None:
     """The video or clip a key belongs to, or None for keys that belong to neither."""
-    kind, _, rest = key.partition("/")
-    object_id, _, _ = rest.partition("/")
-    if kind not in ("videos", "clips"):
-        return None
-    try:
-        return MediaObject(kind, UUID(object_id))
-    except ValueError:
-        return None
+    owner = blob_keys.owner(key)
+    return MediaObject(*owner) if owner is not None else None
 
 
 def split_signed(path: str) -> SignedKey | None:
@@ -174,8 +169,8 @@ def _expiry(ctx: Services, not_after: datetime | None, now: float | None) -> int
 
 def _plain_base(ctx: Services) -> str:
     # A store's URL for a key is its base followed by the key.
-    probe = ctx.blobs.url("videos")
-    return probe[: -len("videos")]
+    probe = ctx.blobs.url(blob_keys.VIDEOS)
+    return probe[: -len(blob_keys.VIDEOS)]
 
 
 def _signature(ctx: Services, scope: str, expires: int, viewer: str) -> str:
