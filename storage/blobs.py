@@ -55,9 +55,6 @@ class BlobStore(Protocol):
     ) -> None:
         """Store a local file under `key`; with `consume` the file may be moved away."""
 
-    def local_path(self, key: str) -> Path | None:
-        """A path the object can be read from directly, when storage is local."""
-
     async def put_tree(self, prefix: str, directory: Path, *, consume: bool = False) -> list[str]:
         """Store every file under `directory` at `prefix/<relative path>`; return the keys.
         With `consume` the directory may be moved away instead of copied."""
@@ -67,6 +64,10 @@ class BlobStore(Protocol):
 
     async def fetch_to(self, key: str, path: Path) -> None:
         """Copy the object to a local file."""
+
+    async def local_file(self, key: str, scratch: Path) -> Path:
+        """A local file to read the object from: the stored file itself when storage is local,
+        else a copy fetched to `scratch`."""
 
     async def size(self, key: str) -> int | None:
         """The object's size in bytes, or None when it does not exist."""
@@ -113,10 +114,6 @@ class LocalBlobStore:
         await asyncio.to_thread(shutil.copyfile, path, staging)
         await aiofiles.os.replace(staging, target)
 
-    def local_path(self, key: str) -> Path | None:
-        """The file itself: workers read originals in place instead of copying them."""
-        return self.path(key)
-
     async def put_tree(self, prefix: str, directory: Path, *, consume: bool = False) -> list[str]:
         """Move (or copy) the tree next to its place, then swap it in, so a re-run replaces the
         old outputs whole and readers never see a half-written set."""
@@ -138,6 +135,11 @@ class LocalBlobStore:
     async def fetch_to(self, key: str, path: Path) -> None:
         """Copy the object to `path`."""
         await asyncio.to_thread(shutil.copyfile, self.path(key), path)
+
+    async def local_file(self, key: str, scratch: Path) -> Path:
+        """The stored file itself (`scratch` is not used): workers read originals in place
+        instead of copying them."""
+        return self.path(key)
 
     async def size(self, key: str) -> int | None:
         """Size in bytes, or None."""

@@ -126,6 +126,11 @@ class S3BlobStore:
             async for chunk in body.iter_chunks(1 << 20):
                 await handle.write(chunk)
 
+    async def local_file(self, key: str, scratch: Path) -> Path:
+        """The object fetched to `scratch` (objects are remote)."""
+        await self.fetch_to(key, scratch)
+        return scratch
+
     async def read_bytes(self, key: str) -> bytes:
         """A whole (small) object."""
         response = await self.client.get_object(Bucket=self.bucket, Key=check_key(key))
@@ -170,10 +175,6 @@ class S3BlobStore:
     async def delete(self, key: str) -> None:
         """Delete one object."""
         await self.client.delete_object(Bucket=self.bucket, Key=check_key(key))
-
-    def local_path(self, key: str) -> Path | None:
-        """Objects are remote: workers download them."""
-        return None
 
     def url(self, key: str) -> str:
         """CDN URL when configured, else the app's /media route (which presigns)."""

@@ -14,15 +14,12 @@ from uuid import UUID
 
 import aiofiles
 
+from reelwire.domain import events
 from reelwire.domain.clips import media_changed
 from reelwire.domain.context import Services
 from reelwire.domain.errors import ValidationFailed
-from reelwire.domain.media import (
-    check_limits,
-    probe_columns,
-    publish_status,
-    stored_probe,
-)
+from reelwire.domain.media import check_video, probe_columns, stored_probe
+from reelwire.domain.processing import mark_ready
 from storage import blob_keys
 from storage import clips as clip_rows
 from storage import videos as video_rows
@@ -77,17 +74,14 @@ async def transcode_video(ctx: Services, target: str) -> None:
     owner = row["owner_id"]
     async with ctx.db.acquire() as conn:
         await video_rows.update(conn, video_id, status="processing", progress=0.0, error=None)
-    await publish_status(ctx, video_id, owner, "processing", 0.0)
+    await events.processing(ctx, video_id, owner, "processing", 0.0)
 
     with scratch_dir(ctx.spool_dir) as work:
-        source = await _local_source(ctx, row["source_key"], work)
+        source = await ctx.blobs.local_file(row["source_key"], work / "source")
         try:
             # The original under its key never changes after the upload was probed.
-            info = stored_probe(row) or await probe(source)
-            if info.kind != "video":
-                raise InvalidMedia("Expected a video, got an image")
-            check_limits(ctx, info, "video")
-        except (InvalidMedia, ValidationFailed) as exc:
+            info = await check_video(ctx, source, "video", probed=stored_probe(row))
+        except ValidationFailed as exc:
             raise PermanentFailure(str(exc)) from None
         except FFmpegError as exc:
             raise _ffmpeg_failure(exc) from None
@@ -141,23 +135,19 @@ async def transcode_video(ctx: Services, target: str) -> None:
         if current is None:  # deleted while we worked: leave nothing behind
             await ctx.blobs.delete_prefix(blob_keys.video_prefix(video_id))
             return
-        await video_rows.update(
+        await mark_ready(
             conn,
-            video_id,
-            status="ready",
-            progress=100.0,
-            error=None,
+            current,
             **dataclasses.asdict(blob_keys.video_output_keys(video_id)),
             qualities=qualities,
             processed_at=_now(),
-            published_at=current["published_at"] or _now(),
             **probe_columns(info),
         )
     if not ctx.settings.keep_originals and current["source"] != "library":
         await ctx.blobs.delete(row["source_key"])
         async with ctx.db.acquire() as conn:
             await video_rows.update(conn, video_id, source_key=None)
-    await publish_status(ctx, video_id, owner, "ready", 100.0)
+    await events.processing(ctx, video_id, owner, "ready", 100.0)
     if current["source"] == "clip":
         await media_changed(ctx, owner, video_id=video_id)
     logger.info("video %s ready: %s", video_id, ", ".join(r.name for r in rungs))
@@ -171,7 +161,7 @@ async def fail_video(ctx: Services, target: str, reason: str) -> None:
         if row is None:
             return
         await video_rows.update(conn, video_id, status="failed", error=reason)
-    await publish_status(ctx, video_id, row["owner_id"], "failed", row["progress"], reason)
+    await events.processing(ctx, video_id, row["owner_id"], "failed", row["progress"], reason)
     if row["source"] == "clip":
         await media_changed(ctx, row["owner_id"], video_id=video_id)
 
@@ -184,7 +174,7 @@ async def process_image_clip(ctx: Services, target: str) -> None:
     if clip is None or clip["status"] == "ready" or not clip["source_key"]:
         return
     with scratch_dir(ctx.spool_dir) as work:
-        source = await _local_source(ctx, clip["source_key"], work)
+        source = await ctx.blobs.local_file(clip["source_key"], work / "source")
         try:
             info = await probe(source)
         except InvalidMedia as exc:
@@ -237,16 +227,7 @@ class _ProgressReporter:
         shown = min(percent, 99.0)  # 100 is said once the outputs are stored
         async with self.ctx.db.acquire() as conn:
             await video_rows.update(conn, self.video_id, progress=shown)
-        await publish_status(self.ctx, self.video_id, self.owner, "processing", shown)
-
-
-async def _local_source(ctx: Services, key: str, work: Path) -> Path:
-    local = ctx.blobs.local_path(key)
-    if local is not None:
-        return local
-    target = work / "source"
-    await ctx.blobs.fetch_to(key, target)
-    return target
+        await events.processing(self.ctx, self.video_id, self.owner, "processing", shown)
 
 
 def _dir_size(path: Path) -> int:

@@ -105,7 +105,7 @@ async def upload_clip(
     clip_id = uuid.uuid4()
     now = datetime.now(UTC)
     if info.kind == "video":
-        media.check_limits(ctx, info, "clip")
+        await media.check_video(ctx, spool, "clip", probed=info)
         video = await media.accept_upload(
             ctx,
             principal,

@@ -24,7 +24,7 @@ from uuid import UUID
 
 import orjson
 
-from reelwire.domain import clips, media, media_access, present, videos
+from reelwire.domain import clips, events, media, media_access, present, videos
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, ValidationFailed
 from storage import blob_keys
@@ -214,16 +214,10 @@ async def complete(
         reason = f"Uploaded {size} bytes but {row['declared_size']} were declared"
         await _reject(ctx, row, reason)
     with tempfile.TemporaryDirectory(dir=ctx.spool_dir) as scratch:
-        local = ctx.blobs.local_path(key)
-        if local is None:
-            local = Path(scratch) / "source"
-            await ctx.blobs.fetch_to(key, local)
+        local = await ctx.blobs.local_file(key, Path(scratch) / "source")
         try:
-            info = await probe(local)
-            if info.kind != "video":
-                raise InvalidMedia("Expected a video file, got an image")
-            media.check_limits(ctx, info, "file")
-        except (InvalidMedia, ValidationFailed) as exc:
+            info = await media.check_video(ctx, local, "file")
+        except ValidationFailed as exc:
             await _reject(ctx, row, str(exc))
     async with ctx.db.acquire() as conn:
         await video_rows.update(
@@ -235,7 +229,7 @@ async def complete(
             **media.probe_columns(info),
         )
     await ctx.jobs.enqueue("video", str(video_id))
-    await media.publish_status(ctx, video_id, row["owner_id"], "pending", 0.0)
+    await events.processing(ctx, video_id, row["owner_id"], "pending", 0.0)
     return await videos.get(ctx, video_id, principal)
 
 
@@ -262,10 +256,7 @@ async def _check_thumbnail_pixels(ctx: Services, key: str) -> None:
     """The thumbnail's size from its header (the probe decodes nothing), against
     MAX_IMAGE_PIXELS; a refused one is deleted."""
     with tempfile.TemporaryDirectory(dir=ctx.spool_dir) as scratch:
-        local = ctx.blobs.local_path(key)
-        if local is None:
-            local = Path(scratch) / "thumbnail"
-            await ctx.blobs.fetch_to(key, local)
+        local = await ctx.blobs.local_file(key, Path(scratch) / "thumbnail")
         try:
             info = await probe(local)
             if info.kind != "image":
@@ -294,7 +285,7 @@ async def _reject(ctx: Services, row: Any, reason: str) -> NoReturn:
     async with ctx.db.acquire() as conn:
         await video_rows.update(conn, row["id"], status="failed", error=reason)
     await ctx.blobs.delete(row["source_key"])
-    await media.publish_status(ctx, row["id"], row["owner_id"], "failed", 0.0, reason)
+    await events.processing(ctx, row["id"], row["owner_id"], "failed", 0.0, reason)
     raise ValidationFailed(reason, field_errors={"file": [reason]})
 
 

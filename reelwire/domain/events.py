@@ -39,6 +39,31 @@ async def video_views(ctx: Services, video_id: UUID, view_count: int) -> None:
     await ctx.bus.publish_state(keys.video_channel(video_id), event)
 
 
+async def processing(
+    ctx: Services,
+    video_id: UUID,
+    owner: UUID,
+    status: str,
+    progress: float,
+    error: str | None = None,
+) -> None:
+    """`processing`: progress to the owner, status to everyone on the video channel (the
+    video's cached row is fenced first, so readers see the new status)."""
+    event: dict[str, Any] = {
+        "type": "processing",
+        "video_id": str(video_id),
+        "status": status,
+        "progress": round(progress, 1),
+    }
+    if error:
+        event["error"] = error
+    await ctx.video_cache.invalidate(video_id)
+    await ctx.bus.publish(keys.user_channel(owner), event)
+    # Watchers of the video see its status; its progress is the owner's business.
+    status_only = {name: event[name] for name in ("type", "video_id", "status")}
+    await ctx.bus.publish(keys.video_channel(video_id), status_only)
+
+
 async def new_comment(ctx: Services, video_id: UUID, comment: dict[str, Any]) -> None:
     """A comment or reply was posted."""
     event = {"type": "new_comment", "video_id": str(video_id), "comment": comment}

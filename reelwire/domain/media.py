@@ -12,8 +12,7 @@ from uuid import UUID
 import aiofiles.os
 import asyncpg
 
-from pubsub import keys
-from reelwire.domain import media_access, present
+from reelwire.domain import events, media_access, present
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, PayloadTooLarge, ValidationFailed
 from storage import blob_keys
@@ -27,20 +26,24 @@ VIDEO_NOT_FOUND = "Video not found"
 UPLOADED_MESSAGE = "Video uploaded successfully. Processing will begin shortly."
 
 
-async def check_video(ctx: Services, path: Path, field: str) -> MediaInfo:
-    """Probe a spooled upload; a clear 400 on `field` when it is not a video we accept."""
+async def check_video(
+    ctx: Services, path: Path, field: str, *, probed: MediaInfo | None = None
+) -> MediaInfo:
+    """Probe an upload (unless `probed` already says what it is) and check it is a video within
+    the configured limits: a clear 400 on `field` when it is not one we accept. Every path a
+    video comes in by (form uploads, clips, direct uploads, the worker) checks it here."""
     try:
-        info = await probe(path)
+        info = probed or await probe(path)
     except InvalidMedia as exc:
         raise ValidationFailed(str(exc), field_errors={field: [str(exc)]}) from None
     if info.kind != "video":
         message = "Expected a video file, got an image"
         raise ValidationFailed(message, field_errors={field: [message]})
-    check_limits(ctx, info, field)
+    _check_limits(ctx, info, field)
     return info
 
 
-def check_limits(ctx: Services, info: MediaInfo, field: str) -> None:
+def _check_limits(ctx: Services, info: MediaInfo, field: str) -> None:
     """Duration and picture size within the configured limits."""
     limits = ctx.settings
     problem = None
@@ -94,7 +97,7 @@ async def accept_upload(
         await ctx.blobs.delete(key)
         raise
     await ctx.jobs.enqueue("video", str(video_id))
-    await publish_status(ctx, video_id, principal.user_id, "pending", 0.0)
+    await events.processing(ctx, video_id, principal.user_id, "pending", 0.0)
     assert row is not None
     return row
 
@@ -119,30 +122,6 @@ def stored_probe(row: Any) -> MediaInfo | None:
         return MediaInfo(**saved) if saved else None
     except TypeError:  # saved by an older version with other fields
         return None
-
-
-async def publish_status(
-    ctx: Services,
-    video_id: UUID,
-    owner: UUID,
-    status: str,
-    progress: float,
-    error: str | None = None,
-) -> None:
-    """`processing` events: progress to the owner, status to everyone on the video channel."""
-    event: dict[str, Any] = {
-        "type": "processing",
-        "video_id": str(video_id),
-        "status": status,
-        "progress": round(progress, 1),
-    }
-    if error:
-        event["error"] = error
-    await ctx.video_cache.invalidate(video_id)
-    await ctx.bus.publish(keys.user_channel(owner), event)
-    # Watchers of the video see its status; its progress is the owner's business.
-    status_only = {name: event[name] for name in ("type", "video_id", "status")}
-    await ctx.bus.publish(keys.video_channel(video_id), status_only)
 
 
 def may_see(row: Any, viewer: Principal | None) -> bool:

@@ -14,11 +14,10 @@ import hashlib
 import hmac
 import logging
 import time
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from reelwire.domain import media
+from reelwire.domain import events, media, processing
 from reelwire.domain.context import Services
 from reelwire.domain.errors import Forbidden, NotFound, Unauthorized
 from storage import videos as video_rows
@@ -83,16 +82,12 @@ async def apply_result(
                 "thumbnail_url": thumbnail_url,
                 "quality_variants": quality_variants or {},
             }
-            await video_rows.update(
+            await processing.mark_ready(
                 conn,
-                video_id,
-                status="ready",
-                progress=100.0,
-                error=None,
+                row,
                 provider="external",
                 external=external,
                 duration=duration if duration is not None else row["duration"],
-                published_at=row["published_at"] or datetime.now(UTC),
             )
         else:
             await video_rows.update(
@@ -102,7 +97,7 @@ async def apply_result(
                 error=error or "The external transcoder reported an error",
             )
     status = "ready" if ready else "failed"
-    await media.publish_status(
+    await events.processing(
         ctx, video_id, row["owner_id"], status, 100.0 if ready else 0.0, None if ready else error
     )
     logger.info("webhook %s: video %s is %s", event, video_id, status)
