@@ -30,6 +30,7 @@ from pubsub.outbox import Outbox
 logger = logging.getLogger(__name__)
 
 LIVE_TTL_SECONDS = 7 * 86400
+COLD_ATTEMPTS = 20  # rebuilding a cold live count waits at most ~0.2 s for a flush to finish
 FLUSH_LOCK_MS = 30_000
 
 # KEYS: live, dirty, flushing, generation. ARGV: flushed count or '', generation read with it,
@@ -90,6 +91,10 @@ return 0
 """
 
 
+class ViewCountUnsettled(Exception):
+    """The live count is cold and cannot be rebuilt now; count the view another way."""
+
+
 @dataclass(frozen=True)
 class ViewBatch:
     """Pending views and watch seconds per video, as taken for one flush."""
@@ -126,7 +131,7 @@ class ViewCounter:
             keys.VIEWS_FLUSH_GENERATION,
         ]
         args: list[str | int] = ["", "", field_views, field_watch, watch_seconds, LIVE_TTL_SECONDS]
-        for attempt in range(100):
+        for attempt in range(COLD_ATTEMPTS):
             count = int(await self._record(keys=live_keys, args=args))
             if count >= 0:
                 return count
@@ -139,7 +144,9 @@ class ViewCounter:
             if flushed is None:
                 return None
             args[0], args[1] = str(flushed), int(generation or 0)
-        raise RuntimeError(f"view count of {video_id} stayed unstable")
+        # A batch is still being flushed (or was left by a flusher that lost Redis mid-way and
+        # waits for its lock to lapse): the live count cannot be rebuilt yet.
+        raise ViewCountUnsettled(f"the live view count of {video_id} cannot be rebuilt yet")
 
     async def live(self, video_ids: list[UUID]) -> dict[UUID, int]:
         """Live counts known to Redis (videos nobody viewed lately are absent)."""
@@ -172,11 +179,16 @@ class ViewCounter:
         try:
             await apply(batch)
         except BaseException:
-            await self._release(keys=[keys.VIEWS_FLUSH_LOCK], args=[token])
+            # Not applied: give the lock up (when Redis answers, if it is away), so the next
+            # flush retries the batch instead of waiting for the lock to lapse.
+            await self.outbox.run(lambda: self._release(keys=[keys.VIEWS_FLUSH_LOCK], args=[token]))
             raise
-        await self._end(
-            keys=[keys.VIEWS_FLUSHING, keys.VIEWS_FLUSH_LOCK, keys.VIEWS_FLUSH_GENERATION],
-            args=[token],
+        # Applied: drop the batch, now or when Redis answers (a retry would be a no-op anyway).
+        await self.outbox.run(
+            lambda: self._end(
+                keys=[keys.VIEWS_FLUSHING, keys.VIEWS_FLUSH_LOCK, keys.VIEWS_FLUSH_GENERATION],
+                args=[token],
+            )
         )
         return sum(batch.views.values())
 

@@ -1,5 +1,6 @@
 # Sourced by scripts/serve and scripts/test: make .venv (if missing) and install the project
-# into it (when pyproject.toml changed since the last install). Needs only python3 >= 3.11.
+# into it from the lock files (when pyproject.toml or the lock changed since the last install).
+# Needs only python3 >= 3.11. Update the locks with scripts/lock.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,6 +19,13 @@ find_python() {
     return 1
 }
 
+lock_file() { echo "requirements${1:+-$1}.lock"; }
+lock_hash() { cat pyproject.toml "$(lock_file "$1")" | sha256sum | cut -d' ' -f1; }
+installed() {
+    [ -f .venv/.reelwire-installed ] &&
+        grep -qxF "$(lock_hash "$1") [$1]" .venv/.reelwire-installed
+}
+
 ensure_venv() {
     local extras="$1"   # "", "test" or "bench"
     if [ ! -x .venv/bin/python ]; then
@@ -29,25 +37,28 @@ ensure_venv() {
             return 1
         }
     fi
-    local stamp=".venv/.reelwire-installed" hash
-    hash="$(sha256sum pyproject.toml | cut -d' ' -f1)"
-    # Installed already for this pyproject.toml (an install with the test extras also
-    # satisfies a plain one)?
-    if [ -f "$stamp" ] && { grep -qxF "$hash [$extras]" "$stamp" || grep -qxF "$hash [test]" "$stamp"; }; then
-        return 0
-    fi
-    local target="." log=".venv/install.log"
-    [ -n "$extras" ] && target=".[${extras}]"
-    echo "reelwire: installing dependencies into .venv${extras:+ (with $extras extras)}; a first install takes a minute or two (full log: $log)" >&2
+    # Exact versions with their hashes come from the lock for these extras (runtime, test, or
+    # bench, each a superset of the one before); Reelwire itself is installed without deps.
+    local lock
+    lock="$(lock_file "$extras")"
+    # Installed already from this lock, or from a lock that holds it (bench > test > plain)?
+    case "$extras" in
+        "") installed "" || installed test || installed bench && return 0 ;;
+        test) installed test || installed bench && return 0 ;;
+        *) installed "$extras" && return 0 ;;
+    esac
+    local log=".venv/install.log"
+    echo "reelwire: installing dependencies into .venv from $lock; a first install takes a minute or two (full log: $log)" >&2
     : >"$log"
-    if ! pip_step "$log" "1/2 updating pip" install --upgrade pip ||
-       ! pip_step "$log" "2/2 installing Reelwire and its dependencies" install --editable "$target"; then
+    if ! pip_step "$log" "1/3 updating pip" install --upgrade pip ||
+       ! pip_step "$log" "2/3 installing the locked dependencies" install --require-hashes --no-deps -r "$lock" ||
+       ! pip_step "$log" "3/3 installing Reelwire" install --no-deps --no-build-isolation --editable .; then
         tail -n 40 "$log" >&2
         echo "reelwire: installing into .venv failed; full log in $log" >&2
         return 1
     fi
     echo "reelwire: .venv is ready" >&2
-    echo "$hash [$extras]" >> "$stamp"
+    echo "$(lock_hash "$extras") [$extras]" >> .venv/.reelwire-installed
 }
 
 # pip_step LOG TITLE PIP-ARGS...: run pip with its whole output appended to LOG, showing a line

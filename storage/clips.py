@@ -9,6 +9,7 @@ from uuid import UUID
 
 import asyncpg
 
+from storage import db
 from storage.db import insert_row
 
 _SELECT = """
@@ -30,7 +31,9 @@ async def get_active(conn: asyncpg.Connection, clip_id: UUID) -> asyncpg.Record 
 
 async def active_by_video(conn: asyncpg.Connection, video_id: UUID) -> list[asyncpg.Record]:
     """The unexpired clips that show this video."""
-    return await conn.fetch(f"{_SELECT} WHERE c.video_id = $1 AND c.expires_at > now()", video_id)
+    return await db.fetch(
+        conn, f"{_SELECT} WHERE c.video_id = $1 AND c.expires_at > now()", video_id
+    )
 
 
 async def get_any(conn: asyncpg.Connection, clip_id: UUID) -> asyncpg.Record | None:
@@ -40,7 +43,8 @@ async def get_any(conn: asyncpg.Connection, clip_id: UUID) -> asyncpg.Record | N
 
 async def user_clips(conn: asyncpg.Connection, user_id: UUID) -> list[asyncpg.Record]:
     """A user's live clips, newest first."""
-    return await conn.fetch(
+    return await db.fetch(
+        conn,
         f"{_SELECT} WHERE c.user_id = $1 AND c.expires_at > now() ORDER BY c.created_at DESC",
         user_id,
     )
@@ -50,7 +54,8 @@ async def followed_clips(
     conn: asyncpg.Connection, viewer: UUID, limit: int = 500
 ) -> list[asyncpg.Record]:
     """Live clips of everyone `viewer` follows, newest first."""
-    return await conn.fetch(
+    return await db.fetch(
+        conn,
         f"""{_SELECT} JOIN follows f ON f.following_id = c.user_id AND f.follower_id = $1
             WHERE c.expires_at > now() ORDER BY c.created_at DESC LIMIT $2""",
         viewer,
@@ -78,7 +83,8 @@ async def record_view(conn: asyncpg.Connection, clip_id: UUID, viewer: UUID) -> 
 
 async def viewers(conn: asyncpg.Connection, clip_id: UUID, limit: int) -> list[asyncpg.Record]:
     """Who viewed a clip, latest first."""
-    return await conn.fetch(
+    return await db.fetch(
+        conn,
         """SELECT u.id, u.username, u.display_name, u.avatar_url, cv.viewed_at
            FROM clip_views cv JOIN users u ON u.id = cv.viewer_id
            WHERE cv.clip_id = $1 ORDER BY cv.viewed_at DESC, u.id LIMIT $2""",
@@ -142,7 +148,8 @@ async def delete_expired(
     conn: asyncpg.Connection, now: datetime | None = None
 ) -> list[asyncpg.Record]:
     """Delete expired clips (at most 1000 per call); their rows, for media cleanup."""
-    return await conn.fetch(
+    return await db.fetch(
+        conn,
         """DELETE FROM clips WHERE id IN (
                SELECT id FROM clips WHERE expires_at <= coalesce($1, now()) LIMIT 1000)
            RETURNING *""",

@@ -8,6 +8,8 @@ from uuid import UUID
 
 import asyncpg
 
+from storage import db
+
 _SELECT = """
     SELECT c.*, u.username AS author_username, u.display_name AS author_display_name,
            u.avatar_url AS author_avatar_url, u.verified AS author_verified
@@ -103,7 +105,7 @@ async def top_level(
     if after is None and offset:
         args.append(offset)
         sql += " OFFSET $3"
-    return await conn.fetch(sql, *args)
+    return await db.fetch(conn, sql, *args)
 
 
 async def top_level_count(conn: asyncpg.Connection, video_id: UUID) -> int:
@@ -133,7 +135,7 @@ async def replies(
     if after is None and offset:
         args.append(offset)
         sql += " OFFSET $3"
-    return await conn.fetch(sql, *args)
+    return await db.fetch(conn, sql, *args)
 
 
 async def reactions_of(

@@ -63,3 +63,9 @@ async def insert_row(conn: asyncpg.Connection, table: str, values: dict[str, Any
     columns = ", ".join(values)
     placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
     await conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", *values.values())
+
+
+async def fetch(conn: asyncpg.Connection, sql: str, *args: object) -> list[asyncpg.Record]:
+    """`conn.fetch`, typed: the rows of a query."""
+    rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+    return rows

@@ -7,6 +7,8 @@ from uuid import UUID
 
 import asyncpg
 
+from storage import db
+
 
 async def insert(conn: asyncpg.Connection, follower: UUID, followed: UUID) -> bool:
     """Add the edge; False when it already existed (a concurrent duplicate waits, then no-ops)."""
@@ -100,7 +102,8 @@ async def list_page(
     else:
         args.append(offset)
     offset_sql = "" if after else "OFFSET $3"
-    return await conn.fetch(
+    return await db.fetch(
+        conn,
         f"""SELECT u.id, u.username, u.display_name, u.avatar_url, u.verified,
                    u.follower_count, f.created_at AS followed_at
             FROM follows f JOIN users u ON u.id = f.{shown}

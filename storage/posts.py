@@ -8,6 +8,8 @@ from uuid import UUID
 
 import asyncpg
 
+from storage import db
+
 _SELECT_POST = """
     SELECT p.*, u.username, u.display_name, u.avatar_url, u.verified,
            c.name AS community_name,
@@ -67,7 +69,7 @@ async def posts_page(
     if after is None and offset:
         args.append(offset)
         sql += f" OFFSET ${len(args)}"
-    return await conn.fetch(sql, *args)
+    return await db.fetch(conn, sql, *args)
 
 
 async def posts_count(conn: asyncpg.Connection, community_id: UUID | None) -> int:
@@ -106,13 +108,15 @@ async def communities_page(
 ) -> list[asyncpg.Record]:
     """Communities, newest first."""
     if after is not None:
-        return await conn.fetch(
+        return await db.fetch(
+            conn,
             """SELECT * FROM communities WHERE (created_at, id) < ($2, $3)
                ORDER BY created_at DESC, id DESC LIMIT $1""",
             limit,
             *after,
         )
-    return await conn.fetch(
+    return await db.fetch(
+        conn,
         "SELECT * FROM communities ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2",
         limit,
         offset,

@@ -8,6 +8,7 @@ from uuid import UUID
 
 import asyncpg
 
+from storage import db
 from storage.db import insert_row
 
 # A video with its author, as every read renders it.
@@ -165,7 +166,7 @@ async def public_page(
     if after is None and offset:
         args.append(offset)
         sql += f" OFFSET ${len(args)}"
-    return await conn.fetch(sql, *args)
+    return await db.fetch(conn, sql, *args)
 
 
 async def public_count(
@@ -240,7 +241,7 @@ async def followed_page(
     if after is None and offset:
         args.append(offset)
         sql += " OFFSET $3"
-    return await conn.fetch(sql, *args)
+    return await db.fetch(conn, sql, *args)
 
 
 async def followed_count(conn: asyncpg.Connection, viewer: UUID) -> int:

@@ -32,7 +32,7 @@ from reelwire.settings import PasswordHashing, Settings
 from storage.migrate import migrate_url
 from tests.media import Media, generate
 
-TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
+TEST_SECRET = "test-secret-key-long-enough-for-hs256-and-for-the-hs512-forgery-test-0123456789"
 LEFTOVER_GRACE_SECONDS = 10.0  # processes told to die (parent-death signals) get this long
 
 

@@ -15,12 +15,16 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import aiohttp
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 
+from pubsub import keys
+from pubsub.outbox import Outbox
+from pubsub.views import ViewBatch, ViewCounter, ViewCountUnsettled
 from reelwire.embedded import EmbeddedRedis
 from tests.conftest import Backends, Catalog
 from tests.media import Media, form
@@ -267,4 +271,56 @@ async def test_a_redis_outage_under_load_refuses_no_write_and_loses_no_event(
         await asyncio.gather(*readers, *([fans_done] if fans_done else []), return_exceptions=True)
         for server in servers:
             server.stop()
+        redis.stop()
+
+
+async def test_a_flush_cut_off_by_a_redis_crash_lets_go_of_its_batch_when_redis_is_back(
+    tmp_path: Path,
+) -> None:
+    """Redis dies between a flush writing its batch to PostgreSQL and dropping it from Redis:
+    the drop waits in the outbox, so once Redis is back the next flush runs at once instead
+    of after the lock lapses, and meanwhile a cold live count says so instead of spinning."""
+    redis = EmbeddedRedis(tmp_path / "redis", durable=True, port=_free_port())
+    redis.start()
+    client = aioredis.Redis.from_url(redis.url, socket_connect_timeout=1)
+    outbox = Outbox()
+    counter = ViewCounter(client, outbox)
+    video = uuid4()
+    applied: list[ViewBatch] = []
+
+    async def flushed(_: UUID) -> int:
+        return sum(sum(b.views.values()) for b in applied)
+
+    async def apply_then_crash(batch: ViewBatch) -> None:
+        applied.append(batch)
+        redis.kill()
+
+    try:
+        assert await counter.record(video, 3, flushed) == 1
+        assert await counter.flush(apply_then_crash) == 1
+        assert outbox.backlog == 1  # the batch's drop, held
+        redis.start()
+        deadline = time.monotonic() + 10
+        while outbox.backlog and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert outbox.backlog == 0
+        # The lock is gone long before it would have lapsed (30 s).
+        assert not await client.exists(keys.VIEWS_FLUSHING, keys.VIEWS_FLUSH_LOCK)
+        assert await counter.record(video, 0, flushed) == 2  # 1 flushed + this one
+
+        async def apply(batch: ViewBatch) -> None:
+            applied.append(batch)
+
+        assert await counter.flush(apply) == 1
+        # A batch left behind that nobody may flush yet: a cold count says so at once (the
+        # view is then counted straight into PostgreSQL) instead of spinning into an error.
+        await client.hset(keys.VIEWS_FLUSHING, mapping={"_batch": str(uuid4()), "v:x": 1})
+        await client.delete(keys.live_views(video))
+        started = time.monotonic()
+        with pytest.raises(ViewCountUnsettled):
+            await counter.record(video, 0, flushed)
+        assert time.monotonic() - started < 1
+    finally:
+        await outbox.aclose()
+        await client.aclose()
         redis.stop()

@@ -13,7 +13,7 @@ import orjson
 
 from pubsub import keys
 from pubsub.outbox import nothing
-from pubsub.views import ViewBatch
+from pubsub.views import ViewBatch, ViewCountUnsettled
 from reelwire.domain import events, media, media_access, present
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, ValidationFailed
@@ -252,7 +252,8 @@ async def view(
     ctx: Services, video_id: UUID, viewer: Principal | None, watch_time_seconds: float = 0
 ) -> dict[str, Any]:
     """Count a view (in Redis; PostgreSQL catches up in batches) and publish the live count.
-    While Redis is away the view goes straight to PostgreSQL: slower, never lost."""
+    While Redis is away, or its live count cannot be rebuilt yet, the view goes straight to
+    PostgreSQL: slower, never lost."""
     await visible(ctx, video_id, viewer)
     watched = round(watch_time_seconds)
 
@@ -267,9 +268,13 @@ async def view(
         await ctx.views.forget(video_id)
         return stored
 
-    count = await ctx.outbox.read(
-        lambda: ctx.views.record(video_id, watched, flushed_count), durably
-    )
+    async def live() -> int | None:
+        try:
+            return await ctx.views.record(video_id, watched, flushed_count)
+        except ViewCountUnsettled:
+            return await durably()
+
+    count = await ctx.outbox.read(live, durably)
     if count is None:
         raise NotFound(VIDEO_NOT_FOUND)
     await events.video_views(ctx, video_id, count)
