@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from http_api import schemas as s
 from http_api.routing import Call, RouteTable
 from reelwire.domain import accounts
+from reelwire.domain.schemas.auth import (
+    AuthOut,
+    CurrentUserOut,
+    LoginBody,
+    LogoutBody,
+    LogoutOut,
+    RefreshBody,
+    RefreshOut,
+    RegisterBody,
+)
 
 routes = RouteTable()
 
@@ -15,12 +24,12 @@ routes = RouteTable()
     "/api/auth/register",
     rate="auth",
     tag="auth",
-    body=s.RegisterBody,
-    response=s.AuthOut,
+    body=RegisterBody,
+    response=AuthOut,
     status=201,
     errors=(400, 409, 415),
 )
-async def register(call: Call[s.RegisterBody]) -> dict[str, Any]:
+async def register(call: Call[RegisterBody]) -> dict[str, Any]:
     """Create an account and start a session."""
     body = call.body
     return await accounts.register(
@@ -36,11 +45,11 @@ async def register(call: Call[s.RegisterBody]) -> dict[str, Any]:
     "/api/auth/login",
     rate="auth",
     tag="auth",
-    body=s.LoginBody,
-    response=s.AuthOut,
+    body=LoginBody,
+    response=AuthOut,
     errors=(400, 401),
 )
-async def login(call: Call[s.LoginBody]) -> dict[str, Any]:
+async def login(call: Call[LoginBody]) -> dict[str, Any]:
     """Log in by username or email."""
     return await accounts.login(
         call.services, login=call.body.identifier, password=call.body.password
@@ -51,11 +60,11 @@ async def login(call: Call[s.LoginBody]) -> dict[str, Any]:
     "/api/auth/refresh",
     rate="auth",
     tag="auth",
-    body=s.RefreshBody,
-    response=s.RefreshOut,
+    body=RefreshBody,
+    response=RefreshOut,
     errors=(400, 401),
 )
-async def refresh(call: Call[s.RefreshBody]) -> dict[str, Any]:
+async def refresh(call: Call[RefreshBody]) -> dict[str, Any]:
     """Trade a refresh token for a new pair (the old refresh token stops working)."""
     return await accounts.refresh(call.services, call.body.token)
 
@@ -64,19 +73,19 @@ async def refresh(call: Call[s.RefreshBody]) -> dict[str, Any]:
     "/api/auth/logout",
     tag="auth",
     auth="required",
-    body=s.LogoutBody,
+    body=LogoutBody,
     body_required=False,
-    response=s.LogoutOut,
+    response=LogoutOut,
     errors=(401,),
 )
-async def logout(call: Call[s.LogoutBody]) -> dict[str, Any]:
+async def logout(call: Call[LogoutBody]) -> dict[str, Any]:
     """End the session: its refresh and access tokens stop working."""
     return await accounts.logout(
         call.services, call.user, call.body.refresh_token or call.body.refresh
     )
 
 
-@routes.get("/api/auth/me", tag="auth", auth="required", response=s.CurrentUserOut, errors=(401,))
+@routes.get("/api/auth/me", tag="auth", auth="required", response=CurrentUserOut, errors=(401,))
 async def me(call: Call[Any]) -> dict[str, Any]:
     """The caller's own account and creator figures."""
     return await accounts.me(call.services, call.user)

@@ -7,13 +7,23 @@ from typing import Any
 
 from aiohttp import web
 
-from http_api import schemas as s
-from http_api import social_schemas as ss
 from http_api.routing import Call, RouteTable
 from http_api.uploads import receive_form, validate_fields
 from reelwire.domain import clips, media
 from reelwire.domain.errors import Forbidden, Unauthorized, ValidationFailed
-from reelwire.domain.schemas.common import parse_uuid
+from reelwire.domain.schemas.clips import (
+    CleanupOut,
+    ClipReactionBody,
+    ClipReactionsOut,
+    ClipsOut,
+    ClipUploadForm,
+    ClipUploadOut,
+    ClipViewersOut,
+    ClipViewOut,
+    FollowedClipsQuery,
+    UserClipsOut,
+)
+from reelwire.domain.schemas.common import MessageOut, parse_uuid
 
 routes = RouteTable()
 
@@ -23,9 +33,9 @@ routes = RouteTable()
     rate="upload",
     tag="clips",
     auth="required",
-    form=s.ClipUploadForm,
+    form=ClipUploadForm,
     form_file="clip",
-    response=s.ClipUploadOut,
+    response=ClipUploadOut,
     status=201,
     errors=(400, 401, 404, 413, 415),
 )
@@ -42,8 +52,8 @@ async def upload_clip(call: Call[Any]) -> dict[str, Any]:
         max_bytes=limit,
         too_large=too_large,
     ) as upload:
-        form = validate_fields(s.ClipUploadForm, upload)
-        assert isinstance(form, s.ClipUploadForm)
+        form = validate_fields(ClipUploadForm, upload)
+        assert isinstance(form, ClipUploadForm)
         if upload.path is None and form.video_id:
             video_id = parse_uuid(form.video_id, media.VIDEO_NOT_FOUND)
             return await clips.clip_from_library(ctx, call.user, video_id, form.caption)
@@ -55,7 +65,7 @@ async def upload_clip(call: Call[Any]) -> dict[str, Any]:
 
 
 @routes.delete(
-    "/api/clips/{clip_id}", tag="clips", auth="required", response=s.MessageOut, errors=(401, 404)
+    "/api/clips/{clip_id}", tag="clips", auth="required", response=MessageOut, errors=(401, 404)
 )
 async def delete_clip(call: Call[Any]) -> dict[str, Any]:
     """Delete your clip and its media (404 "Clip not found or unauthorized" otherwise)."""
@@ -67,7 +77,7 @@ async def delete_clip(call: Call[Any]) -> dict[str, Any]:
     "/api/clips/user/{user_id}",
     tag="clips",
     auth="required",
-    response=ss.UserClipsOut,
+    response=UserClipsOut,
     errors=(401, 404),
 )
 async def user_clips(call: Call[Any]) -> dict[str, Any]:
@@ -79,8 +89,8 @@ async def user_clips(call: Call[Any]) -> dict[str, Any]:
     "/api/clips/all",
     tag="clips",
     auth="required",
-    query=ss.FollowedClipsQuery,
-    response=ss.ClipsOut,
+    query=FollowedClipsQuery,
+    response=ClipsOut,
     errors=(401,),
 )
 async def followed_clips(call: Call[Any]) -> web.Response:
@@ -93,7 +103,7 @@ async def followed_clips(call: Call[Any]) -> web.Response:
     "/api/clips/cleanup/expired",
     tag="clips",
     auth="optional",
-    response=ss.CleanupOut,
+    response=CleanupOut,
     errors=(401, 403),
 )
 async def cleanup_expired(call: Call[Any]) -> dict[str, Any]:
@@ -114,7 +124,7 @@ async def cleanup_expired(call: Call[Any]) -> dict[str, Any]:
     "/api/clips/{clip_id}/view",
     tag="clips",
     auth="required",
-    response=ss.ClipViewOut,
+    response=ClipViewOut,
     errors=(401, 404),
 )
 async def view_clip(call: Call[Any]) -> dict[str, Any]:
@@ -127,7 +137,7 @@ async def view_clip(call: Call[Any]) -> dict[str, Any]:
     "/api/clips/{clip_id}/viewers",
     tag="clips",
     auth="required",
-    response=ss.ClipViewersOut,
+    response=ClipViewersOut,
     errors=(401, 403, 404),
 )
 async def clip_viewers(call: Call[Any]) -> dict[str, Any]:
@@ -141,11 +151,11 @@ async def clip_viewers(call: Call[Any]) -> dict[str, Any]:
     tag="clips",
     auth="required",
     rate="like",
-    body=ss.ClipReactionBody,
-    response=ss.ClipReactionsOut,
+    body=ClipReactionBody,
+    response=ClipReactionsOut,
     errors=(400, 401, 404, 429),
 )
-async def react_to_clip(call: Call[ss.ClipReactionBody]) -> dict[str, Any]:
+async def react_to_clip(call: Call[ClipReactionBody]) -> dict[str, Any]:
     """React to a clip with an emoji."""
     clip_id = call.path_uuid("clip_id", message=clips.CLIP_NOT_FOUND)
     return await clips.react(call.services, call.user, clip_id, call.body.emoji)

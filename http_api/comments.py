@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from http_api import social_schemas as ss
 from http_api.routing import Call, RouteTable, page_of
 from reelwire.domain import comments
-from reelwire.domain.schemas.common import parse_uuid
+from reelwire.domain.schemas.comments import (
+    CommentBody,
+    CommentEditBody,
+    CommentOut,
+    CommentQuery,
+    CommentsOut,
+    RepliesOut,
+)
+from reelwire.domain.schemas.common import PageQuery, SuccessMessageOut, parse_uuid
+from reelwire.domain.schemas.videos import ReactionBody, ReactionOut
 
 routes = RouteTable()
 
@@ -16,8 +24,8 @@ routes = RouteTable()
     "/api/videos/{video_id}/comments",
     tag="comments",
     auth="optional",
-    query=ss.CommentQuery,
-    response=ss.CommentsOut,
+    query=CommentQuery,
+    response=CommentsOut,
     errors=(400, 404),
 )
 async def list_comments(call: Call[Any]) -> dict[str, Any]:
@@ -33,12 +41,12 @@ async def list_comments(call: Call[Any]) -> dict[str, Any]:
     tag="comments",
     auth="required",
     rate="comment",
-    body=ss.CommentBody,
-    response=ss.CommentOut,
+    body=CommentBody,
+    response=CommentOut,
     status=201,
     errors=(400, 401, 404, 429),
 )
-async def post_comment(call: Call[ss.CommentBody]) -> dict[str, Any]:
+async def post_comment(call: Call[CommentBody]) -> dict[str, Any]:
     """Comment on a video, or reply with `parent_comment_id`."""
     video_id = call.path_uuid("video_id", "Video")
     parent = call.body.parent_comment_id
@@ -50,8 +58,8 @@ async def post_comment(call: Call[ss.CommentBody]) -> dict[str, Any]:
     "/api/comments/{comment_id}/replies",
     tag="comments",
     auth="optional",
-    query=ss.PageQuery,
-    response=ss.RepliesOut,
+    query=PageQuery,
+    response=RepliesOut,
     errors=(400, 404),
 )
 async def list_replies(call: Call[Any]) -> dict[str, Any]:
@@ -67,11 +75,11 @@ async def list_replies(call: Call[Any]) -> dict[str, Any]:
     tag="comments",
     auth="required",
     rate="like",
-    body=ss.ReactionBody,
-    response=ss.ReactionOut,
+    body=ReactionBody,
+    response=ReactionOut,
     errors=(400, 401, 404, 429),
 )
-async def like_comment(call: Call[ss.ReactionBody]) -> dict[str, Any]:
+async def like_comment(call: Call[ReactionBody]) -> dict[str, Any]:
     """Like, dislike or remove your reaction to a comment."""
     comment_id = call.path_uuid("comment_id", "Comment")
     return await comments.react(call.services, call.user, comment_id, call.body.action)
@@ -81,11 +89,11 @@ async def like_comment(call: Call[ss.ReactionBody]) -> dict[str, Any]:
     "/api/comments/{comment_id}",
     tag="comments",
     auth="required",
-    body=ss.CommentEditBody,
-    response=ss.CommentOut,
+    body=CommentEditBody,
+    response=CommentOut,
     errors=(400, 401, 403, 404),
 )
-async def edit_comment(call: Call[ss.CommentEditBody]) -> dict[str, Any]:
+async def edit_comment(call: Call[CommentEditBody]) -> dict[str, Any]:
     """Change your comment's text (marks it `edited`)."""
     comment_id = call.path_uuid("comment_id", "Comment")
     return await comments.edit(call.services, call.user, comment_id, call.body.content)
@@ -95,7 +103,7 @@ async def edit_comment(call: Call[ss.CommentEditBody]) -> dict[str, Any]:
     "/api/comments/{comment_id}",
     tag="comments",
     auth="required",
-    response=ss.SuccessMessageOut,
+    response=SuccessMessageOut,
     errors=(401, 403, 404),
 )
 async def delete_comment(call: Call[Any]) -> dict[str, Any]:

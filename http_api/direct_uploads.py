@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 import aiofiles
 import aiofiles.os
-from pydantic import BaseModel, ConfigDict, Field
 
 from http_api.routing import Call, RouteTable
 from http_api.uploads import CHUNK
@@ -17,67 +16,16 @@ from http_api.urls import public_base_url
 from reelwire.domain import direct_uploads
 from reelwire.domain.errors import Forbidden, PayloadTooLarge, ValidationFailed
 from reelwire.domain.schemas.common import parse_uuid
+from reelwire.domain.schemas.uploads import (
+    CompleteQuery,
+    ThumbnailRequestBody,
+    UploadRequestOut,
+    UploadUrlBody,
+    UploadUrlOut,
+    VideoUploadRequestBody,
+)
 
 routes = RouteTable()
-
-
-class UploadUrlBody(BaseModel):
-    """POST /api/videos/upload-url (the upload-flow API)."""
-
-    model_config = ConfigDict(extra="forbid")
-    filename: str = Field(min_length=1, max_length=255)
-    fileSize: int = Field(gt=0)
-    mimeType: str = Field(max_length=100)
-    metadata: dict[str, Any] | None = None
-
-
-class UploadUrlOut(BaseModel):
-    """The upload-flow API's answer."""
-
-    videoId: str
-    uploadUrl: str
-    provider: str
-    expiresAt: str
-    method: str
-    headers: dict[str, str]
-    completeUrl: str
-
-
-class VideoUploadRequestBody(BaseModel):
-    """POST /api/upload/video/request (the CLUTCH API)."""
-
-    model_config = ConfigDict(extra="forbid")
-    filename: str = Field(min_length=1, max_length=255)
-    file_size: int = Field(gt=0)
-    content_type: str = Field(max_length=100)
-    duration: float | None = Field(None, ge=0)
-
-
-class ThumbnailRequestBody(BaseModel):
-    """POST /api/upload/thumbnail/request (the CLUTCH API: "similar structure")."""
-
-    model_config = ConfigDict(extra="forbid")
-    video_id: str
-    filename: str = Field(min_length=1, max_length=255)
-    file_size: int = Field(gt=0)
-    content_type: str = Field(max_length=100)
-
-
-class UploadRequestOut(BaseModel):
-    """The CLUTCH API's answer."""
-
-    upload_url: str
-    video_id: str
-    expires_at: str
-    method: str
-    headers: dict[str, str]
-    complete_url: str
-
-
-class CompleteQuery(BaseModel):
-    """Which upload is complete."""
-
-    kind: Literal["video", "thumbnail"] = "video"
 
 
 def _base_url(call: Call[Any]) -> str:

@@ -2,66 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field
-
-from http_api import schemas as s
 from http_api.routing import Call, RouteTable
 from http_api.uploads import receive_video
 from reelwire.domain import library
+from reelwire.domain.schemas.library import (
+    LibraryPageOut,
+    LibraryQuery,
+    LibraryUploadForm,
+    LibraryVideoOut,
+    RecentOut,
+    RecentQuery,
+)
 
 routes = RouteTable()
-
-
-class LibraryQuery(BaseModel):
-    """The S3 video library API's query; `sort_by` is a whitelist, never a column from input."""
-
-    page: int = Field(1, ge=1, le=100_000)
-    page_size: int = Field(10, ge=1, le=50)
-    search: str | None = Field(None, max_length=200)
-    sort_by: Literal["created_at", "filename", "file_size", "duration"] = "created_at"
-    sort_order: Literal["asc", "desc"] = "desc"
-
-
-class RecentQuery(BaseModel):
-    """How many recent videos (max 20)."""
-
-    limit: int = Field(5, ge=1, le=20)
-
-
-class LibraryVideoOut(BaseModel):
-    """The S3 video library API's video object."""
-
-    id: str
-    filename: str | None
-    original_filename: str
-    s3_key: str | None
-    s3_url: str | None
-    content_type: str | None
-    file_size: int | None
-    duration: float | None
-    thumbnail_url: str | None
-    uploaded_at: str
-    status: str
-    metadata: dict[str, Any]
-
-
-class LibraryPageOut(BaseModel):
-    """GET /api/v1/videos/s3-videos."""
-
-    videos: list[LibraryVideoOut]
-    total_count: int
-    page: int
-    page_size: int
-    total_pages: int
-    has_more: bool
-
-
-class RecentOut(BaseModel):
-    """GET /api/v1/videos/s3-videos/recent."""
-
-    videos: list[LibraryVideoOut]
 
 
 @routes.get(
@@ -116,7 +71,7 @@ async def library_by_key(call: Call[Any]) -> dict[str, Any]:
     rate="upload",
     tag="library",
     auth="required",
-    form=s.LibraryUploadForm,
+    form=LibraryUploadForm,
     form_file="file",
     response=LibraryVideoOut,
     status=201,
@@ -127,7 +82,7 @@ async def library_upload(call: Call[Any]) -> dict[str, Any]:
     row = await receive_video(
         call,
         file_field="file",
-        form_model=s.LibraryUploadForm,
+        form_model=LibraryUploadForm,
         source="library",
         visibility="private",
     )

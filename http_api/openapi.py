@@ -10,7 +10,7 @@ from pydantic.json_schema import models_json_schema
 
 import reelwire
 from http_api.routing import Handler, Route
-from http_api.schemas import ErrorOut
+from reelwire.domain.schemas.common import ErrorOut
 from reelwire.domain.urls import ASYNCAPI_URL
 
 H = TypeVar("H", bound=Handler)

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from http_api import social_schemas as ss
 from http_api.routing import Call, RouteTable, page_of
 from reelwire.domain import posts, videos
-from reelwire.domain.schemas.common import parse_uuid
+from reelwire.domain.schemas.common import PageQuery, parse_uuid
+from reelwire.domain.schemas.posts import (
+    CommunitiesOut,
+    CommunityBody,
+    CommunityOut,
+    PostBody,
+    PostOut,
+    PostsOut,
+    PostsQuery,
+)
 
 routes = RouteTable()
 
@@ -16,12 +24,12 @@ routes = RouteTable()
     "/api/posts",
     tag="posts",
     auth="required",
-    body=ss.PostBody,
-    response=ss.PostOut,
+    body=PostBody,
+    response=PostOut,
     status=201,
     errors=(400, 401, 404),
 )
-async def create_post(call: Call[ss.PostBody]) -> dict[str, Any]:
+async def create_post(call: Call[PostBody]) -> dict[str, Any]:
     """Post text, or one of your ready videos, optionally in a community."""
     body = call.body
     video_id = parse_uuid(body.videoId, videos.VIDEO_NOT_FOUND) if body.videoId else None
@@ -41,8 +49,8 @@ async def create_post(call: Call[ss.PostBody]) -> dict[str, Any]:
     "/api/posts",
     tag="posts",
     auth="optional",
-    query=ss.PostsQuery,
-    response=ss.PostsOut,
+    query=PostsQuery,
+    response=PostsOut,
     errors=(400, 404),
 )
 async def list_posts(call: Call[Any]) -> dict[str, Any]:
@@ -56,12 +64,12 @@ async def list_posts(call: Call[Any]) -> dict[str, Any]:
     "/api/communities",
     tag="posts",
     auth="required",
-    body=ss.CommunityBody,
-    response=ss.CommunityOut,
+    body=CommunityBody,
+    response=CommunityOut,
     status=201,
     errors=(400, 401, 409),
 )
-async def create_community(call: Call[ss.CommunityBody]) -> dict[str, Any]:
+async def create_community(call: Call[CommunityBody]) -> dict[str, Any]:
     """Start a community."""
     return await posts.create_community(
         call.services, call.user, call.body.name, call.body.description
@@ -72,8 +80,8 @@ async def create_community(call: Call[ss.CommunityBody]) -> dict[str, Any]:
     "/api/communities",
     tag="posts",
     auth="optional",
-    query=ss.PageQuery,
-    response=ss.CommunitiesOut,
+    query=PageQuery,
+    response=CommunitiesOut,
     errors=(400,),
 )
 async def list_communities(call: Call[Any]) -> dict[str, Any]:

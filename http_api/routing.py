@@ -17,7 +17,6 @@ import orjson
 import pydantic
 from aiohttp import web
 
-from http_api.schemas import Input, unstorable_fields
 from reelwire.appkeys import SERVICES, SETTINGS
 from reelwire.domain import accounts, rates, tokens
 from reelwire.domain.context import Principal, Services
@@ -28,7 +27,7 @@ from reelwire.domain.errors import (
     ValidationFailed,
 )
 from reelwire.domain.paging import PageRequest
-from reelwire.domain.schemas.common import field_errors, parse_uuid
+from reelwire.domain.schemas.common import Input, field_errors, parse_uuid, unstorable_fields
 
 B = TypeVar("B", bound=pydantic.BaseModel)
 AuthRule = Literal["required", "optional", "none"]

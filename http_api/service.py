@@ -9,33 +9,17 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
 
 import reelwire
 from http_api.metrics import METRICS
 from http_api.routing import Call, RouteTable, bearer_token, json_response
 from reelwire.appkeys import SERVICES, SETTINGS
 from reelwire.domain.errors import NotFound
+from reelwire.domain.schemas.service import ApiInfoOut, HealthOut
 from storage.db import ping_fresh
 
 routes = RouteTable()
 OPENAPI = web.AppKey("openapi", dict)
-
-
-class ApiInfoOut(BaseModel):
-    """GET /api/."""
-
-    name: str
-    version: str
-    message: str
-    docs: str
-
-
-class HealthOut(BaseModel):
-    """Liveness and readiness."""
-
-    status: str
-    checks: dict[str, str] | None = None
 
 
 @routes.get("/api", tag="service", response=ApiInfoOut)

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import pydantic
-
 from http_api.routing import Call, RouteTable
 from reelwire.domain import accounts
+from reelwire.domain.schemas.auth import TicketOut
 
 routes = RouteTable()
-
-
-class TicketOut(pydantic.BaseModel):
-    """A single-use ticket for `GET /ws?ticket=...`."""
-
-    success: bool
-    ticket: str
-    expires_in: int
 
 
 @routes.post(

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from http_api import schemas as s
-from http_api import social_schemas as ss
 from http_api.routing import Call, RouteTable, page_of
 from reelwire.domain import accounts, users, videos
+from reelwire.domain.schemas.common import PageQuery
+from reelwire.domain.schemas.users import (
+    AccountStateOut,
+    FollowersOut,
+    FollowingOut,
+    FollowOut,
+    ProfileOut,
+    UpdateMeBody,
+    UpdateMeOut,
+)
+from reelwire.domain.schemas.videos import VideoListOut
 
 routes = RouteTable()
 
@@ -16,8 +25,8 @@ routes = RouteTable()
     "/api/users/me/following/videos",
     tag="users",
     auth="required",
-    query=s.PageQuery,
-    response=ss.VideoListOut,
+    query=PageQuery,
+    response=VideoListOut,
     errors=(400, 401),
 )
 async def following_videos(call: Call[Any]) -> dict[str, Any]:
@@ -29,17 +38,17 @@ async def following_videos(call: Call[Any]) -> dict[str, Any]:
     "/api/users/me",
     tag="users",
     auth="required",
-    body=s.UpdateMeBody,
-    response=s.UpdateMeOut,
+    body=UpdateMeBody,
+    response=UpdateMeOut,
     errors=(400, 401, 415),
 )
-async def update_me(call: Call[s.UpdateMeBody]) -> dict[str, Any]:
+async def update_me(call: Call[UpdateMeBody]) -> dict[str, Any]:
     """Change your display name, bio, avatar or settings."""
     return await users.update_me(call.services, call.user, call.body.changes())
 
 
 @routes.get(
-    "/api/users/{user_id}", tag="users", auth="optional", response=s.ProfileOut, errors=(404,)
+    "/api/users/{user_id}", tag="users", auth="optional", response=ProfileOut, errors=(404,)
 )
 async def profile(call: Call[Any]) -> dict[str, Any]:
     """A user's public profile, by id or by username."""
@@ -51,7 +60,7 @@ async def profile(call: Call[Any]) -> dict[str, Any]:
     "/api/users/{user_id}/follow",
     tag="users",
     auth="required",
-    response=s.FollowOut,
+    response=FollowOut,
     errors=(400, 401, 404),
 )
 async def follow(call: Call[Any]) -> dict[str, Any]:
@@ -63,7 +72,7 @@ async def follow(call: Call[Any]) -> dict[str, Any]:
     "/api/users/{user_id}/disable",
     tag="users",
     auth="required",
-    response=s.AccountStateOut,
+    response=AccountStateOut,
     errors=(400, 401, 403, 404),
 )
 async def disable(call: Call[Any]) -> dict[str, Any]:
@@ -77,7 +86,7 @@ async def disable(call: Call[Any]) -> dict[str, Any]:
     "/api/users/{user_id}/disable",
     tag="users",
     auth="required",
-    response=s.AccountStateOut,
+    response=AccountStateOut,
     errors=(400, 401, 403, 404),
 )
 async def enable(call: Call[Any]) -> dict[str, Any]:
@@ -90,7 +99,7 @@ async def enable(call: Call[Any]) -> dict[str, Any]:
     "/api/users/{user_id}/follow",
     tag="users",
     auth="required",
-    response=s.FollowOut,
+    response=FollowOut,
     errors=(400, 401, 404),
 )
 async def unfollow(call: Call[Any]) -> dict[str, Any]:
@@ -102,8 +111,8 @@ async def unfollow(call: Call[Any]) -> dict[str, Any]:
     "/api/users/{user_id}/followers",
     tag="users",
     auth="optional",
-    query=s.PageQuery,
-    response=s.FollowersOut,
+    query=PageQuery,
+    response=FollowersOut,
     errors=(400, 403, 404),
 )
 async def followers(call: Call[Any]) -> dict[str, Any]:
@@ -121,8 +130,8 @@ async def followers(call: Call[Any]) -> dict[str, Any]:
     "/api/users/{user_id}/following",
     tag="users",
     auth="optional",
-    query=s.PageQuery,
-    response=s.FollowingOut,
+    query=PageQuery,
+    response=FollowingOut,
     errors=(400, 403, 404),
 )
 async def following(call: Call[Any]) -> dict[str, Any]:

@@ -6,12 +6,24 @@ from typing import Any
 
 from aiohttp import web
 
-from http_api import schemas as s
-from http_api import social_schemas as ss
 from http_api.media_files import serve_blob
 from http_api.routing import Call, RouteTable, page_of
 from http_api.uploads import receive_video
 from reelwire.domain import media, present, videos
+from reelwire.domain.schemas.common import MessageOut
+from reelwire.domain.schemas.videos import (
+    ReactionBody,
+    ReactionOut,
+    VideoListOut,
+    VideoListQuery,
+    VideoPatchBody,
+    VideoStatusOut,
+    VideoUploadForm,
+    VideoUploadOut,
+    VideoWithReactionOut,
+    ViewBody,
+    ViewOut,
+)
 
 routes = RouteTable()
 
@@ -20,8 +32,8 @@ routes = RouteTable()
     "/api/videos",
     tag="videos",
     auth="optional",
-    query=ss.VideoListQuery,
-    response=ss.VideoListOut,
+    query=VideoListQuery,
+    response=VideoListOut,
     errors=(400,),
 )
 async def list_videos(call: Call[Any]) -> dict[str, Any]:
@@ -38,16 +50,16 @@ async def list_videos(call: Call[Any]) -> dict[str, Any]:
     rate="upload",
     tag="videos",
     auth="required",
-    form=s.VideoUploadForm,
+    form=VideoUploadForm,
     form_file="video_file",
-    response=s.VideoUploadOut,
+    response=VideoUploadOut,
     status=201,
     errors=(400, 401, 413, 415),
 )
 async def upload_video(call: Call[Any]) -> dict[str, Any]:
     """Upload a video (multipart `video_file`); probed now, transcoded in the background."""
     row = await receive_video(
-        call, file_field="video_file", form_model=s.VideoUploadForm, source="upload"
+        call, file_field="video_file", form_model=VideoUploadForm, source="upload"
     )
     return {
         "id": str(row["id"]),
@@ -63,7 +75,7 @@ async def upload_video(call: Call[Any]) -> dict[str, Any]:
     "/api/videos/{video_id}",
     tag="videos",
     auth="optional",
-    response=ss.VideoWithReactionOut,
+    response=VideoWithReactionOut,
     errors=(404,),
 )
 async def get_video(call: Call[Any]) -> dict[str, Any]:
@@ -75,11 +87,11 @@ async def get_video(call: Call[Any]) -> dict[str, Any]:
     "/api/videos/{video_id}",
     tag="videos",
     auth="required",
-    body=ss.VideoPatchBody,
-    response=ss.VideoWithReactionOut,
+    body=VideoPatchBody,
+    response=VideoWithReactionOut,
     errors=(400, 401, 403, 404),
 )
-async def edit_video(call: Call[ss.VideoPatchBody]) -> dict[str, Any]:
+async def edit_video(call: Call[VideoPatchBody]) -> dict[str, Any]:
     """Edit the title, description, tags, category or visibility of your video."""
     video_id = call.path_uuid("video_id", "Video")
     return await videos.update(call.services, call.user, video_id, call.body.changes())
@@ -90,11 +102,11 @@ async def edit_video(call: Call[ss.VideoPatchBody]) -> dict[str, Any]:
     tag="videos",
     auth="required",
     rate="like",
-    body=ss.ReactionBody,
-    response=ss.ReactionOut,
+    body=ReactionBody,
+    response=ReactionOut,
     errors=(400, 401, 404, 429),
 )
-async def like_video(call: Call[ss.ReactionBody]) -> dict[str, Any]:
+async def like_video(call: Call[ReactionBody]) -> dict[str, Any]:
     """Like, dislike or remove your reaction (one per user per video)."""
     video_id = call.path_uuid("video_id", "Video")
     return await videos.react(call.services, call.user, video_id, call.body.action)
@@ -104,12 +116,12 @@ async def like_video(call: Call[ss.ReactionBody]) -> dict[str, Any]:
     "/api/videos/{video_id}/view",
     tag="videos",
     auth="optional",
-    body=ss.ViewBody,
+    body=ViewBody,
     body_required=False,
-    response=ss.ViewOut,
+    response=ViewOut,
     errors=(400, 404, 429),
 )
-async def view_video(call: Call[ss.ViewBody]) -> dict[str, Any]:
+async def view_video(call: Call[ViewBody]) -> dict[str, Any]:
     """Count a view (and watch time); the answer includes views not yet flushed."""
     video_id = call.path_uuid("video_id", "Video")
     watched = call.body.watch_time_seconds or 0
@@ -120,7 +132,7 @@ async def view_video(call: Call[ss.ViewBody]) -> dict[str, Any]:
     "/api/videos/{video_id}",
     tag="videos",
     auth="required",
-    response=s.MessageOut,
+    response=MessageOut,
     errors=(401, 403, 404),
 )
 async def delete_video(call: Call[Any]) -> dict[str, Any]:
@@ -132,7 +144,7 @@ async def delete_video(call: Call[Any]) -> dict[str, Any]:
     "/api/videos/{video_id}/status",
     tag="videos",
     auth="required",
-    response=s.VideoStatusOut,
+    response=VideoStatusOut,
     errors=(401, 403, 404),
 )
 async def video_status(call: Call[Any]) -> dict[str, Any]:

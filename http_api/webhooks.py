@@ -2,57 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from http_api.routing import Call, RouteTable, validate_input
 from reelwire.domain import webhooks
 from reelwire.domain.errors import ValidationFailed
 from reelwire.domain.schemas.common import parse_uuid
+from reelwire.domain.schemas.uploads import ProcessedBody, ProcessingBody, WebhookOut
 
 routes = RouteTable()
-
-
-class ProcessedBody(BaseModel):
-    """The CLUTCH API's payload (unknown extra fields from the sender are ignored)."""
-
-    video_id: str
-    status: Literal["success", "error"]
-    quality_variants: dict[str, str] = Field(default_factory=dict)
-    duration: float | None = Field(None, ge=0)
-    thumbnail_url: str | None = None
-    playback_url: str | None = None
-    error_message: str | None = Field(None, max_length=2000)
-    event_id: str | None = Field(None, max_length=200)
-
-
-class AssetData(BaseModel):
-    """The `data` of a the upload-flow API event."""
-
-    id: str
-    playback_url: str | None = None
-    thumbnail_url: str | None = None
-    duration: float | None = Field(None, ge=0)
-    error_message: str | None = Field(None, max_length=2000)
-
-
-class ProcessingBody(BaseModel):
-    """The upload-flow API's event."""
-
-    id: str | None = Field(None, max_length=200)
-    type: Literal["video.asset.ready", "video.asset.errored"]
-    data: AssetData
-
-
-class WebhookOut(BaseModel):
-    """Acknowledgement."""
-
-    received: bool
-    duplicate: bool
-    video_id: str | None = None
-    status: str | None = None
 
 
 async def _verified(call: Call[Any], model: type[BaseModel]) -> tuple[Any, bytes]:

@@ -22,9 +22,19 @@ import pydantic
 from pubsub import keys
 from pubsub.history import Position
 from realtime import messages
-from realtime import schemas as s
 from realtime.connection import Connection
 from realtime.hub import VIDEO_FIELDS, Hub
+from realtime.schemas import (
+    AuthMessage,
+    ClientMessage,
+    CommentMessage,
+    LikeMessage,
+    PingMessage,
+    SubscribeMessage,
+    UnsubscribeMessage,
+    ViewMessage,
+    type_of,
+)
 from reelwire.domain import accounts, comments, rates, users, videos
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import (
@@ -57,7 +67,7 @@ Handler = Callable[[Session, Any], Awaitable[bytes | None]]
 class Command:
     """A message type, its schema, and the function that answers it."""
 
-    schema: type[s.ClientMessage]
+    schema: type[ClientMessage]
     handler: Handler
     auth: bool = False
     rate: str | None = None
@@ -67,12 +77,12 @@ COMMANDS: dict[str, Command] = {}
 
 
 def command(
-    schema: type[s.ClientMessage], *, auth: bool = False, rate: str | None = None
+    schema: type[ClientMessage], *, auth: bool = False, rate: str | None = None
 ) -> Callable[[Handler], Handler]:
     """Register the function answering the messages `schema` (in `realtime.schemas`) describes."""
 
     def register(handler: Handler) -> Handler:
-        COMMANDS[s.type_of(schema)] = Command(schema, handler, auth, rate)
+        COMMANDS[type_of(schema)] = Command(schema, handler, auth, rate)
         return handler
 
     return register
@@ -129,8 +139,8 @@ async def dispatch(session: Session, text: str) -> None:
 # --- subscriptions -------------------------------------------------------------------------
 
 
-@command(s.SubscribeMessage)
-async def subscribe(session: Session, body: s.SubscribeMessage) -> bytes | None:
+@command(SubscribeMessage)
+async def subscribe(session: Session, body: SubscribeMessage) -> bytes | None:
     """Join a channel the caller may watch."""
     conn, hub, principal = session.conn, session.hub, session.conn.principal
     channel = body.channel
@@ -161,7 +171,7 @@ async def subscribe(session: Session, body: s.SubscribeMessage) -> bytes | None:
     return None
 
 
-async def _subscribe_clip_feed(session: Session, body: s.SubscribeMessage) -> bytes:
+async def _subscribe_clip_feed(session: Session, body: SubscribeMessage) -> bytes:
     conn, principal = session.conn, session.conn.principal
     if principal is None:
         raise Unauthorized("Authenticate to subscribe to feed:clips")
@@ -175,8 +185,8 @@ async def _subscribe_clip_feed(session: Session, body: s.SubscribeMessage) -> by
     return messages.subscribed(body.id, FEED_CLIPS, 0, "", False)
 
 
-@command(s.UnsubscribeMessage)
-async def unsubscribe(session: Session, body: s.UnsubscribeMessage) -> bytes:
+@command(UnsubscribeMessage)
+async def unsubscribe(session: Session, body: UnsubscribeMessage) -> bytes:
     """Leave a channel."""
     conn, hub = session.conn, session.hub
     if body.channel == FEED_CLIPS and conn.feed_follows is not None:
@@ -193,14 +203,14 @@ async def unsubscribe(session: Session, body: s.UnsubscribeMessage) -> bytes:
     return messages.unsubscribed(body.id, body.channel)
 
 
-@command(s.PingMessage)
-async def ping(session: Session, body: s.PingMessage) -> bytes:
+@command(PingMessage)
+async def ping(session: Session, body: PingMessage) -> bytes:
     """Application-level ping (browsers cannot send protocol pings)."""
     return messages.pong(body.id)
 
 
-@command(s.AuthMessage)
-async def auth(session: Session, body: s.AuthMessage) -> bytes:
+@command(AuthMessage)
+async def auth(session: Session, body: AuthMessage) -> bytes:
     """Become (or stay) a user on this socket."""
     conn = session.conn
     principal = await accounts.authenticate(session.services, body.token)
@@ -221,8 +231,8 @@ def authenticate(hub: Hub, conn: Connection, principal: Principal) -> None:
 # --- the REST operations ---------------------------------------------------------------------
 
 
-@command(s.ViewMessage, rate="general")
-async def view(session: Session, body: s.ViewMessage) -> bytes:
+@command(ViewMessage, rate="general")
+async def view(session: Session, body: ViewMessage) -> bytes:
     """Count a view, as POST /api/videos/{id}/view."""
     video_id = _video_id(body.video_id)
     watched = body.watch_time_seconds or 0
@@ -230,8 +240,8 @@ async def view(session: Session, body: s.ViewMessage) -> bytes:
     return messages.ack(body.id, result)
 
 
-@command(s.LikeMessage, auth=True, rate="like")
-async def like(session: Session, body: s.LikeMessage) -> bytes:
+@command(LikeMessage, auth=True, rate="like")
+async def like(session: Session, body: LikeMessage) -> bytes:
     """Like, dislike or remove a reaction, as POST /api/videos/{id}/like."""
     assert session.conn.principal is not None
     video_id = _video_id(body.video_id)
@@ -239,8 +249,8 @@ async def like(session: Session, body: s.LikeMessage) -> bytes:
     return messages.ack(body.id, result)
 
 
-@command(s.CommentMessage, auth=True, rate="comment")
-async def comment(session: Session, body: s.CommentMessage) -> bytes:
+@command(CommentMessage, auth=True, rate="comment")
+async def comment(session: Session, body: CommentMessage) -> bytes:
     """Comment or reply, as POST /api/videos/{id}/comments."""
     principal = session.conn.principal
     assert principal is not None

@@ -11,9 +11,18 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from http_api.schemas import ErrorBody
-from realtime import schemas as s
+from realtime.schemas import (
+    SERVER_MESSAGES,
+    AckMessage,
+    ErrorMessage,
+    PongMessage,
+    SubscribedMessage,
+    TokenExpiringMessage,
+    UnsubscribedMessage,
+    WelcomeMessage,
+)
 from realtime.wire import encode
+from reelwire.domain.schemas.common import ErrorBody
 
 
 def _frame(message: BaseModel) -> bytes:
@@ -23,7 +32,7 @@ def _frame(message: BaseModel) -> bytes:
 
 def welcome(session: str, node: str, heartbeat: int) -> bytes:
     """The greeting sent as soon as a socket is open."""
-    return _frame(s.WelcomeMessage(type="welcome", session=session, node=node, heartbeat=heartbeat))
+    return _frame(WelcomeMessage(type="welcome", session=session, node=node, heartbeat=heartbeat))
 
 
 def error(
@@ -37,34 +46,34 @@ def error(
     body = ErrorBody(
         code=code, message=text, details=details or None, field_errors=field_errors or None
     )
-    return _frame(s.ErrorMessage(type="error", id=message_id, error=body))
+    return _frame(ErrorMessage(type="error", id=message_id, error=body))
 
 
 def reply(message_id: Any, kind: str, **fields: Any) -> bytes:
     """A typed answer to a client message, echoing its `id` (checked against its model)."""
-    model = s.SERVER_MESSAGES[kind]
+    model = SERVER_MESSAGES[kind]
     return _frame(model.model_validate({"type": kind, "id": message_id, **fields}))
 
 
 def pong(message_id: Any) -> bytes:
     """The answer to `ping`."""
-    return _frame(s.PongMessage(type="pong", id=message_id))
+    return _frame(PongMessage(type="pong", id=message_id))
 
 
 def ack(message_id: Any, data: dict[str, Any]) -> bytes:
     """A command succeeded; `data` is what its REST route would return."""
-    return _frame(s.AckMessage(type="ack", id=message_id, data=data))
+    return _frame(AckMessage(type="ack", id=message_id, data=data))
 
 
 def unsubscribed(message_id: Any, channel: str) -> bytes:
     """The channel is left."""
-    return _frame(s.UnsubscribedMessage(type="unsubscribed", id=message_id, channel=channel))
+    return _frame(UnsubscribedMessage(type="unsubscribed", id=message_id, channel=channel))
 
 
 def subscribed(message_id: Any, channel: str, offset: int, epoch: str, recovered: bool) -> bytes:
     """A subscription is live (or, unasked, that a channel's history was lost: reload it)."""
     return _frame(
-        s.SubscribedMessage(
+        SubscribedMessage(
             type="subscribed",
             id=message_id,
             channel=channel,
@@ -75,4 +84,4 @@ def subscribed(message_id: Any, channel: str, offset: int, epoch: str, recovered
     )
 
 
-TOKEN_EXPIRING = _frame(s.TokenExpiringMessage(type="token_expiring"))
+TOKEN_EXPIRING = _frame(TokenExpiringMessage(type="token_expiring"))

@@ -14,8 +14,10 @@ from typing import Any, Literal, get_args
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from http_api import social_schemas as ss
-from http_api.schemas import ClipOut, ErrorBody, Input
+from reelwire.domain.schemas.clips import ClipOut
+from reelwire.domain.schemas.comments import CommentBody, CommentOut
+from reelwire.domain.schemas.common import ErrorBody, Input
+from reelwire.domain.schemas.videos import ReactionBody, ViewBody
 
 MessageId = int | str | None
 
@@ -72,14 +74,14 @@ class AuthMessage(ClientMessage):
     token: str = Field(min_length=1, max_length=4096, description="An access token")
 
 
-class ViewMessage(ss.ViewBody, ClientMessage):
+class ViewMessage(ViewBody, ClientMessage):
     """Count a view: the body of POST /api/videos/{id}/view, plus the video."""
 
     type: Literal["view"]
     video_id: str = Field(max_length=64)
 
 
-class LikeMessage(ss.ReactionBody, ClientMessage):
+class LikeMessage(ReactionBody, ClientMessage):
     """Like, dislike or remove a reaction: the body of POST /api/videos/{id}/like, plus the
     video. Needs an authenticated socket."""
 
@@ -87,7 +89,7 @@ class LikeMessage(ss.ReactionBody, ClientMessage):
     video_id: str = Field(max_length=64)
 
 
-class CommentMessage(ss.CommentBody, ClientMessage):
+class CommentMessage(CommentBody, ClientMessage):
     """Comment or reply: the body of POST /api/videos/{id}/comments, plus the video. Needs an
     authenticated socket."""
 
@@ -202,7 +204,7 @@ class NewCommentMessage(Event):
 
     type: Literal["new_comment"]
     video_id: str
-    comment: ss.CommentOut
+    comment: CommentOut
 
 
 class CommentUpdatedMessage(Event):
@@ -210,7 +212,7 @@ class CommentUpdatedMessage(Event):
 
     type: Literal["comment_updated"]
     video_id: str
-    comment: ss.CommentOut
+    comment: CommentOut
 
 
 class CommentDeletedMessage(Event):

@@ -10,7 +10,7 @@ import jwt
 import orjson
 import pytest
 
-from http_api import schemas
+from reelwire.domain.schemas.auth import AuthOut, CurrentUserOut
 from tests.conftest import TEST_SECRET, Api
 
 pytestmark = pytest.mark.usefixtures("reset")
@@ -33,7 +33,7 @@ async def test_register_returns_clutch_shape_and_tokens(client: Any) -> None:
         },
     )
     assert status == 201
-    schemas.AuthOut.model_validate(body)
+    AuthOut.model_validate(body)
     assert body["success"] is True
     assert body["message"] == "Account created successfully"
     user = body["user"]
@@ -126,7 +126,7 @@ async def test_login_by_username_or_email(api: Api, login_body: dict[str, str]) 
     await api.register("dave")
     status, body = await post(api.client, "/api/auth/login", login_body)
     assert status == 200, body
-    schemas.AuthOut.model_validate(body)
+    AuthOut.model_validate(body)
     assert body["user"]["username"] == "dave"
     me = await api.client.get("/api/auth/me", headers=api.auth(body["access"]))
     assert me.status == 200
@@ -157,7 +157,7 @@ async def test_me_returns_user_and_profile(api: Api) -> None:
     resp = await api.client.get("/api/auth/me", headers=api.auth(user["token"]))
     body = await resp.json()
     assert resp.status == 200
-    schemas.CurrentUserOut.model_validate(body)
+    CurrentUserOut.model_validate(body)
     assert body["user"]["id"] == user["id"]
     assert body["user"]["email"] == "frank@example.com"
     assert body["profile"] == {"total_views": 0, "total_videos": 0, "total_likes_received": 0}

@@ -8,7 +8,7 @@ from datetime import timedelta
 import aiohttp
 import asyncpg
 
-from http_api import social_schemas as ss
+from reelwire.domain.schemas.clips import ClipReactionsOut, ClipsOut, ClipViewersOut, UserClipsOut
 from tests.conftest import Api, Catalog, MakeApi
 
 
@@ -24,12 +24,12 @@ async def test_user_and_followed_clips(api: Api, catalog: Catalog) -> None:
     resp = await api.client.get(f"/api/clips/user/{alice['id']}", headers=api.auth(bob["token"]))
     body = await resp.json()
     assert resp.status == 200, body
-    ss.UserClipsOut.model_validate(body)
+    UserClipsOut.model_validate(body)
     assert body["user_id"] == alice["id"] and body["count"] == 2
     assert [c["clip_id"] for c in body["clips"]] == [second, first]
 
     feed = await (await api.client.get("/api/clips/all", headers=api.auth(bob["token"]))).json()
-    ss.ClipsOut.model_validate(feed)
+    ClipsOut.model_validate(feed)
     assert feed["count"] == 2 and {c["uploaded_by"] for c in feed["clips"]} == {"alice"}
     assert (await api.client.get("/api/clips/all")).status == 401
 
@@ -84,7 +84,7 @@ async def test_views_once_per_viewer_and_viewers_for_the_owner_only(
     assert denied.status == 403
     resp = await api.client.get(f"/api/clips/{clip}/viewers", headers=api.auth(alice["token"]))
     body = await resp.json()
-    ss.ClipViewersOut.model_validate(body)
+    ClipViewersOut.model_validate(body)
     assert body["view_count"] == 3
     assert {v["id"] for v in body["viewers"]} == {v["id"] for v in viewers}
 
@@ -98,7 +98,7 @@ async def test_emoji_reactions(api: Api, catalog: Catalog) -> None:
         resp = await api.client.post(url, json={"emoji": emoji}, headers=headers)
         assert resp.status == 200, await resp.text()
     body = await resp.json()
-    ss.ClipReactionsOut.model_validate(body)
+    ClipReactionsOut.model_validate(body)
     assert body["reactions"] == {"🔥": 1, "😂": 1, "❤️": 1}
     for bad in ("lol", "", "🔥" * 17, "<b>"):
         resp = await api.client.post(url, json={"emoji": bad}, headers=headers)

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from http_api import social_schemas as ss
+from reelwire.domain.schemas.comments import CommentOut, CommentsOut, RepliesOut
 from tests.conftest import Api, Catalog
 
 
@@ -28,7 +28,7 @@ async def test_comment_reply_and_counts(api: Api, catalog: Catalog, db: asyncpg.
     video = await catalog.video(owner["id"])
 
     top = await _comment(api, fan["token"], video, "  first!  ")
-    ss.CommentOut.model_validate(top)
+    CommentOut.model_validate(top)
     assert top["content"] == "first!" and top["parent_comment_id"] is None
     assert top["author"]["display_name"] == "The Fan"
     assert top["user_interaction"] == {"liked": False, "disliked": False}
@@ -38,11 +38,11 @@ async def test_comment_reply_and_counts(api: Api, catalog: Catalog, db: asyncpg.
     assert reply["parent_comment_id"] == nested["parent_comment_id"] == top["id"]
 
     listing = await (await api.client.get(f"/api/videos/{video}/comments")).json()
-    ss.CommentsOut.model_validate(listing)
+    CommentsOut.model_validate(listing)
     assert [c["id"] for c in listing["comments"]] == [top["id"]]
     assert listing["comments"][0]["reply_count"] == 2
     replies = await (await api.client.get(f"/api/comments/{top['id']}/replies")).json()
-    ss.RepliesOut.model_validate(replies)
+    RepliesOut.model_validate(replies)
     assert [r["id"] for r in replies["replies"]] == [reply["id"], nested["id"]]
     video_body = await (await api.client.get(f"/api/videos/{video}")).json()
     assert video_body["comment_count"] == 3

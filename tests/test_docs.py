@@ -12,7 +12,7 @@ from openapi_spec_validator import validate as validate_openapi
 from openapi_spec_validator.validation import OpenAPIV31SpecValidator
 
 from realtime import commands
-from realtime import schemas as s
+from realtime.schemas import CLIENT_MESSAGES, SERVER_MESSAGES
 from tests.conftest import Api, Catalog
 from tests.wsclient import Socket
 
@@ -123,7 +123,7 @@ async def test_asyncapi_is_generated_from_the_message_models(api: Api) -> None:
         sent |= set(re.findall(r'"type": "([a-z_]+)"', source.read_text()))
     assert sent - NOT_MESSAGES, "no message types found in the sources"
     assert not (sent - NOT_MESSAGES) - set(messages), "undocumented server messages"
-    assert set(s.SERVER_MESSAGES) <= set(messages)
+    assert set(SERVER_MESSAGES) <= set(messages)
 
     # Every command the server answers is a `send` operation, with its replies.
     sends = {
@@ -132,7 +132,7 @@ async def test_asyncapi_is_generated_from_the_message_models(api: Api) -> None:
         if op["action"] == "send"
         for ref in op["messages"]
     }
-    assert set(sends) == set(commands.COMMANDS) == set(s.CLIENT_MESSAGES)
+    assert set(sends) == set(commands.COMMANDS) == set(CLIENT_MESSAGES)
     subscribe = sends["subscribe"]["reply"]["messages"]
     assert {ref["$ref"].rsplit("/", 1)[1] for ref in subscribe} == {"subscribed", "error"}
     # An operation's messages belong to its channel; every reference resolves.

@@ -13,10 +13,11 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from http_api import schemas
 from pubsub import keys
 from reelwire.app import create_app
 from reelwire.appkeys import SERVICES
+from reelwire.domain.schemas.clips import ClipUploadOut
+from reelwire.domain.schemas.videos import VideoOut, VideoStatusOut, VideoUploadOut
 from reelwire.settings import Settings
 from tests.conftest import Api, Backends
 from tests.media import Media, fetch, form, upload, wait_for
@@ -35,12 +36,12 @@ async def test_1080p_upload_becomes_a_four_rung_ladder_with_progress_events(
 
     status, body = await upload(media_api, user["token"], media.video_1080, title="Sunrise")
     assert status == 201, body
-    schemas.VideoUploadOut.model_validate(body)
+    VideoUploadOut.model_validate(body)
     assert body["title"] == "Sunrise"
     assert body["message"] == "Video uploaded successfully. Processing will begin shortly."
     video = await wait_for(media_api, body["id"], user["token"])
     assert video["status"] == "ready", video
-    schemas.VideoOut.model_validate(video)
+    VideoOut.model_validate(video)
     assert [q["quality"] for q in video["qualities"]] == ["360p", "480p", "720p", "1080p"]
     assert [q["resolution"] for q in video["qualities"]] == [
         "640x360",
@@ -201,7 +202,7 @@ async def test_stream_supports_ranges_and_status_is_owner_only(
     status = await media_api.client.get(
         f"/api/videos/{body['id']}/status", headers=media_api.auth(owner["token"])
     )
-    schemas.VideoStatusOut.model_validate(await status.json())
+    VideoStatusOut.model_validate(await status.json())
     forbidden = await media_api.client.get(
         f"/api/videos/{body['id']}/status", headers=media_api.auth(other["token"])
     )
@@ -254,7 +255,7 @@ async def test_image_clip_is_resized_with_a_thumbnail(
     )
     body = await resp.json()
     assert resp.status == 201, body
-    schemas.ClipUploadOut.model_validate(body)
+    ClipUploadOut.model_validate(body)
     assert body["message"] == "Clip uploaded successfully"
     clip = body["clip"]
     assert clip["kind"] == "image" and clip["caption"] == "Hello!"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from http_api import social_schemas as ss
+from reelwire.domain.schemas.posts import CommunitiesOut, PostOut, PostsOut
 from tests.conftest import Api, Catalog
 
 
@@ -30,7 +30,7 @@ async def test_post_with_video_in_a_community(api: Api, catalog: Catalog) -> Non
         {"content": "look", "videoId": ready, "communityId": community["id"], "type": "video"}
     )
     assert status == 201, made
-    ss.PostOut.model_validate(made)
+    PostOut.model_validate(made)
     assert made["type"] == "video" and made["community"] == {
         "id": community["id"],
         "name": "Skaters",
@@ -51,10 +51,10 @@ async def test_post_with_video_in_a_community(api: Api, catalog: Catalog) -> Non
     assert (await post({"content": ""}))[0] == 400
 
     feed = await (await api.client.get("/api/posts")).json()
-    ss.PostsOut.model_validate(feed)
+    PostsOut.model_validate(feed)
     assert [p["id"] for p in feed["posts"]] == [text_post["id"], made["id"]]
     scoped = await (await api.client.get(f"/api/posts?communityId={community['id']}")).json()
     assert [p["id"] for p in scoped["posts"]] == [made["id"]]
     communities = await (await api.client.get("/api/communities")).json()
-    ss.CommunitiesOut.model_validate(communities)
+    CommunitiesOut.model_validate(communities)
     assert communities["communities"][0]["post_count"] == 1

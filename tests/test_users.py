@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from http_api import schemas
+from reelwire.domain.schemas.users import (
+    FollowersOut,
+    FollowingOut,
+    FollowOut,
+    ProfileOut,
+    UpdateMeOut,
+)
 from tests.conftest import Api
 
 pytestmark = pytest.mark.usefixtures("reset")
@@ -19,7 +25,7 @@ async def test_profile_is_public_and_hides_email(api: Api) -> None:
     resp = await api.client.get(f"/api/users/{user['id']}")
     body = await resp.json()
     assert resp.status == 200
-    schemas.ProfileOut.model_validate(body)
+    ProfileOut.model_validate(body)
     assert body["user"]["display_name"] == "Uma"
     assert "email" not in body["user"]
     assert body["user"]["is_following"] is False
@@ -51,7 +57,7 @@ async def test_patch_me_changes_profile_and_merges_settings(api: Api) -> None:
     )
     body = await resp.json()
     assert resp.status == 200, body
-    schemas.UpdateMeOut.model_validate(body)
+    UpdateMeOut.model_validate(body)
     assert body["user"]["display_name"] == "Victor"
     assert body["user"]["bio"] == "I make clips"
     assert body["user"]["avatar_url"] == "https://cdn.example.com/v.png"
@@ -105,7 +111,7 @@ async def test_follow_and_unfollow_are_idempotent(api: Api) -> None:
         resp = await api.client.post(url, headers=headers)
         body = await resp.json()
         assert resp.status == 200
-        schemas.FollowOut.model_validate(body)
+        FollowOut.model_validate(body)
         assert body == {"success": True, "following": True, "follower_count": 1}
     profile = await (await api.client.get(f"/api/users/{star['id']}", headers=headers)).json()
     assert profile["user"]["is_following"] is True
@@ -144,7 +150,7 @@ async def test_followers_and_following_lists_with_pages(api: Api) -> None:
         await api.client.post(f"/api/users/{star['id']}/follow", headers=api.auth(fan["token"]))
     resp = await api.client.get(f"/api/users/{star['id']}/followers?limit=2&page=1")
     body = await resp.json()
-    schemas.FollowersOut.model_validate(body)
+    FollowersOut.model_validate(body)
     assert [f["username"] for f in body["followers"]] == ["fan4", "fan3"]
     assert body["pagination"] == {
         "current_page": 1,
@@ -160,7 +166,7 @@ async def test_followers_and_following_lists_with_pages(api: Api) -> None:
     assert set(entry) >= {"id", "username", "display_name", "avatar_url", "follower_count"}
     assert entry["followed_at"]
     following = await (await api.client.get(f"/api/users/{fans[0]['id']}/following")).json()
-    schemas.FollowingOut.model_validate(following)
+    FollowingOut.model_validate(following)
     assert [f["username"] for f in following["following"]] == ["celebrity"]
 
 

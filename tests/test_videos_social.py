@@ -8,9 +8,9 @@ from typing import Any
 
 import asyncpg
 
-from http_api import social_schemas as ss
 from reelwire.appkeys import SERVICES
 from reelwire.domain import videos
+from reelwire.domain.schemas.videos import ReactionOut, VideoListOut, VideoWithReactionOut
 from tests.conftest import Api, Catalog, MakeApi
 
 
@@ -26,7 +26,7 @@ async def test_list_shows_only_public_ready_videos_newest_first(api: Api, catalo
     resp = await api.client.get("/api/videos")
     body = await resp.json()
     assert resp.status == 200, body
-    ss.VideoListOut.model_validate(body)
+    VideoListOut.model_validate(body)
     assert [v["id"] for v in body["videos"]] == [new, old]
     assert body["pagination"] == {
         "current_page": 1,
@@ -134,7 +134,7 @@ async def test_get_includes_own_reaction_and_private_is_hidden(api: Api, catalog
     mine = await (
         await api.client.get(f"/api/videos/{public}", headers=api.auth(other["token"]))
     ).json()
-    ss.VideoWithReactionOut.model_validate(mine)
+    VideoWithReactionOut.model_validate(mine)
     assert mine["user_reaction"] == "liked" and mine["like_count"] == 1
     anonymous = await (await api.client.get(f"/api/videos/{public}")).json()
     assert anonymous["user_reaction"] == "none" and anonymous["like_count"] == 1
@@ -186,7 +186,7 @@ async def test_like_dislike_remove_follow_clutch(api: Api, catalog: Catalog) -> 
         resp = await api.client.post(url, json={"action": action}, headers=headers)
         body = await resp.json()
         assert resp.status == 200, body
-        ss.ReactionOut.model_validate(body)
+        ReactionOut.model_validate(body)
         return body
 
     assert await act("like") == {
@@ -319,7 +319,7 @@ async def test_following_feed_and_creator_figures(api: Api, catalog: Catalog) ->
     resp = await api.client.get("/api/users/me/following/videos", headers=api.auth(fan["token"]))
     feed = await resp.json()
     assert resp.status == 200, feed
-    ss.VideoListOut.model_validate(feed)
+    VideoListOut.model_validate(feed)
     assert [v["id"] for v in feed["videos"]] == [second, first]
     assert feed["pagination"]["total_items"] == 2
 
