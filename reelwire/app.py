@@ -133,9 +133,7 @@ async def inline_worker_ctx(app: web.Application) -> AsyncIterator[None]:
     if not settings.runs_inline_worker:
         yield
         return
-    from transcode.worker import TranscodeWorker
-
-    worker = TranscodeWorker(app[SERVICES], concurrency=settings.transcode_concurrency)
+    worker = resources.build_worker(app[SERVICES], concurrency=settings.transcode_concurrency)
     task = asyncio.create_task(worker.run(), name="inline-transcode-worker")
     yield
     worker.stop()
@@ -150,7 +148,8 @@ async def worker_watch_ctx(app: web.Application) -> AsyncIterator[None]:
     from transcode.presence import watch_workers
 
     stopping = asyncio.Event()
-    task = asyncio.create_task(watch_workers(app[SERVICES], stopping=stopping), name="worker-watch")
+    watch = watch_workers(app[SERVICES].jobs, stopping=stopping)
+    task = asyncio.create_task(watch, name="worker-watch")
     yield
     stopping.set()  # not cancel(): redis-py can swallow a cancellation inside its calls
     try:

@@ -304,12 +304,11 @@ def _worker(settings: Settings) -> int:
         return 2
     if not wait_for_backends(settings):
         return 1
-    from reelwire.resources import open_services
-    from transcode.worker import TranscodeWorker
+    from reelwire.resources import build_worker, open_services
 
     async def run() -> None:
         async with open_services(settings) as services:
-            worker = TranscodeWorker(services, concurrency=settings.transcode_concurrency)
+            worker = build_worker(services, concurrency=settings.transcode_concurrency)
             task = asyncio.create_task(worker.run())
             loop = asyncio.get_running_loop()
 

@@ -1,5 +1,7 @@
 """Each external resource opened by one async context manager, shared by the web app's cleanup
-contexts and the standalone worker, so both build exactly the same Services."""
+contexts and the standalone worker, so both build exactly the same Services; and the transcode
+worker, handed its job functions and periodic tasks, the same for the inline and the standalone
+one."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pubsub.cache import ClipFeedCache, ProfileCache, VideoCache
 from pubsub.limits import RateLimiter
 from pubsub.outbox import Outbox
 from pubsub.views import ViewCounter
+from reelwire.domain import clips, processing
 from reelwire.domain.context import Services
 from reelwire.domain.passwords import Passwords
 from reelwire.domain.tokens import TokenCodec
@@ -25,6 +28,7 @@ from reelwire.settings import Settings
 from storage.blobs import BlobStore, LocalBlobStore
 from storage.db import create_pool
 from transcode.queue import JobQueue
+from transcode.worker import JobFunctions, Periodic, Worker
 
 REDIS_CONNECTIONS = 200  # per process; one of them is the pub/sub subscriber's
 
@@ -147,3 +151,30 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             yield services
         finally:
             await services.outbox.aclose()
+
+
+def build_worker(services: Services, *, concurrency: int) -> Worker[Services]:
+    """The transcode worker: what each job kind does, and what runs periodically (like arq's
+    `WorkerSettings.functions` and `cron_jobs`)."""
+    return Worker(
+        services,
+        services.jobs,
+        functions={
+            "video": JobFunctions(
+                processing.transcode_video,
+                processing.fail_video,
+                retrying=processing.video_retrying,
+            ),
+            "image": JobFunctions(processing.process_image_clip, processing.fail_image_clip),
+        },
+        periodic=[
+            Periodic("re-queue stale videos", processing.requeue_stale_videos, every=0),
+            Periodic(
+                "sweep expired clips",
+                clips.sweep_expired,
+                every=services.settings.clip_sweep_seconds,
+            ),
+        ],
+        concurrency=concurrency,
+        scratch_root=services.spool_dir,
+    )

@@ -353,7 +353,7 @@ async def test_queued_jobs_with_no_worker_are_visible(
 
     watch_stopping = asyncio.Event()
     watcher = asyncio.create_task(
-        watch_workers(services, every=0.1, grace=0.5, stopping=watch_stopping)
+        watch_workers(services.jobs, every=0.1, grace=0.5, stopping=watch_stopping)
     )
     worker = None
     try:

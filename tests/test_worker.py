@@ -174,7 +174,7 @@ async def test_ffmpeg_timeout_kills_the_whole_process_group(media: Media, tmp_pa
 async def test_rerunning_a_job_produces_the_same_outputs(
     aiohttp_client: Any, media_settings: Settings, media: Media
 ) -> None:
-    from transcode.jobs import transcode_video
+    from reelwire.domain.processing import transcode_video
 
     api = Api(await aiohttp_client(create_app(media_settings)))
     user = await api.register("rerun")

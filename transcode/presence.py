@@ -14,7 +14,7 @@ import logging
 
 import redis.exceptions
 
-from reelwire.domain.context import Services
+from transcode.queue import JobQueue
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ GRACE_SECONDS = 15.0
 
 
 async def watch_workers(
-    ctx: Services,
+    queue: JobQueue,
     *,
     every: float = CHECK_EVERY_SECONDS,
     grace: float = GRACE_SECONDS,
@@ -40,8 +40,8 @@ async def watch_workers(
     warned = False
     while not stopping.is_set():
         try:
-            backlog = await ctx.jobs.backlog()
-            workers = await ctx.jobs.live_workers() if backlog else None
+            backlog = await queue.backlog()
+            workers = await queue.live_workers() if backlog else None
         except (redis.exceptions.RedisError, OSError):
             stranded_since = None
         else:
@@ -65,11 +65,11 @@ async def watch_workers(
             await asyncio.wait_for(stopping.wait(), every)
 
 
-async def waiting_reason(ctx: Services) -> str | None:
+async def waiting_reason(queue: JobQueue) -> str | None:
     """`WAITING_FOR_WORKER` when no worker is alive, else None (None too when Redis cannot
     say)."""
     try:
-        live = await ctx.jobs.live_workers()
+        live = await queue.live_workers()
     except (redis.exceptions.RedisError, OSError):
         return None
     return WAITING_FOR_WORKER if live == 0 else None

@@ -1,12 +1,18 @@
 """The worker: a pool of concurrent jobs fed from the durable queue.
 
+It knows the mechanics only. What a job of each kind does, what failing it means and what runs
+periodically are handed to it by the composition root (`reelwire.resources.build_worker`), the
+way arq's `WorkerSettings.functions` and `cron_jobs` are: `Worker(ctx, queue, functions={"video":
+JobFunctions(...), ...}, periodic=[Periodic(...)], ...)`. `ctx` is passed to every function as
+it is.
+
 It claims only as many jobs as it has free slots, keeps the lease on the ones it runs, retries
 transient failures with exponential backoff (an FFmpeg killed by a signal is one: the OOM
 killer is not the video's fault), fails bad media for good, and on shutdown kills its FFmpeg
 processes and marks their jobs idle so another worker takes them at once. It heartbeats its
 presence, so a queue with no live worker can say so. At start, and on every janitor pass, it
-removes the scratch directories of jobs that died with their worker. The janitor also re-queues
-videos nobody has touched for a long time and sweeps expired clips.
+removes the scratch directories of jobs that died with their worker; the janitor also runs the
+periodic tasks that are due.
 
 Every job ends: a transient failure is retried MAX_ATTEMPTS times in all, and a job whose
 worker dies under it is given up after the queue's `max_deliveries`, each with a reason.
@@ -19,15 +25,15 @@ import contextlib
 import logging
 import os
 import socket
-from uuid import UUID
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import redis.exceptions
 
-from reelwire.domain import clips
-from reelwire.domain.context import Services
-from storage import videos as video_rows
 from transcode import scratch
-from transcode.jobs import JOBS, PermanentFailure, TransientFailure
+from transcode.failures import PermanentFailure, TransientFailure
 from transcode.queue import Job, JobQueue
 
 logger = logging.getLogger(__name__)
@@ -36,18 +42,58 @@ MAX_ATTEMPTS = 4
 BACKOFF_SECONDS = (5.0, 20.0, 80.0)
 
 
+Ctx = TypeVar("Ctx")
+
+
 def retry_delay(attempt: int) -> float:
     """Seconds before the attempt after `attempt` (1-based): 5, 20, 80."""
     return BACKOFF_SECONDS[min(attempt - 1, len(BACKOFF_SECONDS) - 1)]
 
 
-class TranscodeWorker:
+@dataclass(frozen=True)
+class JobFunctions(Generic[Ctx]):
+    """What the worker does with a job of one kind.
+
+    `run(ctx, target)` does the work (raising PermanentFailure for bad media, anything else
+    to be retried); `fail(ctx, target, reason)` records that the job ended without success;
+    `retrying(ctx, target, reason)`, when given, records that it waits for another attempt.
+    """
+
+    run: Callable[[Ctx, str], Awaitable[None]]
+    fail: Callable[[Ctx, str, str], Awaitable[None]]
+    retrying: Callable[[Ctx, str, str], Awaitable[None]] | None = None
+
+
+@dataclass(frozen=True)
+class Periodic(Generic[Ctx]):
+    """A task the janitor runs at most every `every` seconds (the first time at start), or
+    on every pass when `every` is 0."""
+
+    name: str
+    run: Callable[[Ctx], Awaitable[Any]]
+    every: float
+
+
+class Worker(Generic[Ctx]):
     """Runs jobs until cancelled."""
 
-    def __init__(self, ctx: Services, *, concurrency: int, name: str | None = None) -> None:
+    def __init__(
+        self,
+        ctx: Ctx,
+        queue: JobQueue,
+        *,
+        functions: Mapping[str, JobFunctions[Ctx]],
+        periodic: Sequence[Periodic[Ctx]] = (),
+        concurrency: int,
+        scratch_root: Path,
+        name: str | None = None,
+    ) -> None:
         self.ctx = ctx
-        self.queue: JobQueue = ctx.jobs
+        self.queue = queue
+        self.functions = dict(functions)
+        self.periodic = list(periodic)
         self.concurrency = concurrency
+        self.scratch_root = scratch_root
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.running: dict[asyncio.Task[None], Job] = {}
         self._stopping = asyncio.Event()
@@ -114,23 +160,23 @@ class TranscodeWorker:
             await self.queue.hand_back(self.name, jobs)
 
     async def _handle(self, job: Job) -> None:
-        run, fail = JOBS[job.kind]
+        functions = self.functions[job.kind]
         if job.deliveries > self.queue.max_deliveries:
             reason = (
                 "Processing was interrupted too many times: the worker running it stopped "
                 f"{job.deliveries - 1} times without finishing"
             )
             logger.warning("%s job %s given up: %s", job.kind, job.target, reason)
-            await fail(self.ctx, job.target, reason)
+            await functions.fail(self.ctx, job.target, reason)
             await self.queue.ack(job)
             return
         if job.deliveries > 1:  # taken over from a worker that died: its scratch may be left
             await self._sweep_scratch()
         try:
-            await run(self.ctx, job.target)
+            await functions.run(self.ctx, job.target)
         except PermanentFailure as exc:
             logger.info("%s job %s failed: %s", job.kind, job.target, exc)
-            await fail(self.ctx, job.target, str(exc))
+            await functions.fail(self.ctx, job.target, str(exc))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -141,21 +187,17 @@ class TranscodeWorker:
     async def _transient(self, job: Job, exc: Exception) -> None:
         logger.warning("%s job %s attempt %d failed: %r", job.kind, job.target, job.attempt, exc)
         what = str(exc) if isinstance(exc, TransientFailure) else f"A temporary failure ({exc})"
+        functions = self.functions[job.kind]
         if job.attempt >= MAX_ATTEMPTS:
             reason = f"Processing failed after {job.attempt} attempts. The last: {what}"
-            await JOBS[job.kind][1](self.ctx, job.target, reason[:500])
+            await functions.fail(self.ctx, job.target, reason[:500])
             await self.queue.ack(job)
             return
         delay = retry_delay(job.attempt)
-        if job.kind == "video":
+        if functions.retrying is not None:
             with contextlib.suppress(Exception):
-                async with self.ctx.db.acquire() as conn:
-                    await video_rows.update(
-                        conn,
-                        UUID(job.target),
-                        status="pending",
-                        error=f"{what}; retrying in {delay:.0f} s"[:500],
-                    )
+                reason = f"{what}; retrying in {delay:.0f} s"[:500]
+                await functions.retrying(self.ctx, job.target, reason)
         await self.queue.retry_later(job, delay)
 
     async def _heartbeat(self) -> None:
@@ -168,32 +210,29 @@ class TranscodeWorker:
     async def _sweep_scratch(self) -> None:
         """Remove scratch directories no live job holds (see transcode.scratch)."""
         try:
-            await asyncio.to_thread(scratch.sweep, self.ctx.spool_dir)
+            await asyncio.to_thread(scratch.sweep, self.scratch_root)
         except Exception:
             logger.exception("sweeping scratch directories failed")
 
     async def _janitor(self) -> None:
-        stale_after = self.queue.lease * 10
-        sweep_every = self.ctx.settings.clip_sweep_seconds
-        last_sweep = 0.0
+        """Sweep scratch and run the periodic tasks that are due, every pass; a pass comes
+        every two leases, or sooner when a periodic task asks for it."""
+        every = min([self.queue.lease * 2, *(task.every for task in self.periodic if task.every)])
+        last_run: dict[str, float] = {}
         loop = asyncio.get_running_loop()
         while True:
-            try:
-                async with self.ctx.db.acquire() as conn:
-                    stale = await video_rows.stale_unfinished(conn, stale_after)
-                    for video_id in stale:
-                        await video_rows.update(conn, video_id, status="pending")
-                for video_id in stale:
-                    logger.warning(
-                        "re-queueing video %s (untouched for %.0fs)", video_id, stale_after
-                    )
-                    await self.queue.enqueue("video", str(video_id))
-                await self._sweep_scratch()
-                if loop.time() - last_sweep >= sweep_every:
-                    last_sweep = loop.time()
-                    await clips.sweep_expired(self.ctx)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("janitor pass failed")
-            await asyncio.sleep(min(self.queue.lease * 2, sweep_every))
+            await self._sweep_scratch()
+            for task in self.periodic:
+                if task.name in last_run and loop.time() - last_run[task.name] < task.every:
+                    continue
+                last_run[task.name] = loop.time()
+                await self._run_periodic(task)
+            await asyncio.sleep(every)
+
+    async def _run_periodic(self, task: Periodic[Ctx]) -> None:
+        try:
+            await task.run(self.ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("periodic task %r failed", task.name)

@@ -143,7 +143,7 @@ async def video_status(ctx: Services, video_id: UUID, principal: Principal) -> d
     error = row["error"]
     if row["status"] in ("pending", "processing") and row["provider"] == "reelwire":
         # Queued with nobody to take it: say so rather than sit silently.
-        waiting = await waiting_reason(ctx)
+        waiting = await waiting_reason(ctx.jobs)
         if waiting:
             error = f"{waiting} ({error})" if error else waiting
     return {

@@ -1,0 +1,129 @@
+"""Renditions made in a scratch directory: a video's HLS ladder, thumbnail and storyboard, or
+an image clip's resized image and thumbnail. What they are for (rows, events, feeds) is the
+caller's; failures are raised as `transcode.failures` says."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiofiles
+
+from storage import blob_keys
+from transcode.failures import (
+    PermanentFailure,
+    TransientFailure,
+    ffmpeg_failure,
+    stopped_transcoder,
+)
+from transcode.ffmpeg import FFmpegError, run_ffmpeg
+from transcode.hls import finalize
+from transcode.ladder import (
+    MAX_FPS,
+    image_command,
+    ladder_command,
+    plan_ladder,
+    plan_storyboard,
+    storyboard_command,
+)
+from transcode.probe import InvalidMedia, MediaInfo, probe
+
+
+@dataclass(frozen=True)
+class RenderedVideo:
+    """A video's outputs tree (stored as is under its outputs prefix) and its rungs."""
+
+    out: Path
+    qualities: list[dict[str, Any]]
+
+    @property
+    def rung_names(self) -> list[str]:
+        """The rungs made, lowest first."""
+        return [q["quality"] for q in self.qualities]
+
+
+@dataclass(frozen=True)
+class RenderedImage:
+    """An image clip's outputs tree and the source picture's size."""
+
+    out: Path
+    width: int
+    height: int
+
+
+async def render_video(
+    source: Path,
+    info: MediaInfo,
+    work: Path,
+    *,
+    timeout: float,
+    on_progress: Callable[[float], Awaitable[None]],
+) -> RenderedVideo:
+    """Run the ladder over `source` into `work/out`: renditions, master playlist, thumbnail,
+    storyboard sprite and index."""
+    rungs, storyboard = plan_ladder(info), plan_storyboard(info)
+    out = work / "out"
+    for rung in rungs:
+        (out / rung.name).mkdir(parents=True)
+    if info.has_audio:
+        (out / "audio").mkdir()
+
+    frames = work / "storyboard-frames"
+    frames.mkdir()
+    try:
+        await run_ffmpeg(
+            ladder_command(info, rungs, storyboard, source, out, frames),
+            timeout=timeout,
+            duration=info.duration,
+            on_progress=on_progress,
+        )
+    except FFmpegError as exc:
+        raise ffmpeg_failure(exc) from None
+    # Playlists from the segments as written: tails merged, BANDWIDTH measured, CODECS read
+    # from the streams; the master playlist is written here.
+    fps = min(info.fps, MAX_FPS) if info.fps else None
+    measured = await asyncio.to_thread(finalize, out, [r.name for r in rungs], fallback_fps=fps)
+    try:
+        await run_ffmpeg(
+            storyboard_command(storyboard, frames, out / blob_keys.STORYBOARD), timeout=60
+        )
+    except FFmpegError as exc:  # our own frames: any failure here is not the upload's
+        raise stopped_transcoder(exc) if exc.stopped else TransientFailure(str(exc)) from None
+    async with aiofiles.open(out / blob_keys.STORYBOARD_INDEX, "w") as vtt:
+        await vtt.write(storyboard.webvtt(blob_keys.STORYBOARD, info.duration or 0.0))
+    sizes = {r.name: await asyncio.to_thread(_dir_size, out / r.name) for r in rungs}
+    qualities = [
+        {
+            "quality": rung.name,
+            "resolution": rung.resolution,
+            # kbps as measured: the variant's AVERAGE-BANDWIDTH (video + audio)
+            "bitrate": round(stats.average_bandwidth / 1000),
+            "file_size": sizes[rung.name],
+        }
+        for rung, stats in zip(rungs, measured, strict=True)
+    ]
+    return RenderedVideo(out, qualities)
+
+
+async def render_image(source: Path, work: Path) -> RenderedImage:
+    """Probe an image and write its resized image and thumbnail into `work/out`."""
+    try:
+        info = await probe(source)
+    except InvalidMedia as exc:
+        raise PermanentFailure(str(exc)) from None
+    except FFmpegError as exc:
+        raise ffmpeg_failure(exc) from None
+    out = work / "out"
+    out.mkdir()
+    try:
+        await run_ffmpeg(image_command(info, source, out), timeout=120)
+    except FFmpegError as exc:
+        raise ffmpeg_failure(exc) from None
+    return RenderedImage(out, info.width, info.height)
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
