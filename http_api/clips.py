@@ -65,7 +65,12 @@ async def upload_clip(call: Call[Any]) -> dict[str, Any]:
 
 
 @routes.delete(
-    "/api/clips/{clip_id}", tag="clips", auth="required", response=MessageOut, errors=(401, 404)
+    "/api/clips/{clip_id}",
+    tag="clips",
+    auth="required",
+    response=MessageOut,
+    errors=(401, 404),
+    success_envelope=False,  # the Stories API answers `{message}` alone
 )
 async def delete_clip(call: Call[Any]) -> dict[str, Any]:
     """Delete your clip and its media (404 "Clip not found or unauthorized" otherwise)."""

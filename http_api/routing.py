@@ -87,6 +87,9 @@ class Route:
     # Served by another part of the app (the WebSocket transport serves its AsyncAPI document),
     # registered before this table; declared here for the OpenAPI document and CORS.
     served_elsewhere: bool = False
+    # Add the CLUTCH API's `success: true` when the response declares it; off for routes of
+    # contracts whose bodies have no envelope even though they share a response model.
+    success_envelope: bool = True
 
     @property
     def openapi_path(self) -> str:
@@ -97,7 +100,11 @@ class Route:
     def envelope(self) -> bool:
         """Whether the answer carries the CLUTCH API's `success: true` (domain operations return
         plain data; the envelope is this transport's business)."""
-        return self.response is not None and "success" in self.response.model_fields
+        return (
+            self.success_envelope
+            and self.response is not None
+            and "success" in self.response.model_fields
+        )
 
     @property
     def path_params(self) -> list[str]:
