@@ -15,6 +15,7 @@ import asyncio
 import os
 import sys
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -189,6 +190,13 @@ def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
             redis.stop()
         if postgres is not None:
             postgres.stop()
+
+
+def database_named(url: str, name: str) -> str:
+    """`url` with its database replaced by `name`, whatever form it has (a socket `?host=`,
+    a plain `postgresql://user@host:5432/db`, query options or none)."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
 
 
 def make_settings(backends: Backends, home: Path, **changes: Any) -> Settings:

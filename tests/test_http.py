@@ -17,7 +17,7 @@ from http_api.routes import route_table
 from reelwire.app import create_app
 from reelwire.embedded import EmbeddedRedis
 from reelwire.settings import Settings
-from tests.conftest import Api, Backends, make_settings
+from tests.conftest import Api, Backends, database_named, make_settings
 
 pytestmark = pytest.mark.usefixtures("reset")
 
@@ -147,7 +147,7 @@ async def test_readyz_is_503_while_postgres_is_unreachable(
     name = f"readyz_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(backends.database_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
-    db_url = backends.database_url.replace("/reelwire_test?", f"/{name}?")
+    db_url = database_named(backends.database_url, name)
     try:
         client = await aiohttp_client(
             create_app(make_settings(backends, tmp_path, database_url=db_url))

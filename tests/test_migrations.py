@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from storage.migrate import Migration, load_migrations, migrate
-from tests.conftest import TEST_SECRET, Backends
+from tests.conftest import TEST_SECRET, Backends, database_named
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ async def fresh_db(backends: Backends) -> AsyncIterator[str]:
     name = f"mig_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(backends.database_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
-    yield backends.database_url.replace("/reelwire_test?", f"/{name}?")
+    yield database_named(backends.database_url, name)
     await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     await admin.close()
 
