@@ -16,6 +16,7 @@ from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
 import reelwire
+from realtime.close_codes import CloseCode
 from realtime.schemas import CHANNELS, CLIENT_MESSAGES, REPLIES, SERVER_MESSAGES, Event, type_of
 from reelwire.appkeys import SERVICES, SETTINGS
 from reelwire.domain import rates, urls
@@ -164,10 +165,11 @@ def _asyncapi_body() -> dict[str, Any]:
                 "message may carry `id`, echoed in its reply. Subscribe to channels with "
                 "`subscribe`; every event carries `ts` (publish time, ms) and `offset` "
                 "(its position in the channel, to recover from with `since`). Limits and closing "
-                "codes: 64 KiB per message (1009), 100 subscriptions, 20 messages/s (then "
-                "RATE_LIMITED, then 1008), a slow reader is closed with 4008, an expired token "
-                "with 4001, a restarting server closes with 1012: reconnect after 1-5 s and "
-                "resubscribe with `since`."
+                f"codes: 64 KiB per message ({CloseCode.MESSAGE_TOO_BIG}), 100 subscriptions, "
+                f"20 messages/s (then RATE_LIMITED, then {CloseCode.RATE_LIMITED}), a slow reader "
+                f"is closed with {CloseCode.SLOW}, an expired token with "
+                f"{CloseCode.UNAUTHORIZED}, a restarting server closes with {CloseCode.RESTART}: "
+                "reconnect after 1-5 s and resubscribe with `since`."
             ),
         },
         "defaultContentType": "application/json",

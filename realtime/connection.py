@@ -4,7 +4,7 @@ Only the endpoint's handler task reads the socket. Everything written goes throu
 the transport has room and nothing is waiting, a frame goes straight to the transport (no task
 switch, no copy); once the peer stops keeping up, frames wait in a bounded queue that one writer
 task drains as the transport drains. Past the bound (bytes or messages) the socket is closed
-with 4008 "slow", which costs the others nothing: `send` never waits.
+with CloseCode.SLOW (4008 "slow"), which costs the others nothing: `send` never waits.
 """
 
 from __future__ import annotations
@@ -20,14 +20,11 @@ from typing import Any
 
 from aiohttp import web
 
+from realtime.close_codes import CloseCode
 from reelwire.domain.context import Principal
 
 logger = logging.getLogger(__name__)
 
-CLOSE_SLOW = 4008
-CLOSE_UNAUTHORIZED = 4001
-CLOSE_RATE = 1008
-CLOSE_RESTART = 1012
 ABORT_AFTER_CLOSE = 5.0  # a peer that does not read its close frame in time is cut off
 
 
@@ -131,7 +128,7 @@ class Connection:
             self._queued_bytes += len(frame)
             limits = self.limits
             if self._queued_bytes > limits.queue_bytes or len(queue) > limits.queue_messages:
-                self.close(CLOSE_SLOW, "slow")
+                self.close(CloseCode.SLOW, "slow")
         except Exception as exc:
             # A transport that closed under us (uvloop raises RuntimeError, asyncio's after
             # write_eof too) or anything else: this socket is gone, the caller's fan-out is not.
@@ -174,7 +171,7 @@ class Connection:
             if not self.closed:
                 self._writer = None
 
-    def close(self, code: int, reason: str) -> None:
+    def close(self, code: CloseCode, reason: str) -> None:
         """Close with a code; queued frames are dropped. Safe to call more than once."""
         if self.closed:
             return
@@ -191,12 +188,12 @@ class Connection:
     async def finish(self) -> None:
         """Called by the handler as it returns: complete a close begun elsewhere, or close."""
         if not self.closed:
-            self.close(1000, "")
+            self.close(CloseCode.NORMAL, "")
         if self._writer is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
 
-    async def _close(self, code: int, reason: str) -> None:
+    async def _close(self, code: CloseCode, reason: str) -> None:
         asyncio.get_running_loop().call_later(ABORT_AFTER_CLOSE, _abort, self._transport)
         with contextlib.suppress(Exception):
             await self.ws.close(code=code, message=reason.encode())

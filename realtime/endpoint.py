@@ -14,6 +14,7 @@ from aiohttp import WSMsgType, web
 
 from realtime import commands, messages
 from realtime.asyncapi import setup_asyncapi
+from realtime.close_codes import CloseCode
 from realtime.commands import Session
 from realtime.connection import Connection, Limits
 from realtime.hub import Hub, HubSettings
@@ -153,7 +154,7 @@ async def _serve_socket(
                 elif admitted is False:
                     conn.send(messages.error(None, "RATE_LIMITED", "Too many messages"))
                 else:
-                    conn.close(1008, "message rate limit")
+                    conn.close(CloseCode.RATE_LIMITED, "message rate limit")
                     break
             elif message.type is WSMsgType.PING:
                 conn.send(pong_frame(message.data))

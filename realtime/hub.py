@@ -30,19 +30,14 @@ from pubsub.history import Position, Recovery
 from pubsub.presence import Presence
 from pubsub.subscriber import ChannelSubscriber
 from realtime import messages
-from realtime.connection import (
-    CLOSE_RESTART,
-    CLOSE_UNAUTHORIZED,
-    Connection,
-    Membership,
-)
+from realtime.close_codes import CloseCode
+from realtime.connection import Connection, Membership
 from realtime.wire import PING_FRAME, text_frame
 from reelwire.domain.errors import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
 VIDEO_FIELDS = ("view_count", "like_count", "dislike_count", "comment_count", "viewer_count")
-CLOSE_GOING_AWAY = 1001
 PRESENCE_TICK = 0.5
 SHUTDOWN_BATCH = 500
 SHUTDOWN_PAUSE = 0.05
@@ -185,12 +180,12 @@ class Hub:
         self._ticker = asyncio.create_task(self._tick(), name="hub-tick")
 
     async def shutdown(self) -> None:
-        """Refuse new sockets and close the open ones with 1012, in batches."""
+        """Refuse new sockets and close the open ones with CloseCode.RESTART, in batches."""
         self.closing = True
         pending = list(self.connections)
         for start in range(0, len(pending), SHUTDOWN_BATCH):
             for conn in pending[start : start + SHUTDOWN_BATCH]:
-                conn.close(CLOSE_RESTART, "server restart")
+                conn.close(CloseCode.RESTART, "server restart")
             await asyncio.sleep(SHUTDOWN_PAUSE)
 
     async def stop(self) -> None:
@@ -537,7 +532,7 @@ class Hub:
         late = [conn for conn, deadline in self._unproven.items() if deadline < now]
         for conn in late:
             del self._unproven[conn]
-            conn.close(CLOSE_UNAUTHORIZED, "no auth or subscription in time")
+            conn.close(CloseCode.UNAUTHORIZED, "no auth or subscription in time")
 
     def _heartbeat(self) -> None:
         """Ping every socket; drop the ones that missed two; warn and close expiring tokens."""
@@ -545,10 +540,10 @@ class Hub:
         warn_before = 2 * self.settings.heartbeat
         for conn in list(self.connections):
             if conn.missed_pongs >= 2:
-                conn.close(CLOSE_GOING_AWAY, "no pong")
+                conn.close(CloseCode.NO_PONG, "no pong")
                 continue
             if conn.expires_at <= wall:
-                conn.close(CLOSE_UNAUTHORIZED, "token expired")
+                conn.close(CloseCode.UNAUTHORIZED, "token expired")
                 continue
             if not conn.warned_expiry and conn.expires_at - wall < warn_before:
                 conn.warned_expiry = True

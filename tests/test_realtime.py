@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from uuid import UUID
 
 import asyncpg
 import orjson
 
+from realtime.close_codes import CloseCode
 from tests.conftest import Api, Catalog, MakeApi
 from tests.wsclient import ConnectionClosed, Socket
 
@@ -154,6 +156,13 @@ async def test_oversized_message_closes_with_1009(api: Api) -> None:
     sock = await Socket.open(api.client)
     await sock.ws.send_str(orjson.dumps({"type": "ping", "pad": "x" * 70_000}).decode())
     assert await sock.closed() == 1009
+
+
+def test_every_close_code_is_documented() -> None:
+    protocol = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    closing = protocol.split("## Limits and closing codes", 1)[1]
+    for code in CloseCode:
+        assert str(int(code)) in closing, f"{code!r} is not in docs/protocol.md"
 
 
 async def test_commands_answer_like_rest_and_fan_out(
