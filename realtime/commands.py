@@ -1,145 +1,51 @@
-"""The client messages of PROTOCOL.md: one function per type, registered in one table.
+"""The client messages of docs/protocol.md: one handler per type.
 
-`dispatch` parses a text frame, validates it against the command's model (the protocol's
-models live in `realtime.schemas`, which also generate /api/asyncapi.json), calls it, and maps
-any failure to an `error` reply through `errors.describe`, as REST maps it to its envelope. The
-`view`, `like` and `comment` commands call the same domain operations as their REST routes, with
-the same body schemas and the same rate limit buckets.
+Each handler is declared with `@websocket_command` (its schema, whether it needs an
+authenticated socket, its rate bucket); `register_commands` registers them all into the
+endpoint's `CommandTable` at start-up, which dispatches frames to them. The `view`, `like` and
+`comment` commands call the same domain operations as their REST routes, with the same body
+schemas and the same rate limit buckets.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from types import MappingProxyType
 from uuid import UUID
-
-import asyncpg
-import orjson
-import pydantic
 
 from pubsub import keys
 from pubsub.history import Position
 from realtime import messages
+from realtime.command_table import (
+    CommandTable,
+    Handler,
+    Session,
+    command_spec,
+    websocket_command,
+)
 from realtime.connection import Connection
 from realtime.hub import VIDEO_FIELDS, Hub
 from realtime.schemas import (
     AuthMessage,
-    ClientMessage,
     CommentMessage,
     LikeMessage,
     PingMessage,
     SubscribeMessage,
     UnsubscribeMessage,
     ViewMessage,
-    type_of,
 )
-from reelwire.domain import accounts, comments, rates, users, videos
-from reelwire.domain.context import Principal, Services
-from reelwire.domain.errors import (
-    Forbidden,
-    LimitExceeded,
-    Unauthorized,
-    ValidationFailed,
-    describe,
-)
-from reelwire.domain.schemas.common import field_errors, parse_uuid
-
-logger = logging.getLogger(__name__)
+from reelwire.domain import accounts, comments, users, videos
+from reelwire.domain.context import Principal
+from reelwire.domain.errors import Forbidden, LimitExceeded, Unauthorized, ValidationFailed
+from reelwire.domain.schemas.common import parse_uuid
 
 FEED_CLIPS = "feed:clips"
-
-
-@dataclass
-class Session:
-    """What a command sees: the process's services and hub, and the socket it came from."""
-
-    services: Services
-    hub: Hub
-    conn: Connection
-
-
-Handler = Callable[[Session, Any], Awaitable[bytes | None]]
-
-
-@dataclass(frozen=True)
-class Command:
-    """A message type, its schema, and the function that answers it."""
-
-    schema: type[ClientMessage]
-    handler: Handler
-    auth: bool = False
-    rate: str | None = None
-
-
-COMMANDS: dict[str, Command] = {}
-
-
-def command(
-    schema: type[ClientMessage], *, auth: bool = False, rate: str | None = None
-) -> Callable[[Handler], Handler]:
-    """Register the function answering the messages `schema` (in `realtime.schemas`) describes."""
-
-    def register(handler: Handler) -> Handler:
-        COMMANDS[type_of(schema)] = Command(schema, handler, auth, rate)
-        return handler
-
-    return register
-
-
-async def dispatch(session: Session, text: str) -> None:
-    """Answer one client message; a bad one gets an error reply."""
-    conn = session.conn
-    message_id = None
-    try:
-        try:
-            raw = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            raise ValidationFailed("Message is not valid JSON") from None
-        if not isinstance(raw, dict):
-            raise ValidationFailed("Message must be a JSON object")
-        message_id = raw.get("id") if isinstance(raw.get("id"), int | str) else None
-        kind = raw.get("type")
-        found = COMMANDS.get(kind) if isinstance(kind, str) else None
-        if found is None:
-            raise ValidationFailed(f"Unknown message type {str(kind)[:40]!r}")
-        try:
-            body = found.schema.model_validate(raw)
-        except pydantic.ValidationError as exc:
-            raise ValidationFailed(
-                "Message validation failed", field_errors=field_errors(exc)
-            ) from None
-        if found.auth and conn.principal is None:
-            raise Unauthorized("Authenticate first (an `auth` message, a ticket or a header)")
-        if conn.principal is not None:  # deleted or disabled since the socket authenticated?
-            await accounts.require_account(session.services, conn.principal.user_id)
-        await rates.check(session.services, found.rate, conn.principal, conn.remote)
-        try:
-            answer = await found.handler(session, body)
-        except asyncpg.ForeignKeyViolationError:
-            # As on REST: most often the caller's own account, deleted while the socket lived.
-            raise await accounts.missing_reference(session.services, conn.principal) from None
-    except Exception as exc:
-        problem = describe(exc)  # the same mapper as REST's envelope
-        if problem.unexpected:
-            logger.exception("websocket message failed")
-        elif problem.status >= 500:
-            logger.warning("websocket message: a backend is unavailable: %r", exc)
-        conn.send(
-            messages.error(
-                message_id, problem.code, problem.message, problem.details, problem.field_errors
-            )
-        )
-        return
-    if answer is not None:
-        conn.send(answer)
 
 
 # --- subscriptions -------------------------------------------------------------------------
 
 
-@command(SubscribeMessage)
+@websocket_command(SubscribeMessage)
 async def subscribe(session: Session, body: SubscribeMessage) -> bytes | None:
     """Join a channel the caller may watch."""
     conn, hub, principal = session.conn, session.hub, session.conn.principal
@@ -185,7 +91,7 @@ async def _subscribe_clip_feed(session: Session, body: SubscribeMessage) -> byte
     return messages.subscribed(body.id, FEED_CLIPS, 0, "", False)
 
 
-@command(UnsubscribeMessage)
+@websocket_command(UnsubscribeMessage)
 async def unsubscribe(session: Session, body: UnsubscribeMessage) -> bytes:
     """Leave a channel."""
     conn, hub = session.conn, session.hub
@@ -203,13 +109,13 @@ async def unsubscribe(session: Session, body: UnsubscribeMessage) -> bytes:
     return messages.unsubscribed(body.id, body.channel)
 
 
-@command(PingMessage)
+@websocket_command(PingMessage)
 async def ping(session: Session, body: PingMessage) -> bytes:
     """Application-level ping (browsers cannot send protocol pings)."""
     return messages.pong(body.id)
 
 
-@command(AuthMessage)
+@websocket_command(AuthMessage)
 async def auth(session: Session, body: AuthMessage) -> bytes:
     """Become (or stay) a user on this socket."""
     conn = session.conn
@@ -231,7 +137,7 @@ def authenticate(hub: Hub, conn: Connection, principal: Principal) -> None:
 # --- the REST operations ---------------------------------------------------------------------
 
 
-@command(ViewMessage, rate="general")
+@websocket_command(ViewMessage, rate="general")
 async def view(session: Session, body: ViewMessage) -> bytes:
     """Count a view, as POST /api/videos/{id}/view."""
     video_id = _video_id(body.video_id)
@@ -240,7 +146,7 @@ async def view(session: Session, body: ViewMessage) -> bytes:
     return messages.ack(body.id, result)
 
 
-@command(LikeMessage, auth=True, rate="like")
+@websocket_command(LikeMessage, auth=True, rate="like")
 async def like(session: Session, body: LikeMessage) -> bytes:
     """Like, dislike or remove a reaction, as POST /api/videos/{id}/like."""
     assert session.conn.principal is not None
@@ -249,7 +155,7 @@ async def like(session: Session, body: LikeMessage) -> bytes:
     return messages.ack(body.id, result)
 
 
-@command(CommentMessage, auth=True, rate="comment")
+@websocket_command(CommentMessage, auth=True, rate="comment")
 async def comment(session: Session, body: CommentMessage) -> bytes:
     """Comment or reply, as POST /api/videos/{id}/comments."""
     principal = session.conn.principal
@@ -283,3 +189,21 @@ def _channel_id(text: str) -> UUID | None:
 
 def _video_id(text: str) -> UUID:
     return parse_uuid(text, videos.VIDEO_NOT_FOUND)
+
+
+# --- registration ----------------------------------------------------------------------------
+
+# Every command of the protocol, by message type. Nothing is registered on import: the endpoint
+# builds its CommandTable at start-up and calls register_commands.
+COMMANDS: Mapping[str, Handler] = MappingProxyType(
+    {
+        command_spec(handler).kind: handler
+        for handler in (subscribe, unsubscribe, ping, auth, view, like, comment)
+    }
+)
+
+
+def register_commands(table: CommandTable) -> None:
+    """Register every command of the protocol into an endpoint's table."""
+    for handler in COMMANDS.values():
+        table.register(handler)

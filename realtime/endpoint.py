@@ -15,7 +15,7 @@ from aiohttp import WSMsgType, web
 from realtime import commands, messages
 from realtime.asyncapi import setup_asyncapi
 from realtime.close_codes import CloseCode
-from realtime.commands import Session
+from realtime.command_table import CommandTable, Session
 from realtime.connection import Connection, Limits
 from realtime.hub import Hub, HubSettings
 from realtime.wire import pong_frame
@@ -28,13 +28,17 @@ from reelwire.settings import Settings
 logger = logging.getLogger(__name__)
 
 HUB = web.AppKey("hub", Hub)
+COMMAND_TABLE = web.AppKey("ws_commands", CommandTable)
 LIMITS = web.AppKey("ws_limits", Limits)
 HOLDERS = web.AppKey("ws_holders", collections.Counter)  # open sockets per client address
 
 
 def setup_realtime(app: web.Application) -> None:
-    """Add `/ws` and its AsyncAPI document, the hub's cleanup context (after the services one)
-    and the shutdown drain."""
+    """Add `/ws` with its command table and AsyncAPI document, the hub's cleanup context (after
+    the services one) and the shutdown drain."""
+    table = CommandTable()
+    commands.register_commands(table)
+    app[COMMAND_TABLE] = table
     app.router.add_get("/ws", websocket)
     setup_asyncapi(app)
     app[HOLDERS] = collections.Counter()
@@ -143,6 +147,7 @@ async def _serve_socket(
         commands.authenticate(hub, conn, principal)
     hub.attach(conn)
     session = Session(ctx, hub, conn)
+    table = app[COMMAND_TABLE]
     conn.send(messages.welcome(conn.session, hub.node, settings.ws_heartbeat_seconds))
     try:
         async for message in ws:
@@ -150,7 +155,7 @@ async def _serve_socket(
             if message.type is WSMsgType.TEXT:
                 admitted = conn.admit()
                 if admitted:
-                    await commands.dispatch(session, message.data)
+                    await table.dispatch(session, message.data)
                 elif admitted is False:
                     conn.send(messages.error(None, "RATE_LIMITED", "Too many messages"))
                 else:

@@ -8,8 +8,13 @@ from uuid import UUID
 
 import asyncpg
 import orjson
+import pytest
 
+from realtime import commands
 from realtime.close_codes import CloseCode
+from realtime.command_table import CommandTable, command_spec
+from realtime.endpoint import COMMAND_TABLE
+from realtime.schemas import CLIENT_MESSAGES, LikeMessage
 from tests.conftest import Api, Catalog, MakeApi
 from tests.wsclient import ConnectionClosed, Socket
 
@@ -156,6 +161,19 @@ async def test_oversized_message_closes_with_1009(api: Api) -> None:
     sock = await Socket.open(api.client)
     await sock.ws.send_str(orjson.dumps({"type": "ping", "pad": "x" * 70_000}).decode())
     assert await sock.closed() == 1009
+
+
+async def test_commands_are_declared_by_decorator_and_registered_explicitly(api: Api) -> None:
+    like = command_spec(commands.like)
+    assert (like.kind, like.schema, like.auth, like.rate) == ("like", LikeMessage, True, "like")
+    table = CommandTable()
+    assert len(table) == 0  # declaring registers nothing
+    commands.register_commands(table)
+    assert set(table) == set(CLIENT_MESSAGES) == set(api.client.app[COMMAND_TABLE])
+    with pytest.raises(ValueError, match="already registered"):
+        table.register(commands.like)
+    with pytest.raises(TypeError, match="websocket_command"):
+        table.register(commands.authenticate)  # type: ignore[arg-type]
 
 
 def test_every_close_code_is_documented() -> None:
