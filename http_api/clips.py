@@ -32,6 +32,7 @@ routes = RouteTable()
     "/api/clips/upload",
     rate="upload",
     tag="clips",
+    unauthorized="Unauthorized",
     auth="required",
     form=ClipUploadForm,
     form_file="clip",
@@ -67,6 +68,7 @@ async def upload_clip(call: Call[Any]) -> dict[str, Any]:
 @routes.delete(
     "/api/clips/{clip_id}",
     tag="clips",
+    unauthorized="Unauthorized",
     auth="required",
     response=MessageOut,
     errors=(401, 404),
@@ -81,6 +83,7 @@ async def delete_clip(call: Call[Any]) -> dict[str, Any]:
 @routes.get(
     "/api/clips/user/{user_id}",
     tag="clips",
+    unauthorized="Unauthorized",
     auth="required",
     response=UserClipsOut,
     errors=(401, 404),
@@ -93,6 +96,7 @@ async def user_clips(call: Call[Any]) -> dict[str, Any]:
 @routes.get(
     "/api/clips/all",
     tag="clips",
+    unauthorized="Unauthorized",
     auth="required",
     query=FollowedClipsQuery,
     response=ClipsOut,
@@ -107,6 +111,7 @@ async def followed_clips(call: Call[Any]) -> web.Response:
 @routes.post(
     "/api/clips/cleanup/expired",
     tag="clips",
+    unauthorized="Unauthorized",
     auth="optional",
     response=CleanupOut,
     errors=(401, 403),
@@ -128,6 +133,7 @@ async def cleanup_expired(call: Call[Any]) -> dict[str, Any]:
 @routes.post(
     "/api/clips/{clip_id}/view",
     tag="clips",
+    unauthorized="Unauthorized",
     auth="required",
     response=ClipViewOut,
     errors=(401, 404),
@@ -141,6 +147,7 @@ async def view_clip(call: Call[Any]) -> dict[str, Any]:
 @routes.get(
     "/api/clips/{clip_id}/viewers",
     tag="clips",
+    unauthorized="Unauthorized",
     auth="required",
     response=ClipViewersOut,
     errors=(401, 403, 404),
@@ -154,6 +161,7 @@ async def clip_viewers(call: Call[Any]) -> dict[str, Any]:
 @routes.post(
     "/api/clips/{clip_id}/reactions",
     tag="clips",
+    unauthorized="Unauthorized",
     auth="required",
     rate="like",
     body=ClipReactionBody,

@@ -36,6 +36,7 @@ def _base_url(call: Call[Any]) -> str:
     "/api/videos/upload-url",
     rate="upload",
     tag="uploads",
+    unauthorized="Unauthorized",
     auth="required",
     body=UploadUrlBody,
     response=UploadUrlOut,

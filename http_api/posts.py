@@ -23,6 +23,7 @@ routes = RouteTable()
 @routes.post(
     "/api/posts",
     tag="posts",
+    unauthorized="Unauthorized",
     auth="required",
     body=PostBody,
     response=PostOut,
@@ -48,6 +49,7 @@ async def create_post(call: Call[PostBody]) -> dict[str, Any]:
 @routes.get(
     "/api/posts",
     tag="posts",
+    unauthorized="Unauthorized",
     auth="optional",
     query=PostsQuery,
     response=PostsOut,
@@ -63,6 +65,7 @@ async def list_posts(call: Call[Any]) -> dict[str, Any]:
 @routes.post(
     "/api/communities",
     tag="posts",
+    unauthorized="Unauthorized",
     auth="required",
     body=CommunityBody,
     response=CommunityOut,
@@ -79,6 +82,7 @@ async def create_community(call: Call[CommunityBody]) -> dict[str, Any]:
 @routes.get(
     "/api/communities",
     tag="posts",
+    unauthorized="Unauthorized",
     auth="optional",
     query=PageQuery,
     response=CommunitiesOut,

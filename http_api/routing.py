@@ -27,7 +27,13 @@ from reelwire.domain.errors import (
     ValidationFailed,
 )
 from reelwire.domain.paging import PageRequest
-from reelwire.domain.schemas.common import Input, field_errors, parse_uuid, unstorable_fields
+from reelwire.domain.schemas.common import (
+    Input,
+    contract_message,
+    field_errors,
+    parse_uuid,
+    unstorable_fields,
+)
 
 B = TypeVar("B", bound=pydantic.BaseModel)
 AuthRule = Literal["required", "optional", "none"]
@@ -90,6 +96,9 @@ class Route:
     # Add the CLUTCH API's `success: true` when the response declares it; off for routes of
     # contracts whose bodies have no envelope even though they share a response model.
     success_envelope: bool = True
+    # The message a client contract documents for any authentication failure on this route
+    # (the Stories and direct-upload APIs say "Unauthorized"); the reason goes in details.
+    unauthorized: str | None = None
 
     @property
     def openapi_path(self) -> str:
@@ -207,7 +216,12 @@ def bearer_token(request: web.Request) -> str | None:
 def _make_view(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def view(request: web.Request) -> web.StreamResponse:
         services = request.app[SERVICES]
-        principal = await _principal(request, services, route.auth)
+        try:
+            principal = await _principal(request, services, route.auth)
+        except Unauthorized as exc:
+            if route.unauthorized is None:
+                raise
+            raise Unauthorized(route.unauthorized, details={"reason": exc.message}) from None
         limit_headers = await rates.check(
             services, route.rate, principal, request.remote or "unknown"
         )
@@ -283,5 +297,7 @@ def validate_input(model: type[pydantic.BaseModel], data: dict[str, Any], where:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
         raise ValidationFailed(
-            "Request validation failed", field_errors=field_errors(exc), details={"in": where}
+            contract_message(model, exc) or "Request validation failed",
+            field_errors=field_errors(exc),
+            details={"in": where},
         ) from None

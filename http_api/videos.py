@@ -143,6 +143,7 @@ async def delete_video(call: Call[Any]) -> dict[str, Any]:
 @routes.get(
     "/api/videos/{video_id}/status",
     tag="videos",
+    unauthorized="Unauthorized",
     auth="required",
     response=VideoStatusOut,
     errors=(401, 403, 404),

@@ -149,3 +149,21 @@ async def test_followed_feed_cache_follows_every_change(api: Api, catalog: Catal
     assert await feed() == ["alice", "alice"]  # alice's new clip fenced her followers' feeds
     await api.client.delete(f"/api/users/{alice['id']}/follow", headers=headers)
     assert await feed() == []
+
+
+async def test_the_stories_apis_error_messages(api: Api, catalog: Catalog) -> None:
+    """Where the Stories API documents a message, that is the message (codes stay ours)."""
+    user = await api.register("storyteller")
+    form = aiohttp.FormData(
+        {"caption": "x" * 501, "video_id": await catalog.video(user["id"])},
+        default_to_multipart=True,
+    )
+    resp = await api.client.post("/api/clips/upload", data=form, headers=api.auth(user["token"]))
+    error = (await resp.json())["error"]
+    assert (resp.status, error["code"]) == (400, "VALIDATION_ERROR")
+    assert error["message"] == "Caption cannot exceed 500 characters"
+    assert "caption" in error["field_errors"]
+    for method, path in (("GET", "/api/clips/all"), ("POST", "/api/clips/upload")):
+        resp = await api.client.request(method, path)
+        assert resp.status == 401
+        assert (await resp.json())["error"]["message"] == "Unauthorized"

@@ -88,6 +88,45 @@ async def test_altered_expired_or_mismatched_urls_get_403(
     assert (await resp.json())["error"]["message"] == "Upload URL has expired"
 
 
+async def test_the_direct_upload_apis_error_messages(direct_api: Api) -> None:
+    """Where the direct-upload API documents a message, that is the message (codes stay ours)."""
+    user = await direct_api.register("contract")
+
+    async def ask(body: dict[str, Any], token: str | None) -> tuple[int, dict[str, Any]]:
+        headers = direct_api.auth(token) if token else {}
+        resp = await direct_api.client.post("/api/videos/upload-url", json=body, headers=headers)
+        return resp.status, (await resp.json())["error"]
+
+    good = {"filename": "a.mp4", "fileSize": 10, "mimeType": "video/mp4"}
+    assert await ask(good, None) == (
+        401,
+        {
+            "code": "UNAUTHORIZED",
+            "message": "Unauthorized",
+            "details": {"reason": "Authentication required"},
+        },
+    )
+    status, error = await ask(good, "not-a-token")
+    assert (status, error["message"]) == (401, "Unauthorized")
+    status, error = await ask({**good, "mimeType": "text/plain"}, user["token"])
+    assert (status, error["code"], error["message"]) == (
+        400,
+        "VALIDATION_ERROR",
+        "Invalid file type",
+    )
+    assert "video/mp4" in error["field_errors"]["content_type"][0]
+    status, error = await ask({**good, "fileSize": 10**13}, user["token"])
+    assert (status, error["message"]) == (413, "File too large")
+    assert error["details"]["max_bytes"] > 0
+    resp = await direct_api.client.get(f"/api/videos/{user['id']}/status")
+    assert (await resp.json())["error"]["message"] == "Unauthorized"
+    resp = await direct_api.client.post("/api/posts", json={"content": "hi"})
+    assert (await resp.json())["error"]["message"] == "Unauthorized"
+    # The CLUTCH API's own routes keep its wording.
+    resp = await direct_api.client.post(f"/api/videos/{user['id']}/like", json={"action": "like"})
+    assert (await resp.json())["error"]["message"] == "Authentication required"
+
+
 async def test_declared_type_and_size_are_checked_up_front(direct_api: Api) -> None:
     user = await direct_api.register("declarer")
     resp = await direct_api.client.post(
@@ -237,7 +276,9 @@ async def test_webhook_signature_timestamp_and_payload_checks(
     stale = str(int(time.time()) - 600)
     resp = await direct_api.client.post(url, data=body, headers=sign(body, stale))
     assert resp.status == 401
-    assert "300 s window" in (await resp.json())["error"]["message"]
+    error = (await resp.json())["error"]
+    assert error["message"] == "Invalid signature"  # the direct-upload API's words
+    assert "300 s window" in error["details"]["reason"]
     resp = await direct_api.client.post(url, data=body, headers=sign(body, str(int(time.time()))))
     assert resp.status == 200
     invalid = orjson.dumps({"video_id": video_id, "status": "finished"})

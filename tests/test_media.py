@@ -43,6 +43,7 @@ async def test_1080p_upload_becomes_a_four_rung_ladder_with_progress_events(
     assert video["status"] == "ready", video
     VideoOut.model_validate(video)
     assert [q["quality"] for q in video["qualities"]] == ["360p", "480p", "720p", "1080p"]
+    assert [q["id"] for q in video["qualities"]] == [1, 2, 3, 4]  # the Clipsy API's ids
     assert [q["resolution"] for q in video["qualities"]] == [
         "640x360",
         "854x480",

@@ -99,13 +99,15 @@ async def request_video_upload(
     title: str | None = None,
 ) -> dict[str, Any]:
     """Create a video awaiting its bytes and a URL to PUT them to."""
+    # The direct-upload API's messages ("Invalid file type", "File too large"); the field
+    # error and the details say exactly what is accepted.
     if content_type not in VIDEO_TYPES:
         message = (
             f"Unsupported video type {content_type}; use one of {', '.join(sorted(VIDEO_TYPES))}"
         )
-        raise ValidationFailed(message, field_errors={"content_type": [message]})
+        raise ValidationFailed("Invalid file type", field_errors={"content_type": [message]})
     if size > ctx.settings.max_video_bytes:
-        raise media.too_large(ctx.settings.max_video_bytes)
+        raise media.too_large(ctx.settings.max_video_bytes, "File too large")
     video_id = uuid.uuid4()
     key = blob_keys.video_original(video_id)
     expires_at = datetime.now(UTC) + timedelta(seconds=ctx.settings.upload_url_ttl)

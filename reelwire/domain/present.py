@@ -81,8 +81,12 @@ def video(row: Mapping[str, Any], blobs: BlobStore) -> dict[str, Any]:
     )
     base = hls.rsplit("/", 1)[0] if hls and row["hls_key"] else None
     qualities = [
-        {**q, "playlist_path": f"{base}/{q['quality']}/playlist.m3u8" if base else None}
-        for q in row["qualities"] or []
+        {
+            "id": position,  # the Clipsy API numbers a video's renditions (ladder order)
+            **q,
+            "playlist_path": f"{base}/{q['quality']}/playlist.m3u8" if base else None,
+        }
+        for position, q in enumerate(row["qualities"] or [], start=1)
     ]
     variants = {q["quality"]: q["playlist_path"] for q in qualities}
     variants.update(external.get("quality_variants") or {})

@@ -31,7 +31,17 @@ TIMESTAMP_WINDOW = 300
 def verify_signature(
     secret: str | None, body: bytes, signature: str | None, timestamp: str | None
 ) -> None:
-    """Raise unless the signature (and timestamp, when sent) is right."""
+    """Raise unless the signature (and timestamp, when sent) is right: 401 with the
+    direct-upload API's message "Invalid signature", the reason in details."""
+    try:
+        _check_signature(secret, body, signature, timestamp)
+    except Unauthorized as exc:
+        raise Unauthorized("Invalid signature", details={"reason": exc.message}) from None
+
+
+def _check_signature(
+    secret: str | None, body: bytes, signature: str | None, timestamp: str | None
+) -> None:
     if not secret:
         raise Forbidden("Webhooks are refused: WEBHOOK_SECRET is not configured")
     if not signature or not signature.startswith("sha256="):

@@ -21,6 +21,9 @@ class ClipUploadForm(Form):
     """POST /api/clips/upload (the Stories API): multipart `clip`, or `video_id` of your own."""
 
     file_field: ClassVar[str] = "clip"
+    contract_messages: ClassVar[dict[tuple[str, str], str]] = {
+        ("caption", "string_too_long"): "Caption cannot exceed 500 characters"
+    }
 
     caption: Annotated[str, AfterValidator(_caption)] = Field(
         "", max_length=500, description="At most 500 characters, no HTML"

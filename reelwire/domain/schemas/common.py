@@ -192,6 +192,17 @@ def field_errors(exc: pydantic.ValidationError) -> dict[str, list[str]]:
     return errors
 
 
+def contract_message(model: type[BaseModel], exc: pydantic.ValidationError) -> str | None:
+    """The message a client contract documents for this failure, if the model names one in
+    `contract_messages` ({(field, pydantic error type): message}); else None."""
+    messages: dict[tuple[str, str], str] = getattr(model, "contract_messages", {})
+    for err in exc.errors(include_url=False):
+        field = ".".join(str(part) for part in err["loc"])
+        if (found := messages.get((field, err["type"]))) is not None:
+            return found
+    return None
+
+
 def parse_uuid(value: str, not_found: str) -> UUID:
     """An id from a client; text that is not a UUID cannot name a row, so it is a 404."""
     try:

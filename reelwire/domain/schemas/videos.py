@@ -48,6 +48,7 @@ class VideoStatusOut(BaseModel):
 class QualityOut(BaseModel):
     """One rung of the ladder (the Clipsy API's `qualities`)."""
 
+    id: int = Field(description="The rendition's number within the video, in ladder order from 1")
     quality: str
     resolution: str
     bitrate: int
