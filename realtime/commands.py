@@ -16,6 +16,7 @@ from uuid import UUID
 from pubsub import keys
 from pubsub.history import Position
 from realtime import messages
+from realtime.coalescing import VIDEO_FIELDS
 from realtime.command_table import (
     CommandTable,
     Handler,
@@ -24,7 +25,7 @@ from realtime.command_table import (
     websocket_command,
 )
 from realtime.connection import Connection
-from realtime.hub import VIDEO_FIELDS, Hub
+from realtime.hub import Hub
 from realtime.schemas import (
     AuthMessage,
     CommentMessage,

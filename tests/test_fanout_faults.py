@@ -132,7 +132,7 @@ async def test_sockets_whose_transport_fails_mid_fan_out_cost_only_themselves(
             raw = await RawSocket.open(port)
             await raw.subscribe(channel)
             broken.append(raw)
-    feed = hub.feeds[channel]
+    feed = hub.channels.feeds[channel]
     assert len(feed.members) == 7
     victims = [server_connection(hub, raw.session) for raw in broken]
     for conn in victims:
@@ -156,7 +156,7 @@ async def test_sockets_whose_transport_fails_mid_fan_out_cost_only_themselves(
         await asyncio.sleep(0.05)
     assert not any(conn in hub.connections for conn in victims)
     assert len(feed.members) == len(good)
-    assert hub._subscriber._task is not None and not hub._subscriber._task.done()
+    assert hub.channels.subscriber._task is not None and not hub.channels.subscriber._task.done()
     await publish(bus, channel, 50, 10)
     for sock in good:
         assert [m["offset"] for m in await comments(sock, 10)] == list(range(51, 61))

@@ -1,0 +1,170 @@
+"""Channel membership: which sockets of this process watch which channel, and fan-out to them.
+
+`Channels` owns the `ChannelFeed` of every channel with a local member and this process's Redis
+subscriptions (pubsub.subscriber): one per channel, reference-counted by the memberships that
+hold it, whatever the number of local sockets. `fan_out` hands one ready frame to every member
+of a channel; a member that fails costs only itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from pubsub.subscriber import ChannelSubscriber
+from realtime.connection import Connection, Membership
+
+if TYPE_CHECKING:
+    from realtime.coalescing import VideoState
+
+logger = logging.getLogger(__name__)
+
+
+class ChannelFeed:
+    """One channel as this process sees it: its local members, its position and its state.
+
+    `members` is membership's; `epoch`, `offset`, `floor`, `recovering` and `held` are history
+    recovery's (realtime.recovery); `video`, `timer` and `last_sent` are coalescing's
+    (realtime.coalescing).
+    """
+
+    __slots__ = (
+        "epoch",
+        "floor",
+        "held",
+        "last_sent",
+        "members",
+        "name",
+        "offset",
+        "recovering",
+        "timer",
+        "video",
+    )
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.members: dict[Connection, Membership] = {}
+        self.epoch: str | None = None
+        self.offset = 0  # highest offset delivered
+        self.floor = 0  # offsets up to this were delivered by a recovery; later copies are dropped
+        self.recovering = False
+        self.held: list[tuple[str, int, bytes]] = []
+        self.video: VideoState | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.last_sent = -math.inf
+
+    def unwatched(self) -> None:
+        """The last local member left: the channel is unsubscribed, so what it knew goes stale."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.epoch, self.offset, self.floor = None, 0, 0
+        if self.video is not None:
+            # kept until its zero count is reported (see PresenceReporter.report)
+            self.video.viewer_count = None
+
+
+class Channels:
+    """Every channel with a local member, and the Redis subscriptions behind them."""
+
+    def __init__(
+        self,
+        redis: Any,
+        on_message: Callable[[str, bytes], None],
+        on_reconnect: Callable[[], None],
+    ) -> None:
+        self.feeds: dict[str, ChannelFeed] = {}
+        self.subscriber = ChannelSubscriber(redis, on_message, on_reconnect)
+
+    async def start(self) -> None:
+        """Connect to Redis pub/sub."""
+        await self.subscriber.start()
+
+    async def stop(self) -> None:
+        """Disconnect from Redis pub/sub."""
+        await self.subscriber.stop()
+
+    def add(self, conn: Connection, membership: Membership) -> ChannelFeed:
+        """Make the socket a member of the channel (buffering until it has caught up)."""
+        channel = membership.channel
+        conn.memberships[channel] = membership
+        feed = self.feeds.get(channel)
+        if feed is None:
+            feed = self.feeds[channel] = ChannelFeed(channel)
+        feed.members[conn] = membership
+        return feed
+
+    async def acquire(self, membership: Membership) -> None:
+        """Hold a reference on the channel's Redis subscription for this membership."""
+        await self.subscriber.acquire(membership.channel)
+        membership.acquired = True
+
+    def remove(self, conn: Connection, channel: str) -> bool:
+        """Take the socket out of the channel; False if it was not a member."""
+        membership = conn.memberships.pop(channel, None)
+        if membership is None:
+            return False
+        feed = self.feeds.get(channel)
+        if feed is not None:
+            feed.members.pop(conn, None)
+            if not feed.members:
+                feed.unwatched()
+                if feed.video is None:
+                    del self.feeds[channel]
+        if membership.acquired:
+            self.subscriber.release(channel)
+        return True
+
+    def members(self, channel: str) -> int:
+        """How many local sockets watch the channel."""
+        feed = self.feeds.get(channel)
+        return len(feed.members) if feed is not None else 0
+
+    def forget_if_unwatched(self, channel: str) -> None:
+        """Drop a channel kept only for its video state, once nobody here watches it."""
+        feed = self.feeds.get(channel)
+        if feed is not None and not feed.members:
+            del self.feeds[channel]
+
+
+def fan_out(feed: ChannelFeed, offset: int, frame: bytes, body: bytes) -> None:
+    """One frame to every member; a member that fails costs only itself, never the rest.
+
+    A member still catching up buffers it. No send changes `feed.members` synchronously (a
+    dropped socket detaches from its own handler task), so the members are iterated without a
+    copy.
+    """
+    kind: str | None = None
+    for conn, membership in feed.members.items():
+        try:
+            if membership.pending is not None:
+                membership.pending.append((offset, frame))
+                continue
+            if membership.events is not None:
+                if kind is None:
+                    kind = event_type(body)
+                if kind not in membership.events:
+                    continue
+            conn.send(frame)
+        except Exception as exc:
+            send_failed(conn, exc)
+
+
+def send_failed(conn: Connection, exc: Exception) -> None:
+    """A socket's send raised: drop that socket (logged), and carry on with the others."""
+    logger.warning("dropping socket %s: sending to it failed: %r", conn.session, exc)
+    with contextlib.suppress(Exception):
+        conn.drop(exc)
+
+
+def event_type(body: bytes) -> str:
+    """The `type` of an event JSON without parsing it: bus events start with it."""
+    if body.startswith(b'{"type":"'):
+        return body[9 : body.index(b'"', 9)].decode()
+    return str(orjson.loads(body).get("type"))

@@ -1,0 +1,145 @@
+"""Coalescing of `video_update`: one merged state per video channel, sent at most every
+COALESCE_MS.
+
+`VideoState` folds every event and snapshot about a video into its latest values (counters by
+`counts_version`, views by maximum, viewers by latest); `Coalescer` sends a channel's state to
+its members now, or at the end of its coalescing window, and reloads the counters after a Redis
+reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from pubsub.cache import COUNTERS
+from realtime.channels import ChannelFeed, send_failed
+from realtime.wire import text_frame
+
+logger = logging.getLogger(__name__)
+
+# Every field of a `video_update`'s data that a client may name in a subscription's `events`.
+VIDEO_FIELDS = ("view_count", *COUNTERS, "viewer_count")
+
+LoadCounts = Callable[[UUID], Awaitable[dict[str, Any] | None]]
+
+
+class VideoState:
+    """The latest known counters of one video, merged from every event about it."""
+
+    __slots__ = ("_frame", "counts", "ts", "version", "video_id", "view_count", "viewer_count")
+
+    def __init__(self, video_id: str) -> None:
+        self.video_id = video_id
+        self.counts = dict.fromkeys(COUNTERS, 0)
+        self.version = -1
+        self.view_count = 0
+        self.viewer_count: int | None = None
+        self.ts = 0
+        self._frame: tuple[int, bytes] | None = None
+
+    def merge(self, data: dict[str, Any], ts: int = 0, *, viewers_if_unknown: bool = False) -> bool:
+        """Fold in an event's (or a snapshot's) values; True if anything changed."""
+        changed = False
+        version = data.get("counts_version")
+        if version is not None and version > self.version:
+            self.version = version
+            for name in self.counts:
+                if name in data:
+                    self.counts[name] = data[name]
+            changed = True
+        views = data.get("view_count")
+        if views is not None and views > self.view_count:
+            self.view_count = views
+            changed = True
+        viewers = data.get("viewer_count")
+        known = self.viewer_count is not None
+        if (
+            viewers is not None
+            and viewers != self.viewer_count
+            and not (viewers_if_unknown and known)
+        ):
+            self.viewer_count = viewers
+            changed = True
+        if changed:
+            self.ts = max(self.ts, ts)
+            self._frame = None
+        return changed
+
+    def frame(self, offset: int) -> bytes:
+        """The `video_update` frame of this state (built once per change)."""
+        if self._frame is None or self._frame[0] != offset:
+            message = {
+                "type": "video_update",
+                "video_id": self.video_id,
+                "data": {
+                    "view_count": self.view_count,
+                    **self.counts,
+                    "viewer_count": self.viewer_count or 0,
+                    "counts_version": self.version,
+                },
+                "offset": offset,
+                "ts": self.ts,
+            }
+            self._frame = (offset, text_frame(orjson.dumps(message)))
+        return self._frame[1]
+
+
+class Coalescer:
+    """Sends each video channel's merged state, at most once per coalescing window."""
+
+    def __init__(self, coalesce_ms: int, load_counts: LoadCounts) -> None:
+        self._coalesce = coalesce_ms / 1000
+        self._load_counts = load_counts
+
+    @staticmethod
+    def track(feed: ChannelFeed, counts: dict[str, Any]) -> None:
+        """A socket joined a video channel with the video's counters: start from them."""
+        if feed.video is None:
+            feed.video = VideoState(feed.name.partition(":")[2])
+        feed.video.merge(counts)
+
+    def on_update(self, feed: ChannelFeed, event: dict[str, Any]) -> None:
+        """A `video_update` event from Redis: merge it, and send the state if it changed."""
+        assert feed.video is not None
+        if feed.video.merge(event.get("data") or {}, event.get("ts", 0)):
+            self.schedule(feed)
+
+    def schedule(self, feed: ChannelFeed) -> None:
+        """Send the channel's state now, or at the end of its coalescing window."""
+        if feed.timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = feed.last_sent + self._coalesce - loop.time()
+        if wait <= 0:
+            self._send_state(feed)
+        else:
+            feed.timer = loop.call_later(wait, self._send_state, feed)
+
+    def _send_state(self, feed: ChannelFeed) -> None:
+        feed.timer = None
+        feed.last_sent = asyncio.get_running_loop().time()
+        assert feed.video is not None
+        frame = feed.video.frame(feed.offset)
+        for conn, membership in feed.members.items():
+            if membership.pending is None and membership.wants("video_update"):
+                try:
+                    conn.send(frame)
+                except Exception as exc:
+                    send_failed(conn, exc)
+
+    async def refresh(self, feed: ChannelFeed) -> None:
+        """Reload the video's counters (events may have been missed) and send them if newer."""
+        assert feed.video is not None
+        try:
+            counts = await self._load_counts(UUID(feed.video.video_id))
+        except Exception as exc:
+            logger.warning("refreshing counters of %s failed: %r", feed.name, exc)
+            return
+        if counts is not None and feed.video.merge(counts):
+            self.schedule(feed)
