@@ -17,7 +17,7 @@ from uuid import UUID
 
 import orjson
 
-from pubsub.cache import COUNTERS
+from cache.reads import COUNTERS
 from realtime.channels import ChannelFeed, send_failed
 from realtime.wire import text_frame
 

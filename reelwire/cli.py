@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         help="apply pending database migrations (safe to run from several releases at once)",
         description="Apply pending SQL migrations under an advisory lock.",
     )
-    from reelwire import loadtest
+    import loadtest
 
     loadtest.add_arguments(
         commands.add_parser(

@@ -15,11 +15,11 @@ from pathlib import Path
 import asyncpg
 import redis.asyncio as aioredis
 
+from cache.rate_limits import RateLimiter
+from cache.reads import ClipFeedCache, ProfileCache, VideoCache
+from cache.views import ViewCounter
 from pubsub.bus import EventBus
-from pubsub.cache import ClipFeedCache, ProfileCache, VideoCache
-from pubsub.limits import RateLimiter
 from pubsub.outbox import Outbox
-from pubsub.views import ViewCounter
 from reelwire.domain import clips, processing
 from reelwire.domain.context import Services
 from reelwire.domain.passwords import Passwords

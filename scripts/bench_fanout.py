@@ -144,7 +144,7 @@ async def publisher(spec: dict[str, Any]) -> Any:
 
 
 async def connect_all(spec: dict[str, Any], totals: Any, channels: list[str]) -> list[Any]:
-    from reelwire.loadtest import Target, open_viewer
+    from loadtest import Target, open_viewer
 
     target = Target("127.0.0.1", spec["port"], spec["path"], spec["dialect"])
     gate = asyncio.Semaphore(200)
@@ -170,7 +170,7 @@ async def connect_all(spec: dict[str, Any], totals: Any, channels: list[str]) ->
 
 
 async def run_fanout(spec: dict[str, Any]) -> dict[str, Any]:
-    from reelwire.loadtest import Totals
+    from loadtest import Totals
 
     totals = Totals()
     viewers = await connect_all(spec, totals, [spec["channel"]])
@@ -213,7 +213,7 @@ async def run_fanout(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 async def run_idle(spec: dict[str, Any]) -> dict[str, Any]:
-    from reelwire.loadtest import Totals
+    from loadtest import Totals
 
     pids = family(spec["server_pid"])
     await asyncio.sleep(1)
@@ -236,9 +236,9 @@ async def run_idle(spec: dict[str, Any]) -> dict[str, Any]:
 async def run_hot(spec: dict[str, Any]) -> dict[str, Any]:
     import orjson
 
+    from loadtest import Totals
     from reelwire.domain import videos
     from reelwire.domain.context import Principal
-    from reelwire.loadtest import Totals
     from reelwire.resources import open_services
     from reelwire.settings import Settings
 

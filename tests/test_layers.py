@@ -1,6 +1,9 @@
 """Import arrows between the packages point one way only.
 
-    http_api, realtime  ->  reelwire.domain  ->  transcode  ->  storage, pubsub
+    http_api, realtime  ->  reelwire.domain  ->  transcode, cache  ->  storage, pubsub
+
+`loadtest` is a client of the server, not part of it: it imports none of the server's layers
+but the FFmpeg locator it uses to make test media.
 
 The composition root (`reelwire.app`, `reelwire.cli`, `reelwire.resources`) may import anything;
 nothing below it imports the root. Each rule walks the package's source with `ast` (imports
@@ -71,9 +74,19 @@ def assert_none(pairs: list[tuple[str, str]], rule: str) -> None:
 
 
 def test_storage_and_pubsub_import_no_upper_layer() -> None:
-    forbidden = ("realtime", "http_api", "transcode", "reelwire")
+    forbidden = ("realtime", "http_api", "transcode", "reelwire", "cache", "loadtest")
     for package in ("storage", "pubsub"):
         assert_none(offending(package, forbidden), f"{package}/ is the bottom layer")
+
+
+def test_cache_imports_only_the_bottom_layer() -> None:
+    forbidden = ("realtime", "http_api", "transcode", "reelwire", "loadtest")
+    assert_none(offending("cache", forbidden), "cache/ sits on pubsub/ and storage/ only")
+
+
+def test_the_load_tester_is_a_client_of_its_own() -> None:
+    forbidden = ("realtime", "http_api", "reelwire", "pubsub", "cache", "storage")
+    assert_none(offending("loadtest", forbidden), "loadtest/ talks to the server over sockets")
 
 
 def test_transcode_imports_neither_the_domain_nor_a_transport() -> None:

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from pubsub.limits import Limit, RateLimiter
+from cache.rate_limits import Limit, RateLimiter
 from pubsub.outbox import Outbox
 from tests.conftest import TEST_SECRET, Backends, Catalog, MakeApi
 from tests.test_serve import Server

@@ -22,9 +22,9 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from cache.views import ViewBatch, ViewCounter, ViewCountUnsettled
 from pubsub import keys
 from pubsub.outbox import Outbox
-from pubsub.views import ViewBatch, ViewCounter, ViewCountUnsettled
 from reelwire.embedded import EmbeddedRedis
 from tests.conftest import Backends, Catalog
 from tests.media import Media, form

@@ -10,11 +10,11 @@ from uuid import UUID
 import asyncpg
 import redis.asyncio as aioredis
 
+from cache.rate_limits import RateLimiter
+from cache.reads import ClipFeedCache, ProfileCache, VideoCache
+from cache.views import ViewCounter
 from pubsub.bus import EventBus
-from pubsub.cache import ClipFeedCache, ProfileCache, VideoCache
-from pubsub.limits import RateLimiter
 from pubsub.outbox import Outbox
-from pubsub.views import ViewCounter
 from reelwire.domain.passwords import Passwords
 from reelwire.domain.tokens import TokenCodec
 from reelwire.settings import Settings

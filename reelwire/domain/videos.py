@@ -11,9 +11,9 @@ from uuid import UUID
 import asyncpg
 import orjson
 
+from cache.views import ViewBatch, ViewCountUnsettled
 from pubsub import keys
 from pubsub.outbox import nothing
-from pubsub.views import ViewBatch, ViewCountUnsettled
 from reelwire.domain import events, media, media_access, present
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, ValidationFailed
