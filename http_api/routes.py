@@ -69,7 +69,7 @@ def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
     app.on_response_prepare.append(media_files.add_media_cors)
     if not cors_origins:
         return
-    options = aiohttp_cors.ResourceOptions(
+    options = aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
         allow_credentials="*" not in cors_origins,
         expose_headers=(
             "X-Request-ID",

@@ -280,7 +280,8 @@ async def _read_body(request: web.Request, route: Route) -> pydantic.BaseModel:
         raise ValidationFailed("Malformed JSON body", details={"reason": str(exc)}) from None
     if not isinstance(data, dict):
         raise ValidationFailed("Request body must be a JSON object")
-    return _validate(route.body, data, "body")
+    body: pydantic.BaseModel = _validate(route.body, data, "body")
+    return body
 
 
 def _validate(model: type[pydantic.BaseModel], data: dict[str, Any], where: str) -> Any:

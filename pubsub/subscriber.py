@@ -142,7 +142,8 @@ class ChannelSubscriber:
     async def _connect(self) -> None:
         # A connection of our own, used by this task only: redis-py's PubSub would resubscribe
         # behind our back on reconnect, and its health checks read replies our reader expects.
-        self._connection = await self._client.connection_pool.get_connection()
+        pool = self._client.connection_pool
+        self._connection = await pool.get_connection()  # type: ignore[no-untyped-call]
         await self._connection.connect()
         wanted = [keys.redis_channel(c).encode() for c in self._refs]
         for name in wanted:

@@ -144,14 +144,16 @@ class LocalBlobStore:
     async def size(self, key: str) -> int | None:
         """Size in bytes, or None."""
         try:
-            return (await aiofiles.os.stat(self.path(key))).st_size
+            stat = await aiofiles.os.stat(self.path(key))
         except FileNotFoundError:
             return None
+        return int(stat.st_size)
 
     async def read_head(self, key: str, length: int) -> bytes:
         """The first bytes."""
         async with aiofiles.open(self.path(key), "rb") as handle:
-            return await handle.read(length)
+            head: bytes = await handle.read(length)
+        return head
 
     async def delete_prefix(self, prefix: str) -> int:
         """Remove the directory `prefix`."""
