@@ -22,11 +22,11 @@ from redis.asyncio.client import Pipeline
 
 from pubsub import keys
 from pubsub.outbox import Outbox, nothing
+from storage.videos import COUNTERS
 
 VIDEO_TTL_MS = 3_600_000  # the CLUTCH API: video metadata, 1 hour
 PROFILE_TTL_MS = 300_000  # follower counts, 5 minutes (a follow fences the profile anyway)
 FENCE_MS = 2_000
-COUNTERS = ("like_count", "dislike_count", "comment_count")
 
 # KEYS: entry. ARGV: meta json, like, dislike, comment, version, ttl ms.
 _REFILL = """

@@ -17,9 +17,9 @@ from uuid import UUID
 
 import orjson
 
-from cache.reads import COUNTERS
 from realtime.channels import ChannelFeed, send_failed
 from realtime.wire import text_frame
+from storage.videos import COUNTERS
 
 logger = logging.getLogger(__name__)
 

@@ -115,6 +115,9 @@ async def stale_unfinished(conn: asyncpg.Connection, older_than_seconds: float) 
 
 
 # The public catalogue: what anyone may find in lists.
+# The counters kept in a video's row, changed with `counts_version` in the same UPDATE; the one
+# list of their names (the cache, the events and the sockets' video state all use it).
+COUNTERS = ("like_count", "dislike_count", "comment_count")
 _PUBLIC = "v.status = 'ready' AND v.visibility = 'public' AND v.deleted_at IS NULL"
 # sort -> the column a list is ordered (and keyset-paged) by, descending, ties broken by id.
 _LIST_SORTS = {

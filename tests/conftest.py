@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -376,3 +377,47 @@ class Catalog:
 def catalog(db: asyncpg.Connection) -> Catalog:
     """Make ready videos without transcoding anything."""
     return Catalog(db)
+
+
+def start_worker(backends: Backends, home: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": backends.database_url,
+        "REDIS_URL": backends.redis_url,
+        "JWT_SECRET_KEY": TEST_SECRET,
+        "REELWIRE_HOME": str(home),
+        "JOB_LEASE_SECONDS": "2",
+        "TRANSCODE_CONCURRENCY": "1",
+    }
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "reelwire", "worker"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@dataclass(frozen=True)
+class WorkerRig:
+    """An app without an inline worker, a signed-up uploader (`token`), and `reelwire worker`
+    processes started on demand, all logging to one file."""
+
+    api: Api
+    token: str
+    backends: Backends
+    home: Path
+    log: Path
+
+    def start(self) -> subprocess.Popen[bytes]:
+        """One more worker process."""
+        return start_worker(self.backends, self.home, self.log)
+
+
+@pytest.fixture
+async def rig(
+    aiohttp_client: Any, settings: Settings, backends: Backends, tmp_path: Path
+) -> WorkerRig:
+    api = Api(await aiohttp_client(create_app(settings.replace(inline_worker=False))))
+    user = await api.register("uploader")
+    return WorkerRig(api, user["token"], backends, settings.home, tmp_path / "workers.log")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import subprocess
 import time
 from dataclasses import dataclass
@@ -97,7 +98,9 @@ def form(field: str, path: Path, **text: str) -> aiohttp.FormData:
     data = aiohttp.FormData()
     for name, value in text.items():
         data.add_field(name, value)
-    data.add_field(field, path.read_bytes(), filename=path.name, content_type="video/mp4")
+    data.add_field(
+        field, io.BytesIO(path.read_bytes()), filename=path.name, content_type="video/mp4"
+    )
     return data
 
 

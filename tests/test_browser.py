@@ -8,6 +8,7 @@ cross-origin request a browser had to be allowed to make.
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,7 @@ async def api_ready_video(rig: Rig, user: dict[str, Any], path: Path, title: str
     async with aiohttp.ClientSession() as http:
         form = aiohttp.FormData()
         form.add_field("title", title)
-        form.add_field("video_file", data, filename=path.name)
+        form.add_field("video_file", io.BytesIO(data), filename=path.name)
         async with http.post(f"{rig.api}/api/videos", data=form, headers=headers) as resp:
             body = await resp.json()
             assert resp.status == 201, body

@@ -4,6 +4,7 @@ bodies, the tokens of deleted accounts, oversized images. None of it may reach a
 from __future__ import annotations
 
 import asyncio
+import io
 import struct
 import zlib
 from typing import Any
@@ -401,7 +402,9 @@ async def test_an_image_clip_over_the_pixel_limit_is_refused_before_decoding(
 ) -> None:
     user = await api.register()
     form = aiohttp.FormData()
-    form.add_field("clip", _png(16000, 16000), filename="huge.png", content_type="image/png")
+    form.add_field(
+        "clip", io.BytesIO(_png(16000, 16000)), filename="huge.png", content_type="image/png"
+    )
     resp = await api.client.post("/api/clips/upload", data=form, headers=api.auth(user["token"]))
     status, body = await _answer(resp)
     assert status == 400, body
@@ -415,7 +418,9 @@ async def test_the_pixel_limit_is_a_setting(make_api: Any) -> None:
     api = await make_api(max_image_pixels=100 * 100)
     user = await api.register()
     form = aiohttp.FormData()
-    form.add_field("clip", _png(200, 200), filename="small.png", content_type="image/png")
+    form.add_field(
+        "clip", io.BytesIO(_png(200, 200)), filename="small.png", content_type="image/png"
+    )
     resp = await api.client.post("/api/clips/upload", data=form, headers=api.auth(user["token"]))
     status, body = await _answer(resp)
     assert status == 400 and "10,000 pixels" in body["error"]["message"], body

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import uuid
 from pathlib import Path
@@ -79,7 +80,7 @@ async def test_missing_body_is_400(client: Any) -> None:
 async def test_over_large_body_is_413(client: Any, settings: Settings) -> None:
     payload = b'{"login": "' + b"x" * (settings.max_json_bytes + 10) + b'"}'
     resp = await client.post(
-        "/api/auth/login", data=payload, headers={"Content-Type": "application/json"}
+        "/api/auth/login", data=io.BytesIO(payload), headers={"Content-Type": "application/json"}
     )
     assert resp.status == 413
     body = await resp.json()

@@ -19,12 +19,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from pubsub import keys
-from reelwire.app import create_app
 from reelwire.appkeys import SERVICES
-from reelwire.settings import Settings
-from tests.conftest import Api, Backends
+from tests.conftest import Backends, WorkerRig
 from tests.media import Media, upload, wait_for
-from tests.test_worker import ffmpeg_pids_on, scratch_dirs, start_worker
+from tests.test_worker import ffmpeg_pids_on, scratch_dirs
 from transcode import scratch
 from transcode.ffmpeg import FFmpegError, run_ffmpeg
 from transcode.presence import WAITING_FOR_WORKER, watch_workers
@@ -101,19 +99,14 @@ async def test_ffmpeg_stopped_by_a_signal_says_so(media: Media) -> None:
 
 
 async def test_killed_ffmpeg_is_retried_and_the_video_ends_ready(
-    aiohttp_client: Any,
-    settings: Settings,
-    backends: Backends,
+    rig: WorkerRig,
     media: Media,
     db: Any,
-    tmp_path: Path,
 ) -> None:
-    api = Api(await aiohttp_client(create_app(settings.replace(inline_worker=False))))
-    user = await api.register("oomed")
-    log = tmp_path / "worker.log"
-    worker = start_worker(backends, settings.home, log)
+    api, token, log = rig.api, rig.token, rig.log
+    worker = rig.start()
     try:
-        status, body = await upload(api, user["token"], media.long_1080)
+        status, body = await upload(api, token, media.long_1080)
         assert status == 201
         video_id = body["id"]
         pids = await until(lambda: ffmpeg_mid_job(db, video_id), 60, "the job's ffmpeg")
@@ -125,18 +118,16 @@ async def test_killed_ffmpeg_is_retried_and_the_video_ends_ready(
         assert (
             retrying["error"] == "The transcoder was stopped (killed by signal 9); retrying in 5 s"
         )
-        resp = await api.client.get(
-            f"/api/videos/{video_id}/status", headers=api.auth(user["token"])
-        )
+        resp = await api.client.get(f"/api/videos/{video_id}/status", headers=api.auth(token))
         shown = await resp.json()
         assert shown["status"] in ("pending", "processing"), shown
-        video = await wait_for(api, video_id, user["token"], timeout=120)
+        video = await wait_for(api, video_id, token, timeout=120)
         assert video["status"] == "ready", log.read_text()
         assert worker.poll() is None, "the worker itself survives"
         final = await row(db, video_id)
         assert final["error"] is None and final["progress"] == 100
         assert (await api.client.get(video["hls_playlist"])).status == 200
-        assert not scratch_dirs(settings.home)
+        assert not scratch_dirs(rig.home)
     finally:
         stop(worker)
 
@@ -147,35 +138,30 @@ async def _pending_with_error(db: Any, video_id: str) -> Any:
 
 
 async def test_a_killed_workers_scratch_is_swept_and_its_job_finished(
-    aiohttp_client: Any,
-    settings: Settings,
-    backends: Backends,
+    rig: WorkerRig,
     media: Media,
     db: Any,
-    tmp_path: Path,
 ) -> None:
-    api = Api(await aiohttp_client(create_app(settings.replace(inline_worker=False))))
-    user = await api.register("swept")
-    log = tmp_path / "workers.log"
-    first = start_worker(backends, settings.home, log)
+    api, token, log = rig.api, rig.token, rig.log
+    first = rig.start()
     second = None
     try:
-        _, body = await upload(api, user["token"], media.long_1080)
+        _, body = await upload(api, token, media.long_1080)
         video_id = body["id"]
         await until(lambda: ffmpeg_mid_job(db, video_id), 60, "the job mid-way")
-        left = scratch_dirs(settings.home)
+        left = scratch_dirs(rig.home)
         assert len(left) == 1 and any((next(iter(left)) / "out").iterdir())
         first.send_signal(signal.SIGKILL)
         first.wait()
         await until(lambda: not ffmpeg_pids_on(video_id), 5, "ffmpeg to die with its worker")
-        assert scratch_dirs(settings.home) == left, "nothing removes it while no worker runs"
+        assert scratch_dirs(rig.home) == left, "nothing removes it while no worker runs"
 
-        second = start_worker(backends, settings.home, log)
+        second = rig.start()
         # Swept at start, before the job is taken over (after the 2 s lease).
-        await until(lambda: not (left & scratch_dirs(settings.home)), 20, "the old scratch gone")
-        video = await wait_for(api, video_id, user["token"], timeout=120)
+        await until(lambda: not (left & scratch_dirs(rig.home)), 20, "the old scratch gone")
+        video = await wait_for(api, video_id, token, timeout=120)
         assert video["status"] == "ready", log.read_text()
-        assert not scratch_dirs(settings.home)
+        assert not scratch_dirs(rig.home)
         assert "removed the scratch directory of a dead job" in log.read_text()
     finally:
         stop(first)
@@ -226,19 +212,14 @@ def test_sweep_leaves_scratch_held_by_a_live_job_of_another_process(tmp_path: Pa
 
 
 async def test_a_job_that_keeps_losing_ffmpeg_fails_with_the_reason(
-    aiohttp_client: Any,
-    settings: Settings,
-    backends: Backends,
+    rig: WorkerRig,
     media: Media,
     db: Any,
-    tmp_path: Path,
 ) -> None:
-    api = Api(await aiohttp_client(create_app(settings.replace(inline_worker=False))))
-    user = await api.register("doomed")
-    log = tmp_path / "worker.log"
-    worker = start_worker(backends, settings.home, log)
+    api, token = rig.api, rig.token
+    worker = rig.start()
     try:
-        _, body = await upload(api, user["token"], media.long_1080)
+        _, body = await upload(api, token, media.long_1080)
         video_id = body["id"]
         errors = []
         for _ in range(4):  # MAX_ATTEMPTS
@@ -250,8 +231,8 @@ async def test_a_job_that_keeps_losing_ffmpeg_fails_with_the_reason(
             )
             errors.append(current["error"])
             if current["status"] == "pending":
-                await until(lambda: make_retries_due(backends), 5, "the retry scheduled")
-        video = await wait_for(api, video_id, user["token"], timeout=30)
+                await until(lambda: make_retries_due(rig.backends), 5, "the retry scheduled")
+        video = await wait_for(api, video_id, token, timeout=30)
         assert errors[:3] == [
             f"The transcoder was stopped (killed by signal 9); retrying in {delay} s"
             for delay in (5, 20, 80)
@@ -263,8 +244,8 @@ async def test_a_job_that_keeps_losing_ffmpeg_fails_with_the_reason(
             "The last: The transcoder was stopped (killed by signal 9)"
         )
         assert worker.poll() is None
-        assert not await make_retries_due(backends), "no retry left scheduled"
-        assert not scratch_dirs(settings.home)
+        assert not await make_retries_due(rig.backends), "no retry left scheduled"
+        assert not scratch_dirs(rig.home)
     finally:
         stop(worker)
 
@@ -280,21 +261,16 @@ async def _finished_or_retrying(db: Any, video_id: str) -> Any:
 
 
 async def test_a_job_whose_worker_keeps_dying_ends_failed_with_the_reason(
-    aiohttp_client: Any,
-    settings: Settings,
-    backends: Backends,
+    rig: WorkerRig,
     media: Media,
     db: Any,
-    tmp_path: Path,
 ) -> None:
-    api = Api(await aiohttp_client(create_app(settings.replace(inline_worker=False))))
-    user = await api.register("cursed")
-    log = tmp_path / "workers.log"
-    _, body = await upload(api, user["token"], media.long_1080)
+    api, token, log = rig.api, rig.token, rig.log
+    _, body = await upload(api, token, media.long_1080)
     video_id = body["id"]
     started = 0
     for _ in range(8):
-        worker = start_worker(backends, settings.home, log)
+        worker = rig.start()
         started += 1
         try:
             # Each worker dies at a different moment of the job: right after taking it, or
@@ -322,7 +298,7 @@ async def test_a_job_whose_worker_keeps_dying_ends_failed_with_the_reason(
     )
     assert started == 6  # five deliveries died, the sixth gave up
     # The worker that gave up swept, at its start, the scratch the killed ones left.
-    assert not scratch_dirs(settings.home)
+    assert not scratch_dirs(rig.home)
     assert "removed the scratch directory of a dead job" in log.read_text()
 
 
@@ -332,16 +308,10 @@ async def _running_or_failed(db: Any, video_id: str) -> bool:
 
 
 async def test_queued_jobs_with_no_worker_are_visible(
-    aiohttp_client: Any,
-    settings: Settings,
-    backends: Backends,
-    media: Media,
-    caplog: pytest.LogCaptureFixture,
-    tmp_path: Path,
+    rig: WorkerRig, media: Media, caplog: pytest.LogCaptureFixture
 ) -> None:
-    api = Api(await aiohttp_client(create_app(settings.replace(inline_worker=False))))
+    api, token = rig.api, rig.token
     services = api.client.app[SERVICES]
-    user = await api.register("lonely")
     caplog.set_level(logging.INFO, logger="transcode.presence")
 
     def said(level: int = logging.INFO) -> list[str]:
@@ -359,9 +329,9 @@ async def test_queued_jobs_with_no_worker_are_visible(
     try:
         await asyncio.sleep(1.0)  # nothing queued: nothing to say
         assert not said()
-        _, body = await upload(api, user["token"], media.video_480)
+        _, body = await upload(api, token, media.video_480)
         status_url = f"/api/videos/{body['id']}/status"
-        shown = await (await api.client.get(status_url, headers=api.auth(user["token"]))).json()
+        shown = await (await api.client.get(status_url, headers=api.auth(token))).json()
         assert shown["status"] == "pending" and shown["progress"] == 0
         assert shown["error"] == WAITING_FOR_WORKER
         await until(lambda: said(logging.WARNING), 5, "the warning")
@@ -371,8 +341,8 @@ async def test_queued_jobs_with_no_worker_are_visible(
         assert "no transcoding worker is running" in warnings[0]
         assert await services.jobs.live_workers() == 0
 
-        worker = start_worker(backends, settings.home, tmp_path / "worker.log")
-        video = await wait_for(api, body["id"], user["token"], timeout=60)
+        worker = rig.start()
+        video = await wait_for(api, body["id"], token, timeout=60)
         assert video["status"] == "ready"
         assert await services.jobs.live_workers() == 1
         await until(
@@ -384,7 +354,7 @@ async def test_queued_jobs_with_no_worker_are_visible(
         assert worker.wait(30) == 0
         assert await services.jobs.live_workers() == 0
 
-        worker = start_worker(backends, settings.home, tmp_path / "worker.log")
+        worker = rig.start()
         await until(services.jobs.live_workers, 30, "the worker's heartbeat")
         worker.send_signal(signal.SIGKILL)  # a dead one lapses after its lease (2 s)
         worker.wait()

@@ -4,6 +4,7 @@ range requests, a media limit apart from the API's, and private media only at si
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -253,7 +254,7 @@ async def test_followers_hear_when_a_storys_picture_is_ready(media_api: Api, med
     assert (await sock.subscribe("feed:clips"))["type"] == "subscribed"
     data = aiohttp.FormData()
     data.add_field("caption", "sunrise")
-    data.add_field("clip", media.image.read_bytes(), filename="sunrise.png")
+    data.add_field("clip", io.BytesIO(media.image.read_bytes()), filename="sunrise.png")
     resp = await media_api.client.post(
         "/api/clips/upload", data=data, headers=media_api.auth(author["token"])
     )

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,29 +17,10 @@ from reelwire.app import create_app
 from reelwire.appkeys import SERVICES
 from reelwire.domain import clips
 from reelwire.settings import Settings
-from tests.conftest import TEST_SECRET, Api, Backends
+from tests.conftest import Api, WorkerRig
 from tests.media import Media, form, upload, wait_for
 
 pytestmark = pytest.mark.usefixtures("reset")
-
-
-def start_worker(backends: Backends, home: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": backends.database_url,
-        "REDIS_URL": backends.redis_url,
-        "JWT_SECRET_KEY": TEST_SECRET,
-        "REELWIRE_HOME": str(home),
-        "JOB_LEASE_SECONDS": "2",
-        "TRANSCODE_CONCURRENCY": "1",
-    }
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "reelwire", "worker"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 def ffmpeg_pids_on(video_id: str) -> list[int]:
@@ -69,19 +49,14 @@ def scratch_dirs(home: Path) -> set[Path]:
 
 
 async def test_killed_worker_job_is_finished_by_another(
-    aiohttp_client: Any,
-    settings: Settings,
-    backends: Backends,
+    rig: WorkerRig,
     media: Media,
     db: Any,
-    tmp_path: Path,
 ) -> None:
-    api = Api(await aiohttp_client(create_app(settings.replace(inline_worker=False))))
-    user = await api.register("patient")
-    log = tmp_path / "workers.log"
-    first = start_worker(backends, settings.home, log)
+    api, token, log = rig.api, rig.token, rig.log
+    first = rig.start()
     try:
-        status, body = await upload(api, user["token"], media.long_1080)
+        status, body = await upload(api, token, media.long_1080)
         assert status == 201
         video_id = body["id"]
         deadline = time.monotonic() + 60
@@ -104,9 +79,9 @@ async def test_killed_worker_job_is_finished_by_another(
             await db.fetchval("SELECT status FROM videos WHERE id = $1", UUID(video_id))
         ) == "processing"
 
-        second = start_worker(backends, settings.home, log)
+        second = rig.start()
         try:
-            video = await wait_for(api, video_id, user["token"], timeout=90)
+            video = await wait_for(api, video_id, token, timeout=90)
         finally:
             second.send_signal(signal.SIGTERM)
             assert second.wait(30) == 0

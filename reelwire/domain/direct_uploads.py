@@ -27,6 +27,7 @@ import orjson
 from reelwire.domain import clips, events, media, media_access, present, videos
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, ValidationFailed
+from reelwire.domain.visibility import may_see_row
 from storage import blob_keys
 from storage import videos as video_rows
 from transcode.probe import CONTENT_TYPES, InvalidMedia, probe
@@ -294,7 +295,7 @@ async def _reject(ctx: Services, row: Any, reason: str) -> NoReturn:
 async def _own_video(ctx: Services, principal: Principal, video_id: UUID) -> Any:
     async with ctx.db.acquire() as conn:
         row = await video_rows.get(conn, video_id)
-    if row is None or not media.may_see(row, principal):
+    if row is None or not may_see_row(row, principal):
         raise NotFound(media.VIDEO_NOT_FOUND)
     if row["owner_id"] != principal.user_id:
         raise Forbidden("Access denied")

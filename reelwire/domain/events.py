@@ -9,8 +9,7 @@ from redis.asyncio.client import Pipeline
 
 from pubsub import keys
 from reelwire.domain.context import Services
-
-DB_COUNTERS = ("like_count", "dislike_count", "comment_count")
+from storage.videos import COUNTERS
 
 
 async def video_counts(ctx: Services, video_id: UUID, counts: Any) -> None:
@@ -19,7 +18,7 @@ async def video_counts(ctx: Services, video_id: UUID, counts: Any) -> None:
     The cache is updated first, so no reader can see counts older than an event already sent.
     Two commits may publish in either order; `counts_version` tells a merger which is newer.
     """
-    data = {name: counts[name] for name in DB_COUNTERS}
+    data = {name: counts[name] for name in COUNTERS}
     version = counts["counts_version"]
 
     async def update_cache(pipe: Pipeline) -> None:

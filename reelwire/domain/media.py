@@ -15,6 +15,7 @@ import asyncpg
 from reelwire.domain import events, media_access, present
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, PayloadTooLarge, ValidationFailed
+from reelwire.domain.visibility import may_see_row
 from storage import blob_keys
 from storage import videos as video_rows
 from transcode.presence import waiting_reason
@@ -124,18 +125,11 @@ def stored_probe(row: Any) -> MediaInfo | None:
         return None
 
 
-def may_see(row: Any, viewer: Principal | None) -> bool:
-    """Private videos are visible to their owner (and admins) only."""
-    if row["visibility"] != "private":
-        return True
-    return viewer is not None and (viewer.user_id == row["owner_id"] or viewer.is_admin)
-
-
 async def video_status(ctx: Services, video_id: UUID, principal: Principal) -> dict[str, Any]:
     """The upload-flow API's status object, for the owner only."""
     async with ctx.db.acquire() as conn:
         row = await video_rows.get(conn, video_id)
-    if row is None or not may_see(row, principal):
+    if row is None or not may_see_row(row, principal):
         raise NotFound(VIDEO_NOT_FOUND)
     if row["owner_id"] != principal.user_id:
         raise Forbidden("Access denied")
@@ -164,7 +158,7 @@ async def original_for_stream(
     """(key, content type) of the original a viewer may stream."""
     async with ctx.db.acquire() as conn:
         row = await video_rows.get(conn, video_id)
-    if row is None or not may_see(row, viewer) or not row["source_key"]:
+    if row is None or not may_see_row(row, viewer) or not row["source_key"]:
         raise NotFound(VIDEO_NOT_FOUND)
     owner = viewer is not None and (viewer.user_id == row["owner_id"] or viewer.is_admin)
     if row["source"] == "clip" and not owner:
@@ -177,7 +171,7 @@ async def delete_video(ctx: Services, video_id: UUID, principal: Principal) -> d
     """Soft-delete the row and remove every stored file of the video."""
     async with ctx.db.acquire() as conn, conn.transaction():
         row = await video_rows.get_for_update(conn, video_id)
-        if row is None or not may_see(row, principal):
+        if row is None or not may_see_row(row, principal):
             raise NotFound(VIDEO_NOT_FOUND)
         if row["owner_id"] != principal.user_id and not principal.is_admin:
             raise Forbidden("Only the owner can delete this video")

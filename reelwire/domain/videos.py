@@ -14,7 +14,7 @@ import orjson
 from cache.views import ViewBatch, ViewCountUnsettled
 from pubsub import keys
 from pubsub.outbox import nothing
-from reelwire.domain import events, media, media_access, present
+from reelwire.domain import events, media_access, present
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, ValidationFailed
 from reelwire.domain.paging import (
@@ -24,7 +24,9 @@ from reelwire.domain.paging import (
     next_cursor,
     pagination,
 )
+from reelwire.domain.visibility import may_see_row, may_see_video
 from storage import videos as video_rows
+from storage.videos import COUNTERS
 
 VIDEO_NOT_FOUND = "Video not found"
 REACTIONS = {"like": 1, "dislike": -1, "remove": 0}
@@ -68,22 +70,15 @@ async def load(ctx: Services, video_id: UUID) -> dict[str, Any] | None:
     return video
 
 
-def may_see(video: dict[str, Any], viewer: Principal | None) -> bool:
-    """Public and unlisted videos are visible to anyone, private ones to the owner and admins."""
-    if video["visibility"] != "private":
-        return True
-    return viewer is not None and (str(viewer.user_id) == video["author"]["id"] or viewer.is_admin)
-
-
 async def visible(ctx: Services, video_id: UUID, viewer: Principal | None) -> dict[str, Any]:
     """The video if `viewer` may see it; 404 otherwise (a private video does not exist to you)."""
     video = await load(ctx, video_id)
-    if video is None or not may_see(video, viewer):
+    if video is None or not may_see_video(video, viewer):
         raise NotFound(VIDEO_NOT_FOUND)
     return video
 
 
-LIVE_FIELDS = ("view_count", "like_count", "dislike_count", "comment_count", "counts_version")
+LIVE_FIELDS = ("view_count", *COUNTERS, "counts_version")
 
 
 async def watch(ctx: Services, video_id: UUID, viewer: Principal | None) -> dict[str, Any]:
@@ -221,7 +216,7 @@ async def update(
     """Edit title, description, tags, category or visibility of your own video."""
     async with ctx.db.acquire() as conn, conn.transaction():
         row = await video_rows.get_for_update(conn, video_id)
-        if row is None or not media.may_see(row, principal):
+        if row is None or not may_see_row(row, principal):
             raise NotFound(VIDEO_NOT_FOUND)
         if row["owner_id"] != principal.user_id:
             raise Forbidden("Only the owner can edit this video")
