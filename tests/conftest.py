@@ -193,6 +193,18 @@ def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
             postgres.stop()
 
 
+FIGURES = Path(os.environ.get("REELWIRE_ARTIFACTS", "test-artifacts")) / "figures.txt"
+
+
+def record_figures(line: str) -> None:
+    """What a fault or fuzz test measured, printed and kept in test-artifacts/figures.txt
+    (one line per test run, stamped), so a CI run's figures can be read afterwards."""
+    print(line)
+    FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    with FIGURES.open("a", encoding="utf-8") as out:
+        out.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line.strip()}\n")
+
+
 def database_named(url: str, name: str) -> str:
     """`url` with its database replaced by `name`, whatever form it has (a socket `?host=`,
     a plain `postgresql://user@host:5432/db`, query options or none)."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import record_figures
 from tests.test_serve import Server
 
 
@@ -86,4 +87,7 @@ def test_a_killed_embedded_backend_is_restarted(
     assert _get(f"{base}/healthz") == (200, {"status": "ok"})
     log = embedded.output()
     assert "exited (status" in log and "is back" in log, log[-2000:]
-    print(f"{backend}: degraded seen after {degraded:.1f} s, ready again {healed:.1f} s later")
+    record_figures(
+        f"embedded {backend} SIGKILLed: degraded seen after {degraded:.1f} s, "
+        f"ready again {healed:.1f} s later"
+    )

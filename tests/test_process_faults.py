@@ -20,7 +20,7 @@ import pytest
 
 from reelwire.embedded import EmbeddedPostgres
 from storage.migrate import migrate_url
-from tests.conftest import Backends, Catalog
+from tests.conftest import Backends, Catalog, record_figures
 from tests.test_realtime_processes import Cluster, server_env
 from tests.test_serve import Server
 
@@ -160,8 +160,8 @@ async def test_postgres_fast_shutdown_and_restart_under_load(
             finally:
                 await db.close()
             assert (likes, comments) == (sum(traffic.liked.values()), len(traffic.comments))
-            print(
-                f"\nPostgreSQL fast shutdown for {restarted - stopped:.1f} s under load: "
+            record_figures(
+                f"PostgreSQL fast shutdown for {restarted - stopped:.1f} s under load: "
                 f"{len(traffic.answers)} answers {dict(statuses)}, 0 other 5xx, 0 dropped; "
                 f"503s ended {recovery:.2f} s after it was back; {len(traffic.comments)} "
                 f"comments and {likes} likes accepted, all stored"
@@ -252,8 +252,8 @@ async def test_a_killed_web_process_is_replaced_and_its_sockets_recover(
             if not unknown["like"]:
                 likes, _ = await stored_counts(db, video)
                 assert likes == sum(traffic.liked.values())
-            print(
-                f"\nweb process SIGKILLed under load: replaced in {replaced_after:.2f} s; "
+            record_figures(
+                f"web process SIGKILLed under load: replaced in {replaced_after:.2f} s; "
                 f"{len(traffic.answers)} answers {dict(statuses)}, {len(traffic.dropped)} "
                 f"requests lost with the process (no answer), {resumed} of {len(sockets)} "
                 f"sockets reconnected and resumed, 0 comments lost ({len(traffic.comments)})"

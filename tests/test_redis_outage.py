@@ -26,7 +26,7 @@ from cache.views import ViewBatch, ViewCounter, ViewCountUnsettled
 from pubsub import keys
 from pubsub.outbox import Outbox
 from reelwire.embedded import EmbeddedRedis
-from tests.conftest import Backends, Catalog
+from tests.conftest import Backends, Catalog, record_figures
 from tests.media import Media, form
 from tests.test_realtime_processes import Cluster, _free_port, server_env
 from tests.test_serve import Server
@@ -256,8 +256,8 @@ async def test_a_redis_outage_under_load_refuses_no_write_and_loses_no_event(
                 await asyncio.sleep(0.5)
             assert status == "ready"
 
-            print(
-                f"\nRedis SIGKILL for {back_at - killed_at:.1f} s under load: "
+            record_figures(
+                f"Redis SIGKILL for {back_at - killed_at:.1f} s under load: "
                 f"{len(load.statuses)} writes ({len(during)} during the outage), "
                 f"{sum(refused.values())} refused; {len(posted)} comments, 0 lost, "
                 f"{len(held)} of them held meanwhile, all on both sockets {recovery:.2f} s "

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TEST_SECRET, Backends
+from tests.conftest import TEST_SECRET, Backends, record_figures
 from tests.test_serve import Server
 
 BUDGET = int(os.environ.get("SCHEMATHESIS_SECONDS", "90"))
@@ -115,7 +115,9 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
         for e in errors
         if not e.startswith(("🚫 Fuzzing", "🚫 Coverage", "🚫 Stateful", "🚫 Runtime Error"))
     ]
-    print(f"schemathesis: {cases} cases in {elapsed:.0f}s; findings by code: {dict(codes)}")
+    record_figures(
+        f"schemathesis: {cases} cases in {elapsed:.0f}s; findings by code: {dict(codes)}"
+    )
     assert cases > 1000, output[-5000:]
     assert not FATAL_CODES & set(codes), output[-20_000:]
     assert not errors, output[-20_000:]
