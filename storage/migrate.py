@@ -21,6 +21,13 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # An arbitrary constant that identifies "reelwire schema migration" among advisory locks.
 ADVISORY_LOCK_KEY = 0x5EE1_1A1E
 _NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+# Migrations whose comments were reworded after they shipped, their SQL untouched: the checksums
+# their earlier text was recorded with. A database holding one of these is brought up to date
+# without the "changed after it was applied" warning.
+REWORDED: dict[int, frozenset[str]] = {
+    2: frozenset({"e82c9d1b1a5df480f82e4254b348fd3b5ce15d0d3e96b1042a381ba780368c66"}),
+    3: frozenset({"dedea7309892541a7e30613baaf5d7c2293c9b658b712cf4aa17320ed4e408e0"}),
+}
 
 
 @dataclass(frozen=True)
@@ -70,7 +77,14 @@ async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None =
         done: list[int] = []
         for migration in migrations:
             if migration.version in applied:
-                if applied[migration.version] != migration.checksum:
+                recorded = applied[migration.version]
+                if recorded in REWORDED.get(migration.version, ()):
+                    await conn.execute(
+                        "UPDATE schema_migrations SET checksum = $2 WHERE version = $1",
+                        migration.version,
+                        migration.checksum,
+                    )
+                elif recorded != migration.checksum:
                     logger.warning(
                         "migration %04d_%s changed after it was applied; "
                         "write a new migration instead",

@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from storage.migrate import Migration, load_migrations, migrate
+from storage.migrate import REWORDED, Migration, load_migrations, migrate
 from tests.conftest import TEST_SECRET, Backends, database_named
 
 
@@ -83,5 +83,31 @@ async def test_a_failing_migration_is_not_recorded(fresh_db: str) -> None:
         assert 9999 not in versions and versions == {m.version for m in good}
         assert await conn.fetchval("SELECT to_regclass('t9999') IS NULL")
         assert await migrate(conn, good) == []
+    finally:
+        await conn.close()
+
+
+async def test_a_database_recorded_before_a_comment_was_reworded_is_brought_up_to_date(
+    fresh_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        migrations = load_migrations()
+        await migrate(conn, migrations)
+        for version, earlier in REWORDED.items():
+            (checksum,) = earlier
+            await conn.execute(
+                "UPDATE schema_migrations SET checksum = $2 WHERE version = $1", version, checksum
+            )
+        await conn.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
+        caplog.set_level("WARNING", logger="storage.migrate")
+        assert await migrate(conn, migrations) == []
+        # The reworded ones are taken as they are now; a real edit is still called out.
+        warned = [r.getMessage() for r in caplog.records]
+        assert len(warned) == 1 and "0001_" in warned[0], warned
+        recorded = dict(await conn.fetch("SELECT version, checksum FROM schema_migrations"))
+        for migration in migrations:
+            if migration.version in REWORDED:
+                assert recorded[migration.version] == migration.checksum
     finally:
         await conn.close()

@@ -1,4 +1,5 @@
--- Videos (seeds 001-004) and 24-hour clips (seed 000), and idempotency for incoming webhooks.
+-- Videos (the CLUTCH, S3 video library, direct-upload and Clipsy APIs), 24-hour clips (the Stories
+-- API), and idempotency for incoming webhooks.
 
 CREATE TABLE videos (
     id                  uuid PRIMARY KEY DEFAULT gen_random_uuid(),

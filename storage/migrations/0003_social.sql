@@ -173,7 +173,7 @@ CREATE TABLE clip_reactions (
     PRIMARY KEY (clip_id, user_id, emoji)
 );
 
--- Posts and communities (seed 003).
+-- Posts and communities (the direct-upload API).
 CREATE TABLE communities (
     id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     name          text NOT NULL CHECK (length(name) BETWEEN 1 AND 80),
