@@ -19,6 +19,7 @@ import orjson
 
 from pubsub.subscriber import ChannelSubscriber
 from realtime.connection import Connection, Membership
+from reelwire.telemetry import REALTIME
 
 if TYPE_CHECKING:
     from realtime.coalescing import VideoState
@@ -141,6 +142,7 @@ def fan_out(feed: ChannelFeed, offset: int, frame: bytes, body: bytes) -> None:
     copy.
     """
     kind: str | None = None
+    sent = 0
     for conn, membership in feed.members.items():
         try:
             if membership.pending is not None:
@@ -152,8 +154,10 @@ def fan_out(feed: ChannelFeed, offset: int, frame: bytes, body: bytes) -> None:
                 if kind not in membership.events:
                     continue
             conn.send(frame)
+            sent += 1
         except Exception as exc:
             send_failed(conn, exc)
+    REALTIME.delivered += sent
 
 
 def send_failed(conn: Connection, exc: Exception) -> None:

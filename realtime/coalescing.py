@@ -19,6 +19,7 @@ import orjson
 
 from realtime.channels import ChannelFeed, send_failed
 from realtime.wire import text_frame
+from reelwire.telemetry import REALTIME
 from storage.videos import COUNTERS
 
 logger = logging.getLogger(__name__)
@@ -107,8 +108,10 @@ class Coalescer:
     def on_update(self, feed: ChannelFeed, event: dict[str, Any]) -> None:
         """A `video_update` event from Redis: merge it, and send the state if it changed."""
         assert feed.video is not None
-        if feed.video.merge(event.get("data") or {}, event.get("ts", 0)):
+        if feed.video.merge(event.get("data") or {}, event.get("ts", 0)) and feed.timer is None:
             self.schedule(feed)
+        else:  # nothing new, or folded into the frame the window will send
+            REALTIME.coalesced += 1
 
     def schedule(self, feed: ChannelFeed) -> None:
         """Send the channel's state now, or at the end of its coalescing window."""
@@ -126,12 +129,15 @@ class Coalescer:
         feed.last_sent = asyncio.get_running_loop().time()
         assert feed.video is not None
         frame = feed.video.frame(feed.offset)
+        sent = 0
         for conn, membership in feed.members.items():
             if membership.pending is None and membership.wants("video_update"):
                 try:
                     conn.send(frame)
+                    sent += 1
                 except Exception as exc:
                     send_failed(conn, exc)
+        REALTIME.delivered += sent
 
     async def refresh(self, feed: ChannelFeed) -> None:
         """Reload the video's counters (events may have been missed) and send them if newer."""

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from realtime.close_codes import CloseCode
 from reelwire.domain.context import Principal
+from reelwire.telemetry import REALTIME
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ class Connection:
             self._queued_bytes += len(frame)
             limits = self.limits
             if self._queued_bytes > limits.queue_bytes or len(queue) > limits.queue_messages:
+                REALTIME.slow += 1
                 self.close(CloseCode.SLOW, "slow")
         except Exception as exc:
             # A transport that closed under us (uvloop raises RuntimeError, asyncio's after

@@ -20,6 +20,7 @@ from realtime import messages
 from realtime.channels import ChannelFeed, event_type, fan_out, send_failed
 from realtime.connection import Connection, Membership
 from realtime.wire import text_frame
+from reelwire.telemetry import REALTIME
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class HistoryRecovery:
         if feed.epoch is None:
             feed.epoch, feed.offset = top.epoch, max(feed.offset, top.offset)
         recovered = recovery.recovered and asked
+        if asked:
+            REALTIME.client_recoveries += 1
         conn.send(messages.subscribed(message_id, feed.name, top.offset, top.epoch, recovered))
         for _offset, body in recovery.frames:
             if membership.wants(event_type(body)):
@@ -110,6 +113,7 @@ class HistoryRecovery:
         if feed.recovering:
             return
         feed.recovering = True
+        REALTIME.channel_recoveries += 1
         try:
             while True:
                 assert feed.epoch is not None

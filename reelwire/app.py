@@ -5,11 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from http_api.metrics import METRICS, HttpMetrics, metrics_middleware
+from http_api.metrics import (
+    METRICS,
+    QUEUE_READ,
+    SAMPLE,
+    HttpMetrics,
+    metrics_middleware,
+    sample_forever,
+)
 from http_api.middlewares import (
     CSP,
     add_response_headers,
@@ -19,12 +27,21 @@ from http_api.middlewares import (
 )
 from http_api.routes import setup_routes
 from http_api.uploads import setup_drain
-from realtime.endpoint import setup_realtime
+from pubsub import keys
+from realtime.endpoint import HUB, setup_realtime
 from reelwire import resources
 from reelwire.appkeys import BLOBS, DB, EXECUTOR, REDIS, SERVICES, SETTINGS
 from reelwire.domain import videos
 from reelwire.domain.errors import is_outage
 from reelwire.settings import Settings
+from reelwire.telemetry import (
+    db_pool_in_use,
+    db_pool_max,
+    db_pool_size,
+    outbox_depth,
+    ws_connections,
+    ws_subscriptions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +68,7 @@ def create_app(settings: Settings) -> web.Application:
             view_flusher_ctx,
             inline_worker_ctx,
             worker_watch_ctx,
+            metrics_ctx,
         ]
     )
     setup_realtime(app)  # after the services it uses, so it closes before them
@@ -156,3 +174,42 @@ async def worker_watch_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.wait_for(task, 10)
     except (TimeoutError, asyncio.CancelledError):
         logger.warning("the worker watch did not stop in time")
+
+
+async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
+    """What /metrics reads at scrape time, and the sampler that keeps this process's share of
+    a multi-process scrape fresh."""
+    ctx = app[SERVICES]
+    pool = app[DB]
+
+    def sample() -> None:
+        hub = app.get(HUB)
+        if hub is not None:
+            ws_connections.set(len(hub.connections))
+            feeds = hub.channels.feeds.values()
+            ws_subscriptions.set(sum(len(feed.members) for feed in feeds))
+        outbox_depth.set(ctx.outbox.backlog)
+        size = pool.get_size()
+        db_pool_size.set(size)
+        db_pool_in_use.set(size - pool.get_idle_size())
+        db_pool_max.set(pool.get_max_size())
+
+    async def read_queue() -> tuple[float, float]:
+        depth = await ctx.jobs.backlog()
+        queue_keys = getattr(ctx.jobs, "keys", None)  # tagged names on a Redis Cluster
+        stream = queue_keys.stream if queue_keys is not None else keys.TRANSCODE_STREAM
+        oldest = await ctx.redis.xrange(stream, count=1)  # read-only: the oldest entry
+        if not oldest:
+            return depth, 0.0
+        first_id = oldest[0][0]
+        first_id = first_id.decode() if isinstance(first_id, bytes) else str(first_id)
+        added_ms = int(first_id.split("-", 1)[0])
+        return depth, max(0.0, time.time() - added_ms / 1000)
+
+    app[SAMPLE] = sample
+    app[QUEUE_READ] = read_queue
+    stopping = asyncio.Event()
+    task = asyncio.create_task(sample_forever(app, stopping), name="metrics-sampler")
+    yield
+    stopping.set()
+    await task

@@ -11,6 +11,11 @@ the kernel for a parent-death signal before it execs, and checks that its parent
 supervisor that forked it. Since SO_REUSEPORT would let a new `serve` share its port with
 leftovers of an old one, the supervisor first binds the port without it and refuses to start
 when that fails.
+
+Metrics: the children share a PROMETHEUS_MULTIPROC_DIR (PROMETHEUS_MULTIPROC_DIR if set, else a
+temporary directory; emptied at start, one per `serve`), so whichever child answers `/metrics`
+reports the sum over all of them. A child that exits is marked dead there: its live gauges drop
+out, its counters stay counted (they never go backwards when a child is replaced).
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ import ctypes
 import errno
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from types import FrameType
@@ -120,11 +127,28 @@ def listening_pids(port: int) -> list[int]:
     return sorted(found)
 
 
-def child_environment(settings: Settings, index: int) -> dict[str, str]:
+def metrics_directory() -> tuple[str, bool]:
+    """The children's shared metrics directory, emptied; and whether we made it (and so remove
+    it when done)."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not given:
+        return tempfile.mkdtemp(prefix="reelwire-metrics-"), True
+    os.makedirs(given, exist_ok=True)
+    for name in os.listdir(given):  # values of an earlier `serve` would be summed in
+        if name.endswith(".db"):
+            os.unlink(os.path.join(given, name))
+    return given, False
+
+
+def child_environment(
+    settings: Settings, index: int, metrics_dir: str | None = None
+) -> dict[str, str]:
     """A child's environment: the resolved backends, and the inline worker in child 0 only."""
     assert settings.database_url and settings.redis_url and settings.jwt_secret_key
+    extra = {"PROMETHEUS_MULTIPROC_DIR": metrics_dir} if metrics_dir else {}
     return {
         **os.environ,
+        **extra,
         "DATABASE_URL": settings.database_url,
         "REDIS_URL": settings.redis_url,
         "JWT_SECRET_KEY": settings.jwt_secret_key,
@@ -153,6 +177,17 @@ def serve_many(settings: Settings, processes: int) -> int:
     except PortInUse as exc:
         print(f"reelwire: {exc}", file=sys.stderr)
         return 1
+    metrics_dir, made = metrics_directory()
+    try:
+        return _supervise(settings, processes, command, metrics_dir)
+    finally:
+        if made:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _supervise(settings: Settings, processes: int, command: list[str], metrics_dir: str) -> int:
+    from prometheus_client.multiprocess import mark_process_dead
+
     children: dict[int, subprocess.Popen[bytes]] = {}
     started: dict[int, float] = {}
     quick_deaths = 0
@@ -160,7 +195,9 @@ def serve_many(settings: Settings, processes: int) -> int:
 
     def start(index: int) -> None:
         children[index] = subprocess.Popen(
-            command, env=child_environment(settings, index), preexec_fn=die_with_parent()
+            command,
+            env=child_environment(settings, index, metrics_dir),
+            preexec_fn=die_with_parent(),
         )
         started[index] = time.monotonic()
 
@@ -183,6 +220,7 @@ def serve_many(settings: Settings, processes: int) -> int:
             code = child.poll()
             if code is None or stopping:
                 continue
+            mark_process_dead(child.pid, metrics_dir)  # type: ignore[no-untyped-call]
             lived = time.monotonic() - started[index]
             quick_deaths = quick_deaths + 1 if lived < QUICK_SECONDS else 0
             if quick_deaths >= MAX_QUICK_DEATHS:

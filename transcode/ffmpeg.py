@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 
+from reelwire import telemetry
+
 logger = logging.getLogger(__name__)
 
 # Input restrictions for every FFmpeg run on user media: local files only (no http, no
@@ -345,16 +347,19 @@ async def run_ffmpeg(
                 await progress_task
     stderr = await stderr_task
     if timed_out:
+        telemetry.ffmpeg_failures.labels("timeout").inc()
         raise FFmpegError(f"ffmpeg did not finish within {timeout:.0f}s", stderr, timed_out=True)
     returncode = proc.returncode or 0
     if check and returncode != 0:
         stopped_by = stopping_signal(returncode, stderr)
         if stopped_by is not None:
+            telemetry.ffmpeg_failures.labels("signal").inc()
             raise FFmpegError(
                 f"ffmpeg was killed by signal {stopped_by} ({signal_name(stopped_by)})",
                 stderr,
                 signal=stopped_by,
             )
+        telemetry.ffmpeg_failures.labels("exit").inc()
         raise FFmpegError(f"ffmpeg exited with code {returncode}", stderr)
     return Completed(returncode, stderr)
 

@@ -5,6 +5,7 @@ caller's; failures are raised as `transcode.failures` says."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import aiofiles
 
+from reelwire import telemetry
 from storage import blob_keys
 from transcode.failures import (
     PermanentFailure,
@@ -73,6 +75,7 @@ async def render_video(
 
     frames = work / "storyboard-frames"
     frames.mkdir()
+    started = time.perf_counter()
     try:
         await run_ffmpeg(
             ladder_command(info, rungs, storyboard, source, out, frames),
@@ -82,6 +85,9 @@ async def render_video(
         )
     except FFmpegError as exc:
         raise ffmpeg_failure(exc) from None
+    if rungs:
+        elapsed = time.perf_counter() - started
+        telemetry.transcode_ladder_seconds.labels(rungs[-1].name).observe(elapsed)
     # Playlists from the segments as written: tails merged, BANDWIDTH measured, CODECS read
     # from the streams; the master playlist is written here.
     fps = min(info.fps, MAX_FPS) if info.fps else None

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Any, Generic, TypeVar
 
 import redis.exceptions
 
+from reelwire import telemetry
 from transcode import scratch
 from transcode.failures import PermanentFailure, TransientFailure
 from transcode.queue import Job, JobQueue
@@ -172,16 +174,22 @@ class Worker(Generic[Ctx]):
             return
         if job.deliveries > 1:  # taken over from a worker that died: its scratch may be left
             await self._sweep_scratch()
+        started = time.perf_counter()
+        seconds = telemetry.transcode_job_seconds
         try:
             await functions.run(self.ctx, job.target)
         except PermanentFailure as exc:
+            seconds.labels(job.kind, "failed").observe(time.perf_counter() - started)
             logger.info("%s job %s failed: %s", job.kind, job.target, exc)
             await functions.fail(self.ctx, job.target, str(exc))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            seconds.labels(job.kind, "retried").observe(time.perf_counter() - started)
             await self._transient(job, exc)
             return
+        else:
+            seconds.labels(job.kind, "done").observe(time.perf_counter() - started)
         await self.queue.ack(job)
 
     async def _transient(self, job: Job, exc: Exception) -> None:
