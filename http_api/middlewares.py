@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from http_api.routing import json_response
+from reelwire import logs
 from reelwire.domain.errors import describe
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,11 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     """Take a sane incoming X-Request-ID or make one; it is echoed on the response."""
     incoming = request.headers.get("X-Request-ID", "")
     request[REQUEST_ID] = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
-    return await handler(request)
+    token = logs.request_id.set(request[REQUEST_ID])  # in every log line while it is served
+    try:
+        return await handler(request)
+    finally:
+        logs.request_id.reset(token)
 
 
 @web.middleware

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"reelwire: configuration error: {exc}", file=sys.stderr)
         return 2
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     if args.command in ("serve", "worker"):
         from transcode.ffmpeg import FFmpegUnavailable, check_ffmpeg
 
@@ -127,14 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
-    for noisy in ("aiohttp.access",):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+def _configure_logging(level: str, fmt: str = "TEXT") -> None:
+    from reelwire import logs
+
+    logs.configure(level, fmt)
 
 
 @contextlib.contextmanager

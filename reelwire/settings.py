@@ -14,6 +14,7 @@ from types import MappingProxyType
 from cache.rate_limits import Limit
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("TEXT", "JSON")
 _ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.\-]+(:\d{1,5})?$|^\*$")
 
 
@@ -75,6 +76,7 @@ class Settings:
     startup_timeout: int = 60
     upload_drain_seconds: int = 30
     log_level: str = "INFO"
+    log_format: str = "TEXT"  # or JSON: one object a line (reelwire.logs)
     max_json_bytes: int = 1024 * 1024
     db_pool_size: int = 10
     password_hashing: PasswordHashing = field(default_factory=PasswordHashing)
@@ -189,6 +191,7 @@ class Settings:
             startup_timeout=reader.integer("STARTUP_TIMEOUT_SECONDS", 60, 0, 3600),
             upload_drain_seconds=reader.integer("UPLOAD_DRAIN_SECONDS", 30, 0, 3600),
             log_level=reader.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
+            log_format=reader.choice("LOG_FORMAT", "TEXT", LOG_FORMATS),
             max_json_bytes=reader.integer("MAX_JSON_BODY_BYTES", 1024 * 1024, 1024, 64 << 20),
             db_pool_size=reader.integer("DB_POOL_SIZE", 10, 1, 500),
             max_video_bytes=reader.integer("MAX_VIDEO_UPLOAD_BYTES", 2 * 1024**3, 1024, 1 << 40),
