@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -172,3 +174,13 @@ async def test_scrapes_sum_every_process_and_never_go_back(fleet: Server, catalo
         assert total(found, "reelwire_db_pool_size") >= 2  # one pool per process
         for sock in sockets:
             await sock.close()
+
+
+def test_the_dashboard_shows_every_series_and_only_ours() -> None:
+    path = Path(__file__).parent.parent / "docs" / "grafana-dashboard.json"
+    dashboard = orjson.loads(path.read_bytes())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    names = {name for expr in exprs for name in re.findall(r"reelwire_\w+", expr)}
+    used = {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in names}
+    known = {*REQUIRED, "reelwire_transcode_job_seconds", "reelwire_transcode_ladder_seconds"}
+    assert used == known, (used - known, known - used)
