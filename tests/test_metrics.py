@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -184,3 +187,47 @@ def test_the_dashboard_shows_every_series_and_only_ours() -> None:
     used = {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in names}
     known = {*REQUIRED, "reelwire_transcode_job_seconds", "reelwire_transcode_ladder_seconds"}
     assert used == known, (used - known, known - used)
+
+
+async def test_counters_of_a_replaced_process_stay_counted(fleet: Server) -> None:
+    async def pings(n: int) -> None:
+        for _ in range(n):
+            async with (
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as fresh,
+                fresh.get(f"{fleet.url}/healthz") as resp,
+            ):
+                assert resp.status == 200
+
+    def counted(found: Totals) -> float:
+        return total(
+            found, "reelwire_http_requests", "reelwire_http_requests_total", route="/healthz"
+        )
+
+    def web_children() -> list[int]:
+        return [
+            p.pid
+            for p in fleet.processes()
+            if p.ppid == fleet.proc.pid and "--reuse-port" in p.command and p.alive
+        ]
+
+    await pings(20)
+    assert counted(await scrape(fleet.url)) == 20
+    children = web_children()
+    assert len(children) == 2, children
+    os.kill(children[0], signal.SIGKILL)
+    # The supervisor starts another; meanwhile and after, the sum never drops below 20.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with contextlib.suppress(aiohttp.ClientError):
+            assert counted(await scrape(fleet.url)) >= 20
+        replaced = web_children()
+        if len(replaced) == 2 and children[0] not in replaced:
+            break
+        await asyncio.sleep(0.2)
+    else:
+        raise AssertionError("the supervisor did not replace the killed web process")
+    await pings(10)
+    deadline = time.monotonic() + 20
+    while counted(found := await scrape(fleet.url)) != 30 and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert counted(found) == 30
