@@ -132,12 +132,36 @@ def metrics_directory() -> tuple[str, bool]:
     it when done)."""
     given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not given:
-        return tempfile.mkdtemp(prefix="reelwire-metrics-"), True
+        _remove_orphaned_metrics(tempfile.gettempdir())
+        return tempfile.mkdtemp(prefix=f"{_METRICS_PREFIX}{os.getpid()}-"), True
     os.makedirs(given, exist_ok=True)
     for name in os.listdir(given):  # values of an earlier `serve` would be summed in
         if name.endswith(".db"):
             os.unlink(os.path.join(given, name))
     return given, False
+
+
+_METRICS_PREFIX = "reelwire-metrics-"
+
+
+def _remove_orphaned_metrics(root: str) -> None:
+    """Temporary metrics directories of supervisors that died without cleaning up (SIGKILL)."""
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(_METRICS_PREFIX):
+            continue
+        pid = name[len(_METRICS_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        except OSError:
+            continue  # alive (not ours to signal): in use
 
 
 def child_environment(
