@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from pubsub import keys
+from pubsub.cluster import is_cluster
 from pubsub.outbox import Outbox, nothing
 from storage.videos import COUNTERS
 
@@ -125,11 +126,12 @@ class VideoCache:
         pipe: Pipeline | None = None,
     ) -> None:
         """Newer counters for a video (ignored if the cache already has these or newer);
-        queued on `pipe` when one is given."""
+        queued on `pipe` when one is given (on a cluster, where a pipeline cannot carry
+        scripts, run now)."""
         await self._counts(
             keys=[keys.video_cache(video_id)],
             args=[*(counts[name] for name in COUNTERS), version, VIDEO_TTL_MS],
-            client=pipe,
+            client=pipe if isinstance(pipe, Pipeline) else None,
         )
 
     async def invalidate(self, video_id: UUID) -> None:
@@ -223,6 +225,10 @@ class ClipFeedCache:
         """These users' feeds changed."""
 
         async def fence() -> None:
+            if is_cluster(self.redis):  # a pipeline of scripts cannot span shards
+                for user_id in user_ids:
+                    await self._fence(keys=[keys.clip_feed_cache(user_id)], args=[FENCE_MS])
+                return
             async with self.redis.pipeline(transaction=False) as pipe:
                 for user_id in user_ids:
                     await self._fence(

@@ -5,7 +5,10 @@ number published never wait for the database. Pending deltas sit in one hash; a 
 to a `flushing` hash under a lock, adds it to PostgreSQL in one statement recorded with a batch
 id, then deletes it. A crash between the commit and the delete leaves the batch to be retried,
 and the batch id makes the retry a no-op, so every view is counted exactly once as long as Redis
-keeps its data. What a crash can lose: nothing when a web process dies; the pending views (at
+keeps its data. On a Redis Cluster the pending views are kept in `keys.VIEWS_SHARDS` groups, each
+with its own hashes, lock and generation in one hash slot (a video's live count in its group's
+slot too), so every script touches one slot; a flush takes the groups one by one, each batch
+with its own id. What a crash can lose: nothing when a web process dies; the pending views (at
 most one flush interval of them) when Redis itself loses its memory without persistence.
 
 While Redis is away a view is added to PostgreSQL directly (the caller's fallback), and the
@@ -25,6 +28,7 @@ from uuid import UUID
 import redis.asyncio as aioredis
 
 from pubsub import keys
+from pubsub.cluster import is_cluster
 from pubsub.outbox import Outbox
 
 logger = logging.getLogger(__name__)
@@ -118,17 +122,23 @@ class ViewCounter:
         self._begin = client.register_script(_BEGIN_FLUSH)
         self._end = client.register_script(_END_FLUSH)
         self._release = client.register_script(_RELEASE)
+        self._sharded = is_cluster(client)
+
+    def _shard(self, video_id: UUID) -> int | None:
+        return keys.views_shard(video_id) if self._sharded else None
 
     async def record(
         self, video_id: UUID, watch_seconds: int, flushed_count: FlushedCount
     ) -> int | None:
         """Count one view; the live count, or None when the video does not exist."""
         field_views, field_watch = f"v:{video_id}", f"w:{video_id}"
+        shard = self._shard(video_id)
+        group = keys.view_keys(shard)
         live_keys = [
-            keys.live_views(video_id),
-            keys.VIEWS_DIRTY,
-            keys.VIEWS_FLUSHING,
-            keys.VIEWS_FLUSH_GENERATION,
+            keys.live_views(video_id, shard),
+            group.dirty,
+            group.flushing,
+            group.generation,
         ]
         args: list[str | int] = ["", "", field_views, field_watch, watch_seconds, LIVE_TTL_SECONDS]
         for attempt in range(COLD_ATTEMPTS):
@@ -139,7 +149,7 @@ class ViewCounter:
             # before it so that a flush landing in between is noticed and the read repeated.
             if attempt:
                 await asyncio.sleep(0.01)
-            generation = await self.redis.get(keys.VIEWS_FLUSH_GENERATION)
+            generation = await self.redis.get(group.generation)
             flushed = await flushed_count(video_id)
             if flushed is None:
                 return None
@@ -156,21 +166,38 @@ class ViewCounter:
         async def none_known() -> list[bytes | str | None]:
             return [None] * len(video_ids)
 
-        values: list[bytes | str | None] = await self.outbox.read(
-            lambda: self.redis.mget([keys.live_views(v) for v in video_ids]), none_known
-        )
+        names = [keys.live_views(v, self._shard(v)) for v in video_ids]
+
+        async def read() -> list[bytes | str | None]:
+            if not self._sharded:
+                return await self.redis.mget(names)
+            async with self.redis.pipeline(transaction=False) as pipe:  # GETs across slots
+                for name in names:
+                    pipe.get(name)
+                return await pipe.execute()
+
+        values: list[bytes | str | None] = await self.outbox.read(read, none_known)
         return {v: int(n) for v, n in zip(video_ids, values, strict=True) if n is not None}
 
     async def forget(self, video_id: UUID) -> None:
         """Views of this video went to PostgreSQL directly: rebuild its live count from there
         (now, or when Redis answers again)."""
-        await self.outbox.run(lambda: self.redis.delete(keys.live_views(video_id)))
+        name = keys.live_views(video_id, self._shard(video_id))
+        await self.outbox.run(lambda: self.redis.delete(name))
 
     async def flush(self, apply: ApplyBatch) -> int:
         """Write pending views to PostgreSQL; how many views went (0 if another process is)."""
+        if not self._sharded:
+            return await self._flush_group(keys.view_keys(None), apply)
+        total = 0
+        for shard in range(keys.VIEWS_SHARDS):
+            total += await self._flush_group(keys.view_keys(shard), apply)
+        return total
+
+    async def _flush_group(self, group: keys.ViewKeys, apply: ApplyBatch) -> int:
         token = uuid.uuid4().hex
         flat = await self._begin(
-            keys=[keys.VIEWS_DIRTY, keys.VIEWS_FLUSHING, keys.VIEWS_FLUSH_LOCK],
+            keys=[group.dirty, group.flushing, group.lock],
             args=[token, FLUSH_LOCK_MS, str(uuid.uuid4())],
         )
         if not flat:
@@ -181,12 +208,12 @@ class ViewCounter:
         except BaseException:
             # Not applied: give the lock up (when Redis answers, if it is away), so the next
             # flush retries the batch instead of waiting for the lock to lapse.
-            await self.outbox.run(lambda: self._release(keys=[keys.VIEWS_FLUSH_LOCK], args=[token]))
+            await self.outbox.run(lambda: self._release(keys=[group.lock], args=[token]))
             raise
         # Applied: drop the batch, now or when Redis answers (a retry would be a no-op anyway).
         await self.outbox.run(
             lambda: self._end(
-                keys=[keys.VIEWS_FLUSHING, keys.VIEWS_FLUSH_LOCK, keys.VIEWS_FLUSH_GENERATION],
+                keys=[group.flushing, group.lock, group.generation],
                 args=[token],
             )
         )

@@ -9,6 +9,10 @@ Two kinds of message travel on a channel (ARCHITECTURE.md, PROTOCOL.md):
 - *state* events (`video_update`): absolute values that a newer one replaces, so they are not
   kept, they are published as `S <json>` and every web process coalesces them per channel.
 
+On a Redis Cluster the channel is a shard channel (SPUBLISH) named with the channel's hash tag, so
+the script's keys and its channel are in one slot and the message goes only to the shard that
+owns it (and its replicas), where the subscribers of that channel are.
+
 Publishers call this only after their transaction committed. If Redis is unreachable the change
 is already made, so the event waits in the process's outbox (`pubsub.outbox`), in order with the
 other held Redis writes, and gets its history offset when Redis answers again.
@@ -27,6 +31,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from pubsub import keys
+from pubsub.cluster import is_cluster
 from pubsub.outbox import Outbox
 
 Prepare = Callable[[Pipeline], Awaitable[object]]
@@ -82,7 +87,11 @@ class EventBus:
         self._outbox = outbox
         self._history_size = history_size
         self._history_ttl = history_ttl
-        self._script = client.register_script(_PUBLISH_WITH_HISTORY)
+        self._sharded = is_cluster(client)
+        script = _PUBLISH_WITH_HISTORY
+        if self._sharded:
+            script = script.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")
+        self._script = client.register_script(script)
 
     async def publish(self, channel: str, event: dict[str, Any]) -> None:
         """Send a history event: it gets an offset and can be recovered by clients who missed it."""
@@ -102,7 +111,7 @@ class EventBus:
         await self._outbox.run(lambda: self._execute(message))
 
     async def _execute(self, message: _Message) -> None:
-        redis_channel = keys.redis_channel(message.channel)
+        redis_channel = keys.redis_channel(message.channel, self._sharded)
         if message.history:
             # One EVALSHA round trip (a pipeline would first ask SCRIPT EXISTS every time).
             await self._script(
@@ -116,6 +125,15 @@ class EventBus:
                     redis_channel,
                 ],
             )
+            return
+        if self._sharded:
+            # The commands of `first` may live on other shards than the channel: they go first,
+            # in their own round trip, so the event cannot overtake them.
+            if message.first is not None:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    await message.first(pipe)
+                    await pipe.execute()
+            await self._client.spublish(redis_channel, STATE_PREFIX + message.body)
             return
         async with self._client.pipeline(transaction=False) as pipe:
             if message.first is not None:

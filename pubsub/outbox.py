@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from redis.exceptions import BusyLoadingError
+from redis.exceptions import BusyLoadingError, ClusterDownError, ClusterError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -36,6 +36,10 @@ REDIS_DOWN: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     BusyLoadingError,
+    # A Redis Cluster with a master down (CLUSTERDOWN / MASTERDOWN while a replica is promoted),
+    # or redis-py's cluster client out of redirections and retries: Redis is away for now.
+    ClusterDownError,
+    ClusterError,
     OSError,
 )
 LIMIT = 10_000

@@ -9,13 +9,16 @@ order of those events on the channel is the order of the totals.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 
 from pubsub import keys
 from pubsub.bus import STATE_PREFIX, now_ms
+from pubsub.cluster import is_cluster
 
 # KEYS: presence hash. ARGV: process id, its count, its share's ttl (ms), key ttl (s), Redis
 # channel, the event's JSON up to the total, and after it.
@@ -60,7 +63,11 @@ class Presence:
         self._client = client
         self._node = node
         self._ttl_ms = int(ttl_seconds * 1000)
-        self._script = client.register_script(_REPORT)
+        self._sharded = is_cluster(client)
+        script = _REPORT
+        if self._sharded:  # the shard channel is in the presence hash's slot
+            script = script.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")
+        self._script = client.register_script(script)
 
     async def report(self, counts: Mapping[str, int]) -> dict[str, int]:
         """Write this process's count of each channel (0 withdraws it); the totals, by channel.
@@ -71,23 +78,31 @@ class Presence:
         if not counts:
             return {}
         key_ttl = max(1, self._ttl_ms // 1000 * 2)
-        async with self._client.pipeline(transaction=False) as pipe:
-            for channel, count in counts.items():
-                prefix, suffix = _viewer_event(channel)
-                await self._script(
-                    keys=[keys.presence(channel)],
-                    args=[
-                        self._node,
-                        count,
-                        self._ttl_ms,
-                        key_ttl,
-                        keys.redis_channel(channel) if prefix else "",
-                        prefix,
-                        suffix,
-                    ],
-                    client=pipe,
-                )
-            totals = await pipe.execute()
+
+        def call(channel: str, count: int, client: Any = None) -> Any:
+            prefix, suffix = _viewer_event(channel)
+            return self._script(
+                keys=[keys.presence(channel)],
+                args=[
+                    self._node,
+                    count,
+                    self._ttl_ms,
+                    key_ttl,
+                    keys.redis_channel(channel, self._sharded) if prefix else "",
+                    prefix,
+                    suffix,
+                ],
+                client=client,
+            )
+
+        totals: list[Any]
+        if self._sharded:  # one script per channel, each on its own shard, all at once
+            totals = list(await asyncio.gather(*(call(c, n) for c, n in counts.items())))
+        else:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for channel, count in counts.items():
+                    await call(channel, count, pipe)
+                totals = await pipe.execute()
         return {channel: int(total) for channel, total in zip(counts, totals, strict=True)}
 
     async def total(self, channel: str) -> int:

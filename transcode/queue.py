@@ -27,10 +27,11 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from pubsub import keys
+from pubsub.cluster import is_cluster
 from pubsub.outbox import Outbox
 
 # Live transcode workers: member = worker name, score = when its presence lapses (epoch s).
-WORKERS = f"{keys.PREFIX}jobs:transcode:workers"
+WORKERS = keys.TRANSCODE_WORKERS
 
 # Move due retries into the stream atomically, so two workers never both promote one retry.
 _PROMOTE = """
@@ -73,13 +74,15 @@ class JobQueue:
         self.outbox = outbox
         self.lease = lease
         self.max_deliveries = max_deliveries
+        # One hash slot on a cluster (the promote script and the transactions use several).
+        self.keys = keys.transcode_keys(is_cluster(redis))
         self._promote = redis.register_script(_PROMOTE)
 
     async def ensure_group(self) -> None:
         """Create the stream and consumer group (idempotent)."""
         try:
             await self.redis.xgroup_create(
-                keys.TRANSCODE_STREAM, keys.TRANSCODE_GROUP, id="0", mkstream=True
+                self.keys.stream, keys.TRANSCODE_GROUP, id="0", mkstream=True
             )
         except redis.exceptions.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
@@ -90,17 +93,15 @@ class JobQueue:
         payload = Job(kind, target, attempt).encode()
         if delay > 0:
             due = time.time() + delay
-            await self.outbox.run(lambda: self.redis.zadd(keys.TRANSCODE_DELAYED, {payload: due}))
+            await self.outbox.run(lambda: self.redis.zadd(self.keys.delayed, {payload: due}))
         else:
-            await self.outbox.run(lambda: self.redis.xadd(keys.TRANSCODE_STREAM, {"job": payload}))
+            await self.outbox.run(lambda: self.redis.xadd(self.keys.stream, {"job": payload}))
 
     async def claim(self, consumer: str, count: int, block_ms: int) -> list[Job]:
         """Up to `count` jobs: due retries, then jobs of dead workers, then new ones."""
-        await self._promote(
-            keys=[keys.TRANSCODE_DELAYED, keys.TRANSCODE_STREAM], args=[time.time()]
-        )
+        await self._promote(keys=[self.keys.delayed, self.keys.stream], args=[time.time()])
         claimed: Any = await self.redis.xautoclaim(
-            keys.TRANSCODE_STREAM,
+            self.keys.stream,
             keys.TRANSCODE_GROUP,
             consumer,
             min_idle_time=int(self.lease * 1000),
@@ -112,7 +113,7 @@ class JobQueue:
             response: Any = await self.redis.xreadgroup(
                 keys.TRANSCODE_GROUP,
                 consumer,
-                {keys.TRANSCODE_STREAM: ">"},
+                {self.keys.stream: ">"},
                 count=count - len(entries),
                 block=block_ms if not entries else None,
             )
@@ -121,7 +122,7 @@ class JobQueue:
         jobs = []
         for message_id, fields in entries:
             if not fields:  # deleted while pending
-                await self.redis.xack(keys.TRANSCODE_STREAM, keys.TRANSCODE_GROUP, message_id)
+                await self.redis.xack(self.keys.stream, keys.TRANSCODE_GROUP, message_id)
                 continue
             jobs.append(await self._decode(message_id, fields))
         return jobs
@@ -130,7 +131,7 @@ class JobQueue:
         """Keep the lease on running jobs (resets their idle time)."""
         if jobs:
             await self.redis.xclaim(
-                keys.TRANSCODE_STREAM,
+                self.keys.stream,
                 keys.TRANSCODE_GROUP,
                 consumer,
                 min_idle_time=0,
@@ -145,7 +146,7 @@ class JobQueue:
             return
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xclaim(
-                keys.TRANSCODE_STREAM,
+                self.keys.stream,
                 keys.TRANSCODE_GROUP,
                 consumer,
                 min_idle_time=0,
@@ -154,39 +155,39 @@ class JobQueue:
                 justid=True,
             )
             for job in jobs:
-                pipe.hincrby(keys.TRANSCODE_DELIVERIES, job.message_id, -1)
+                pipe.hincrby(self.keys.deliveries, job.message_id, -1)
             await pipe.execute()
 
     async def beat(self, consumer: str) -> None:
         """This worker is alive for another lease."""
         now = time.time()
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(WORKERS, {consumer: now + self.lease})
-            pipe.zremrangebyscore(WORKERS, "-inf", now)
+            pipe.zadd(self.keys.workers, {consumer: now + self.lease})
+            pipe.zremrangebyscore(self.keys.workers, "-inf", now)
             await pipe.execute()
 
     async def leave(self, consumer: str) -> None:
         """This worker stops (cleanly)."""
-        await self.redis.zrem(WORKERS, consumer)
+        await self.redis.zrem(self.keys.workers, consumer)
 
     async def live_workers(self) -> int:
         """How many workers have heartbeated within their lease."""
-        return int(await self.redis.zcount(WORKERS, f"({time.time()}", "+inf"))
+        return int(await self.redis.zcount(self.keys.workers, f"({time.time()}", "+inf"))
 
     async def backlog(self) -> int:
         """Jobs not finished yet: queued, running, or waiting for a retry."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xlen(keys.TRANSCODE_STREAM)
-            pipe.zcard(keys.TRANSCODE_DELAYED)
+            pipe.xlen(self.keys.stream)
+            pipe.zcard(self.keys.delayed)
             queued, delayed = await pipe.execute()
         return int(queued) + int(delayed)
 
     async def ack(self, job: Job) -> None:
         """The job is done (successfully or for good)."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(keys.TRANSCODE_STREAM, keys.TRANSCODE_GROUP, job.message_id)
-            pipe.xdel(keys.TRANSCODE_STREAM, job.message_id)
-            pipe.hdel(keys.TRANSCODE_DELIVERIES, job.message_id)
+            pipe.xack(self.keys.stream, keys.TRANSCODE_GROUP, job.message_id)
+            pipe.xdel(self.keys.stream, job.message_id)
+            pipe.hdel(self.keys.deliveries, job.message_id)
             await pipe.execute()
 
     async def retry_later(self, job: Job, delay: float) -> None:
@@ -197,7 +198,7 @@ class JobQueue:
     async def _decode(self, message_id: Any, fields: dict[Any, Any]) -> Job:
         message_id = message_id.decode() if isinstance(message_id, bytes) else str(message_id)
         data = orjson.loads(fields.get(b"job") or fields.get("job") or b"{}")
-        deliveries = int(await self.redis.hincrby(keys.TRANSCODE_DELIVERIES, message_id, 1))
+        deliveries = int(await self.redis.hincrby(self.keys.deliveries, message_id, 1))
         return Job(
             data["kind"], data["target"], int(data.get("attempt", 1)), message_id, deliveries
         )
