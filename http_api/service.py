@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 import reelwire
 from http_api.metrics import METRICS
 from http_api.routing import Call, RouteTable, bearer_token, json_response
+from pubsub import cluster
 from reelwire.appkeys import SERVICES, SETTINGS
 from reelwire.domain.errors import NotFound
 from reelwire.domain.schemas.service import ApiInfoOut, HealthOut
@@ -55,7 +56,8 @@ async def healthz(call: Call[Any]) -> dict[str, Any]:
 
 @routes.get("/readyz", rate=None, tag="service", response=HealthOut, errors=(503,))
 async def readyz(call: Call[Any]) -> web.Response:
-    """PostgreSQL and Redis both answer; 503 naming the one that does not. `checks.workers` is
+    """PostgreSQL and Redis both answer (on a Redis Cluster: with `cluster_state:ok`); 503 naming
+    the one that does not. `checks.workers` is
     how many transcoding workers heartbeat (0 does not make the service unready: uploads are
     still accepted and queued)."""
     services = call.request.app[SERVICES]
@@ -63,7 +65,7 @@ async def readyz(call: Call[Any]) -> web.Response:
     checks = dict(
         await asyncio.gather(
             _check("postgres", ping_fresh(services.settings.database_url or ""), 2),
-            _check("redis", services.redis.ping(), 2),
+            _check("redis", cluster.ping(services.redis), 2),
         )
     )
     ready = all(v == "ok" for v in checks.values())

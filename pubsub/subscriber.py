@@ -6,6 +6,13 @@ when the count reaches zero. Messages go to one callback with the protocol chann
 raw payload; nothing the callback raises stops the reader. When the connection drops, the
 subscriber reconnects with backoff, subscribes again to everything still wanted, and calls
 `on_reconnect` so the caller can fetch what it missed.
+
+On a Redis Cluster (`ChannelSubscriber` given redis-py's cluster client) pub/sub is sharded: a
+channel is a shard channel hashed like its history keys, and the subscriber holds one connection
+per master that owns a wanted channel's slot and SSUBSCRIBEs each channel there. When any of them
+fails (connection lost, a failover, `MOVED`, the server dropping a channel whose slot moved), it
+drops them all, refreshes the cluster's slot map, connects again to the masters that own the
+wanted channels now, and calls `on_reconnect`, as after a Redis restart.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pubsub import keys
+from pubsub.cluster import is_cluster
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +41,12 @@ _DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 
 class ChannelSubscriber:
     """Reference-counted subscriptions over one connection, read by one task."""
+
+    def __new__(cls, client: Any, on_message: OnMessage, on_reconnect: OnReconnect) -> Any:
+        # A cluster client gets the sharded subscriber, without its callers having to choose.
+        if cls is ChannelSubscriber and is_cluster(client):
+            return super().__new__(ShardedChannelSubscriber)
+        return super().__new__(cls)
 
     def __init__(
         self, client: aioredis.Redis, on_message: OnMessage, on_reconnect: OnReconnect
@@ -207,6 +221,228 @@ async def _watchdog(subscriber: ChannelSubscriber) -> AsyncIterator[None]:
                 await subscriber._send("PING")
 
     task = asyncio.create_task(ping(), name="redis-subscriber-watchdog")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class _Shard:
+    """One master's SSUBSCRIBE connection and the channels subscribed on it."""
+
+    def __init__(self, name: str, connection: Any) -> None:
+        self.name = name
+        self.connection = connection
+        self.channels: set[bytes] = set()
+        self.reader: asyncio.Task[None] | None = None
+        self.last_seen = 0.0
+
+
+class ShardedChannelSubscriber(ChannelSubscriber):
+    """Sharded pub/sub on a Redis Cluster: a connection per master with wanted channels."""
+
+    def __init__(
+        self, client: aioredis.Redis, on_message: OnMessage, on_reconnect: OnReconnect
+    ) -> None:
+        super().__init__(client, on_message, on_reconnect)
+        self._cluster: Any = client
+        self._shards: dict[str, _Shard] = {}
+        self._broken = asyncio.Event()
+        self._lock = asyncio.Lock()  # opening a shard's connection: one at a time
+
+    async def stop(self) -> None:
+        """Stop reading and close every shard's connection."""
+        self._stopping = True
+        self._broken.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._close_all()
+
+    async def acquire(self, channel: str, timeout: float = 10.0) -> None:
+        """Count one more local interest; return once the owning shard confirmed it."""
+        count = self._refs.get(channel, 0)
+        self._refs[channel] = count + 1
+        name = keys.redis_channel(channel, True).encode()
+        waiter = self._confirmed.get(name)
+        if count == 0 or waiter is not None:
+            if waiter is None:
+                waiter = asyncio.get_running_loop().create_future()
+                self._confirmed[name] = waiter
+                if self._connected.is_set():
+                    await self._subscribe(name)
+                # else: subscribed with everything wanted when the shards (re)connect
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), timeout)
+            except BaseException:
+                self.release(channel)
+                raise
+
+    def release(self, channel: str) -> None:
+        """Drop one local interest; unsubscribe on its shard when it was the last."""
+        count = self._refs.get(channel, 0)
+        if count > 1:
+            self._refs[channel] = count - 1
+            return
+        self._refs.pop(channel, None)
+        name = keys.redis_channel(channel, True).encode()
+        waiter = self._confirmed.pop(name, None)
+        if waiter is not None and not waiter.done():
+            waiter.cancel()
+        if self._connected.is_set():
+            task = asyncio.create_task(self._unsubscribe(name))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _unsubscribe(self, name: bytes) -> None:
+        if keys.channel_of(name) in self._refs:
+            return  # wanted again meanwhile
+        for shard in list(self._shards.values()):
+            if name in shard.channels:
+                shard.channels.discard(name)
+                with contextlib.suppress(*_DOWN):
+                    await shard.connection.send_command("SUNSUBSCRIBE", name, check_health=False)
+
+    async def _subscribe(self, name: bytes) -> None:
+        """SSUBSCRIBE on the master owning the channel's slot (connecting to it if need be);
+        on any failure the whole set of shards is rebuilt, which subscribes it again."""
+        try:
+            node = self._cluster.get_node_from_key(name)
+            async with self._lock:
+                shard = self._shards.get(node.name)
+                if shard is None:
+                    shard = await self._open_shard(node)
+            shard.channels.add(name)
+            await shard.connection.send_command("SSUBSCRIBE", name, check_health=False)
+        except Exception as exc:
+            if not self._stopping:
+                logger.warning("Redis shard subscription of %r failed: %r", name, exc)
+                self._broken.set()
+
+    async def _open_shard(self, node: Any) -> _Shard:
+        connection = node.connection_class(**node.connection_kwargs)
+        await connection.connect()
+        shard = _Shard(node.name, connection)
+        self._shards[node.name] = shard
+        shard.reader = asyncio.create_task(self._read_shard(shard), name=f"redis-shard-{node.name}")
+        return shard
+
+    async def _run(self) -> None:
+        delay = 0.1
+        first = True
+        while not self._stopping:
+            try:
+                if not first:
+                    # Where each slot lives now (after a failover or a resharding).
+                    await self._cluster.nodes_manager.initialize()
+                wanted = [keys.redis_channel(c, True).encode() for c in self._refs]
+                by_node: dict[str, tuple[Any, list[bytes]]] = {}
+                for name in wanted:
+                    if name not in self._confirmed or self._confirmed[name].done():
+                        self._confirmed[name] = asyncio.get_running_loop().create_future()
+                    node = self._cluster.get_node_from_key(name)
+                    by_node.setdefault(node.name, (node, []))[1].append(name)
+                for node, names in by_node.values():
+                    shard = await self._open_shard(node)
+                    shard.channels.update(names)
+                    await shard.connection.send_command("SSUBSCRIBE", *names, check_health=False)
+                if self._stopping:
+                    break
+                self._connected.set()
+                for name in set(self._confirmed) - set(wanted):  # asked for meanwhile
+                    await self._subscribe(name)
+                if not first:
+                    logger.info(
+                        "Redis pub/sub back; %d channel(s) resubscribed on %d shard(s)",
+                        len(self._refs),
+                        len(by_node),
+                    )
+                    try:
+                        self._on_reconnect()
+                    except Exception:
+                        logger.exception("recovering after a Redis reconnect failed")
+                first = False
+                delay = 0.1
+                async with _shard_watchdog(self):
+                    await self._broken.wait()
+            except Exception as exc:
+                if self._stopping:
+                    break
+                if not isinstance(exc, _DOWN):
+                    logger.warning("Redis shard subscriptions failed: %r; reconnecting", exc)
+            if self._stopping:
+                break
+            if self._connected.is_set():
+                logger.warning("Redis pub/sub shard lost; reconnecting every shard")
+            self._connected.clear()
+            await self._close_all()
+            self._broken.clear()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        await self._close_all()
+
+    async def _read_shard(self, shard: _Shard) -> None:
+        loop = asyncio.get_running_loop()
+        shard.last_seen = loop.time()
+        try:
+            while True:
+                response = await shard.connection.read_response(
+                    timeout=math.inf, disconnect_on_error=False, push_request=True
+                )
+                shard.last_seen = loop.time()
+                kind = response[0] if isinstance(response, list) else None
+                if kind == b"smessage":
+                    self._deliver(response[1], response[2])
+                elif kind == b"ssubscribe":
+                    waiter = self._confirmed.get(response[1])
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(None)
+                elif (
+                    kind == b"sunsubscribe"
+                    and keys.channel_of(response[1]) in self._refs
+                    and response[1] in shard.channels
+                ):
+                    # Not asked for: the server dropped it (its slot moved to another master).
+                    raise RedisConnectionError(f"{shard.name} dropped {response[1]!r}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not self._stopping:
+                logger.warning("Redis pub/sub shard %s failed: %r", shard.name, exc)
+                self._broken.set()
+
+    async def _close_all(self) -> None:
+        shards, self._shards = list(self._shards.values()), {}
+        for shard in shards:
+            if shard.reader is not None:
+                shard.reader.cancel()
+            with contextlib.suppress(Exception):
+                await shard.connection.disconnect(nowait=True)
+            if shard.reader is not None:
+                with contextlib.suppress(BaseException):
+                    await shard.reader
+
+
+@contextlib.asynccontextmanager
+async def _shard_watchdog(subscriber: ShardedChannelSubscriber) -> AsyncIterator[None]:
+    """PING each shard every 10 s; rebuild them all when one was silent for 25 s."""
+    loop = asyncio.get_running_loop()
+
+    async def ping() -> None:
+        while True:
+            await asyncio.sleep(10)
+            for shard in list(subscriber._shards.values()):
+                if loop.time() - shard.last_seen > 25:
+                    logger.warning("Redis pub/sub shard %s silent for 25 s", shard.name)
+                    subscriber._broken.set()
+                    return
+                with contextlib.suppress(*_DOWN):
+                    await shard.connection.send_command("PING", check_health=False)
+
+    task = asyncio.create_task(ping(), name="redis-shards-watchdog")
     try:
         yield
     finally:

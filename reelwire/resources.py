@@ -11,13 +11,16 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 import asyncpg
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from cache.rate_limits import RateLimiter
 from cache.reads import ClipFeedCache, ProfileCache, VideoCache
 from cache.views import ViewCounter
+from pubsub import cluster
 from pubsub.bus import EventBus
 from pubsub.outbox import Outbox
 from reelwire.domain import clips, processing
@@ -58,8 +61,14 @@ async def open_postgres(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 
 @contextlib.asynccontextmanager
 async def open_redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    """The Redis client (its own connection pool)."""
+    """The Redis client (its own connection pool); a cluster client when REDIS_URL names a Redis
+    Cluster node (`INFO cluster` says so at start) or has the `redis+cluster://` scheme."""
     assert settings.redis_url is not None
+    url, forced = cluster.split_url(settings.redis_url)
+    if forced or await cluster.detect(url):
+        async with _open_cluster(url) as client:
+            yield client
+        return
     # A blocking pool: under a burst, a request waits for a connection instead of failing
     # (redis-py's default pool raises past 100).
     pool = aioredis.BlockingConnectionPool.from_url(
@@ -77,6 +86,25 @@ async def open_redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
     finally:
         await client.aclose()
         await pool.aclose()
+
+
+@contextlib.asynccontextmanager
+async def _open_cluster(url: str) -> AsyncIterator[aioredis.Redis]:
+    """redis-py's cluster client: commands go to the node owning their slot, MOVED/ASK and
+    failovers refresh its slot map. Typed as plain Redis for the rest of the code: the commands
+    used are the same, and what differs (sharded pub/sub, one slot per script) is decided by
+    `pubsub.cluster.is_cluster`."""
+    client = RedisCluster.from_url(
+        url,
+        max_connections=REDIS_CONNECTIONS,
+        socket_timeout=5,
+        socket_connect_timeout=2,
+    )
+    try:
+        await client.initialize()
+        yield cast(aioredis.Redis, client)
+    finally:
+        await client.aclose()
 
 
 @contextlib.asynccontextmanager
