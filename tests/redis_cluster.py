@@ -33,7 +33,7 @@ def cluster_port() -> int:
 
 
 def _binary(env: str, name: str) -> str | None:
-    return os.environ.get(env) or shutil.which(name)
+    return shutil.which(os.environ.get(env) or name)
 
 
 def require_redis7() -> tuple[str, str]:
@@ -133,6 +133,31 @@ class RedisCluster:
                 return
             time.sleep(0.1)
         raise RuntimeError(f"redis on {port}: {' '.join(command)} gave {out!r}")
+
+    def cli_run(self, port: int, *command: str) -> str:
+        done = subprocess.run(
+            [self.cli, "-p", str(port), *command], capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
+    def move_slot(self, slot: int, source: int, target: int) -> None:
+        """Move one hash slot, its keys included, from the master on `source` to `target`'s
+        (what a resharding does, one slot at a time)."""
+        source_id, target_id = (
+            self.cli_run(source, "CLUSTER", "MYID"),
+            self.cli_run(target, "CLUSTER", "MYID"),
+        )
+        self.cli_run(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id)
+        self.cli_run(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id)
+        while True:
+            names = self.cli_run(source, "CLUSTER", "GETKEYSINSLOT", str(slot), "100").split()
+            if not names:
+                break
+            self.cli_run(
+                source, "MIGRATE", "127.0.0.1", str(target), "", "0", "5000", "KEYS", *names
+            )
+        for port in (target, source, *(p for p in self.ports if p not in (source, target))):
+            self.cli_run(port, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
 
     def flushall(self) -> None:
         for port in self.ports:

@@ -29,6 +29,7 @@ from tests.redis_cluster import RedisCluster
 from tests.test_realtime_processes import Cluster, server_env
 from tests.test_serve import Server
 from transcode.queue import JobQueue
+from transcode.worker import JobFunctions, Worker
 
 
 @pytest.fixture(scope="session")
@@ -123,6 +124,41 @@ async def test_sharded_subscriber_delivers_in_order_and_recovers_after_losing_it
         await subscriber.stop()
 
 
+async def test_a_resharded_channel_is_followed_to_its_new_master_without_a_gap(
+    client: Any, redis_cluster: RedisCluster
+) -> None:
+    (channel,) = channels_on_two_shards(client)[:1]
+    got: list[bytes] = []
+    reconnects: list[int] = []
+    subscriber = ChannelSubscriber(
+        client, lambda ch, p: got.append(p), lambda: reconnects.append(1)
+    )
+    bus = EventBus(client, Outbox(), history_size=100, history_ttl=60)
+    await subscriber.start()
+    try:
+        await subscriber.acquire(channel)
+        for n in range(2):
+            await bus.publish(channel, {"type": "new_comment", "n": n})
+        name = keys.redis_channel(channel, True)
+        slot = client.keyslot(name)
+        source = int(client.get_node_from_key(name).port)
+        target = next(p for p in redis_cluster.ports if p != source)
+        redis_cluster.move_slot(slot, source, target)
+        async with asyncio.timeout(10):  # the old owner drops the channel: subscribed anew
+            while not reconnects:
+                await asyncio.sleep(0.05)
+        assert {s.name for s in subscriber._shards.values()} == {f"127.0.0.1:{target}"}
+        await bus.publish(channel, {"type": "new_comment", "n": 2})  # follows MOVED
+        async with asyncio.timeout(5):
+            while len(got) < 3:
+                await asyncio.sleep(0.01)
+        assert [int(p.split()[2]) for p in got] == [1, 2, 3]  # the history moved with the slot
+        position = await history.position(client, channel)
+        assert position.offset == 3
+    finally:
+        await subscriber.stop()
+
+
 async def test_presence_totals_and_events_on_a_cluster(client: Any) -> None:
     a, b = channels_on_two_shards(client)
     got: list[tuple[str, bytes]] = []
@@ -196,6 +232,47 @@ async def test_job_queue_hands_jobs_to_a_worker(client: Any) -> None:
         await queue.ack(job)
     assert await queue.backlog() == 0
     await queue.leave("worker-1")
+
+
+async def test_the_transcode_worker_runs_and_retries_jobs_on_a_cluster(
+    client: Any, tmp_path: Path
+) -> None:
+    done: list[str] = []
+    attempts: dict[str, int] = {}
+
+    async def run(ctx: None, target: str) -> None:
+        attempts[target] = attempts.get(target, 0) + 1
+        if target == "flaky" and attempts[target] == 1:
+            raise RuntimeError("first attempt fails")
+        done.append(target)
+
+    async def fail(ctx: None, target: str, reason: str) -> None:
+        raise AssertionError(f"{target} failed for good: {reason}")
+
+    queue = JobQueue(client, Outbox(), lease=2)
+    worker: Worker[None] = Worker(
+        None,
+        queue,
+        functions={"video": JobFunctions(run, fail)},
+        concurrency=2,
+        scratch_root=tmp_path,
+        name="cluster-worker",
+    )
+    running = asyncio.create_task(worker.run())
+    try:
+        await queue.enqueue("video", "steady")
+        await queue.enqueue("video", "flaky")
+        async with asyncio.timeout(20):
+            while sorted(done) != ["flaky", "steady"]:
+                await asyncio.sleep(0.05)
+        assert attempts == {"steady": 1, "flaky": 2}
+        assert await queue.live_workers() == 1
+        async with asyncio.timeout(5):
+            while await queue.backlog():
+                await asyncio.sleep(0.05)
+    finally:
+        worker.stop()
+        await running
 
 
 async def test_rate_limits_on_a_cluster_are_one_budget(client: Any) -> None:
