@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from pubsub.cluster import split_url
 from reelwire.embedded import (
     DataDirLock,
     EmbeddedError,
@@ -256,7 +257,8 @@ async def _probe_backends(settings: Settings, *, redis: bool) -> list[str]:
         problems.append(f"PostgreSQL at {display_url(settings.database_url)} ({_reason(exc)})")
     if not redis or settings.redis_url is None:
         return problems
-    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    # A `redis+cluster://` URL names one node; any node answers PING.
+    client = aioredis.Redis.from_url(split_url(settings.redis_url)[0], socket_connect_timeout=5)
     try:
         await client.ping()
     except Exception as exc:

@@ -33,6 +33,7 @@ from typing import Any, Generic, TypeVar
 
 import redis.exceptions
 
+from pubsub.outbox import REDIS_DOWN
 from reelwire import telemetry
 from transcode import scratch
 from transcode.failures import PermanentFailure, TransientFailure
@@ -112,6 +113,7 @@ class Worker(Generic[Ctx]):
         await self._sweep_scratch()
         logger.info("transcode worker %s: %d at a time", self.name, self.concurrency)
         helpers = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._janitor())]
+        unreachable_since: float | None = None  # one log line when the queue goes, one back
         try:
             while not self._stopping.is_set():
                 free = self.concurrency - len(self.running)
@@ -122,10 +124,18 @@ class Worker(Generic[Ctx]):
                     continue
                 try:
                     jobs = await self.queue.claim(self.name, free, block_ms=1000)
-                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-                    logger.warning("job queue unreachable (%r); retrying", exc)
+                except REDIS_DOWN as exc:  # Redis away, or a cluster failing over
+                    if unreachable_since is None:
+                        unreachable_since = time.monotonic()
+                        logger.warning("job queue unreachable (%r); retrying every second", exc)
                     await asyncio.sleep(1.0)
                     continue
+                if unreachable_since is not None:
+                    logger.info(
+                        "job queue reachable again after %.1f s",
+                        time.monotonic() - unreachable_since,
+                    )
+                    unreachable_since = None
                 if self._stopping.is_set():
                     await self._hand_back(jobs)
                     break
