@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -23,6 +24,7 @@ from cache.views import ViewCounter
 from pubsub import cluster
 from pubsub.bus import EventBus
 from pubsub.outbox import Outbox
+from reelwire import telemetry
 from reelwire.domain import clips, processing
 from reelwire.domain.context import Services
 from reelwire.domain.passwords import Passwords
@@ -52,11 +54,42 @@ async def open_executor() -> AsyncIterator[ThreadPoolExecutor]:
 async def open_postgres(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     """The asyncpg pool."""
     assert settings.database_url is not None
-    pool = await create_pool(settings.database_url, size=settings.db_pool_size)
+    pool = await create_pool(
+        settings.database_url,
+        size=settings.db_pool_size,
+        observe_wait=telemetry.db_acquire_seconds.observe,
+    )
     try:
         yield pool
     finally:
         await pool.close()
+
+
+def _timed(command: object, started: float) -> None:
+    name = command.decode() if isinstance(command, bytes) else str(command)
+    telemetry.redis_command_seconds.labels(name.upper()).observe(time.perf_counter() - started)
+
+
+class TimedRedis(aioredis.Redis):
+    """redis-py's client, timing every command and script round trip for /metrics."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        finally:
+            _timed(args[0], started)
+
+
+class TimedRedisCluster(RedisCluster):
+    """redis-py's cluster client, timed the same way."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await super().execute_command(*args, **kwargs)
+        finally:
+            _timed(args[0], started)
 
 
 @contextlib.asynccontextmanager
@@ -80,7 +113,7 @@ async def open_redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
         health_check_interval=30,
         retry_on_timeout=True,
     )
-    client = aioredis.Redis(connection_pool=pool)
+    client = TimedRedis(connection_pool=pool)
     try:
         yield client
     finally:
@@ -94,7 +127,7 @@ async def _open_cluster(url: str) -> AsyncIterator[aioredis.Redis]:
     failovers refresh its slot map. Typed as plain Redis for the rest of the code: the commands
     used are the same, and what differs (sharded pub/sub, one slot per script) is decided by
     `pubsub.cluster.is_cluster`."""
-    client = RedisCluster.from_url(
+    client = TimedRedisCluster.from_url(
         url,
         max_connections=REDIS_CONNECTIONS,
         socket_timeout=5,

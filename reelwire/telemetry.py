@@ -87,6 +87,20 @@ db_pool_max = Gauge(
     registry=INSTRUMENTS,
     multiprocess_mode="livesum",
 )
+_ROUND_TRIP = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
+db_acquire_seconds = Histogram(
+    "reelwire_db_acquire_seconds",
+    "Time waiting for a PostgreSQL connection from the pool",
+    registry=INSTRUMENTS,
+    buckets=_ROUND_TRIP,
+)
+redis_command_seconds = Histogram(
+    "reelwire_redis_command_seconds",
+    "Round trip of one Redis command or script, by command (pipelines not included)",
+    ["command"],
+    registry=INSTRUMENTS,
+    buckets=_ROUND_TRIP,
+)
 transcode_job_seconds = Histogram(
     "reelwire_transcode_job_seconds",
     "Time to run one transcode job, by outcome",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -25,19 +27,55 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def create_pool(dsn: str, *, size: int = 10, attempts: int = 20) -> asyncpg.Pool:
-    """Open a pool, retrying briefly so a database that is still starting is waited for."""
+class TimedPool(asyncpg.Pool):  # type: ignore[misc]
+    """An asyncpg pool that tells `observe` how long each acquire waited for a connection (s).
+
+    It times asyncpg's `_acquire`, the step behind `Pool.acquire()` (asyncpg is pinned by the
+    lock; `tests/test_metrics.py` fails if the timing stops arriving)."""
+
+    def __init__(self, *args: Any, observe: Callable[[float], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._observe = observe
+
+    async def _acquire(self, timeout: float | None) -> Any:
+        started = time.perf_counter()
+        try:
+            return await super()._acquire(timeout)
+        finally:
+            self._observe(time.perf_counter() - started)
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    size: int = 10,
+    attempts: int = 20,
+    observe_wait: Callable[[float], None] | None = None,
+) -> asyncpg.Pool:
+    """Open a pool, retrying briefly so a database that is still starting is waited for;
+    `observe_wait` hears how long each acquire waited for a connection."""
     delay = 0.1
+    options: dict[str, Any] = {
+        "min_size": min(2, size),
+        "max_size": size,
+        "init": _init_connection,
+        "command_timeout": 30,
+        "max_inactive_connection_lifetime": 300,
+    }
     for attempt in range(1, attempts + 1):
         try:
-            pool: asyncpg.Pool = await asyncpg.create_pool(
-                dsn,
-                min_size=min(2, size),
-                max_size=size,
-                init=_init_connection,
-                command_timeout=30,
-                max_inactive_connection_lifetime=300,
-            )
+            if observe_wait is None:
+                pool: asyncpg.Pool = await asyncpg.create_pool(dsn, **options)
+            else:
+                pool = await TimedPool(
+                    dsn,
+                    observe=observe_wait,
+                    connection_class=asyncpg.Connection,
+                    record_class=asyncpg.Record,
+                    max_queries=50_000,
+                    loop=None,
+                    **options,
+                )
             return pool
         except (OSError, asyncpg.CannotConnectNowError) as exc:
             if attempt == attempts:

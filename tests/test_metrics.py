@@ -37,6 +37,8 @@ REQUIRED = (
     "reelwire_db_pool_size",
     "reelwire_db_pool_in_use",
     "reelwire_db_pool_max",
+    "reelwire_db_acquire_seconds",
+    "reelwire_redis_command_seconds",
 )
 ROUNDS = 10
 PINGS = 4  # HTTP requests a round, each on a new connection (so on either process)
