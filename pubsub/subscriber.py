@@ -348,7 +348,15 @@ class ShardedChannelSubscriber(ChannelSubscriber):
                 for node, names in by_node.values():
                     shard = await self._open_shard(node)
                     shard.channels.update(names)
-                    await shard.connection.send_command("SSUBSCRIBE", *names, check_health=False)
+                    # One SSUBSCRIBE per slot: the server refuses shard channels of several
+                    # slots in one command (CROSSSLOT), even when one master owns them all.
+                    by_slot: dict[int, list[bytes]] = {}
+                    for name in names:
+                        by_slot.setdefault(self._cluster.keyslot(name), []).append(name)
+                    for same_slot in by_slot.values():
+                        await shard.connection.send_command(
+                            "SSUBSCRIBE", *same_slot, check_health=False
+                        )
                 if self._stopping:
                     break
                 self._connected.set()

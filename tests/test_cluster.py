@@ -124,6 +124,47 @@ async def test_sharded_subscriber_delivers_in_order_and_recovers_after_losing_it
         await subscriber.stop()
 
 
+async def test_channels_of_several_slots_on_one_master_are_resubscribed_after_a_reconnect(
+    client: Any,
+) -> None:
+    """A master owning two watched channels of different slots: after the shard connection
+    drops they are subscribed again (one SSUBSCRIBE per slot; one command for both is refused
+    with CROSSSLOT) and stay subscribed, with no reconnect loop."""
+    first = f"video:{uuid.uuid4()}"
+    while True:
+        second = f"video:{uuid.uuid4()}"
+        same_master = node_of(client, second) == node_of(client, first)
+        slots = {client.keyslot(keys.redis_channel(c, True)) for c in (first, second)}
+        if same_master and len(slots) == 2:
+            break
+    got: list[tuple[str, bytes]] = []
+    reconnects: list[int] = []
+    subscriber = ChannelSubscriber(
+        client, lambda ch, p: got.append((ch, p)), lambda: reconnects.append(1)
+    )
+    bus = EventBus(client, Outbox(), history_size=100, history_ttl=60)
+    await subscriber.start()
+    try:
+        for channel in (first, second):
+            await subscriber.acquire(channel)
+        for node in client.get_primaries():
+            await client.execute_command("CLIENT KILL TYPE pubsub", target_nodes=node)
+        async with asyncio.timeout(10):
+            while not reconnects:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(1)  # a refused resubscription would have broken the shard again
+        assert len(reconnects) == 1
+        for channel in (first, second):
+            await bus.publish(channel, {"type": "new_comment"})
+        async with asyncio.timeout(5):
+            while len(got) < 2:
+                await asyncio.sleep(0.01)
+        assert sorted(ch for ch, _ in got) == sorted([first, second])
+        assert len(reconnects) == 1
+    finally:
+        await subscriber.stop()
+
+
 async def test_a_resharded_channel_is_followed_to_its_new_master_without_a_gap(
     client: Any, redis_cluster: RedisCluster
 ) -> None:
