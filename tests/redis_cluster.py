@@ -1,4 +1,5 @@
-"""A three-master Redis Cluster on 127.0.0.1 for the cluster tests, from a Redis 7+ binary.
+"""A three-master Redis Cluster on 127.0.0.1 for the cluster tests, from a Redis 7+ binary
+(optionally with replicas, appendonly, for the failover test).
 
 `redis-server` and `redis-cli` come from PATH (or REDIS_SERVER / REDIS_CLI); scripts/test installs
 Debian's package when it can. Without a Redis 7+ the cluster tests are skipped with a loud line;
@@ -61,13 +62,22 @@ def require_redis7() -> tuple[str, str]:
 
 
 class RedisCluster:
-    """Three masters, no replicas, all slots covered; `stop` takes them all down."""
+    """Three masters (by default no replicas), all slots covered; `stop` takes them all down.
 
-    def __init__(self, root: Path, masters: int = 3) -> None:
+    With `replicas=1` each master gets one replica, every node runs with `appendonly yes`, and
+    `node_timeout` (ms) sets how long a master may be silent before its replica is promoted.
+    """
+
+    def __init__(
+        self, root: Path, masters: int = 3, replicas: int = 0, node_timeout: int = 2000
+    ) -> None:
         self.server, self.cli = require_redis7()
         self.root = root
-        self.ports = [cluster_port() for _ in range(masters)]
+        self.replicas = replicas
+        self.node_timeout = node_timeout
+        self.ports = [cluster_port() for _ in range(masters * (1 + replicas))]
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.by_port: dict[int, subprocess.Popen[bytes]] = {}
 
     @property
     def url(self) -> str:
@@ -78,16 +88,13 @@ class RedisCluster:
             home = self.root / str(port)
             home.mkdir(parents=True, exist_ok=True)
             with open(home / "redis.log", "wb") as log:
-                self.procs.append(
-                    subprocess.Popen(
-                        [
-                            self.server,
-                            *self._options(port, home),
-                        ],
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                    )
+                proc = subprocess.Popen(
+                    [self.server, *self._options(port, home)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                 )
+            self.procs.append(proc)
+            self.by_port[port] = proc
         for port in self.ports:
             self._wait(port, lambda out: out.strip() == "PONG", "PING")
         subprocess.run(
@@ -97,7 +104,7 @@ class RedisCluster:
                 "create",
                 *(f"127.0.0.1:{p}" for p in self.ports),
                 "--cluster-replicas",
-                "0",
+                str(self.replicas),
                 "--cluster-yes",
             ],
             check=True,
@@ -106,18 +113,25 @@ class RedisCluster:
         )
         for port in self.ports:
             self._wait(port, lambda out: "cluster_state:ok" in out, "CLUSTER", "INFO")
+        if self.replicas:  # every replica has finished its first sync
+            for port in self.ports:
+                self._wait(
+                    port,
+                    lambda out: "role:master" in out or "master_link_status:up" in out,
+                    "INFO",
+                    "replication",
+                )
 
-    @staticmethod
-    def _options(port: int, home: Path) -> list[str]:
+    def _options(self, port: int, home: Path) -> list[str]:
         options = {
             "port": str(port),
             "bind": "127.0.0.1",
             "dir": str(home),
             "cluster-enabled": "yes",
             "cluster-config-file": "nodes.conf",
-            "cluster-node-timeout": "2000",
+            "cluster-node-timeout": str(self.node_timeout),
             "save": "",
-            "appendonly": "no",
+            "appendonly": "yes" if self.replicas else "no",
         }
         return [arg for name, value in options.items() for arg in (f"--{name}", value)]
 
@@ -159,8 +173,47 @@ class RedisCluster:
         for port in (target, source, *(p for p in self.ports if p not in (source, target))):
             self.cli_run(port, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
 
+    def nodes(self, port: int) -> list[dict[str, str]]:
+        """CLUSTER NODES as seen from the node on `port`: id, port, role (master/slave),
+        master (the id a replica follows, else "-"), flags."""
+        rows = []
+        for line in self.cli_run(port, "CLUSTER", "NODES").splitlines():
+            node_id, address, flags, master = line.split()[:4]
+            role = "master" if "master" in flags.split(",") else "slave"
+            rows.append(
+                {
+                    "id": node_id,
+                    "port": address.split("@")[0].rsplit(":", 1)[1],
+                    "role": role,
+                    "master": master,
+                    "flags": flags,
+                }
+            )
+        return rows
+
+    def masters(self) -> list[int]:
+        """Ports of the masters now (as the first live node sees it)."""
+        port = next(p for p in self.ports if self.by_port[p].poll() is None)
+        return [
+            int(n["port"])
+            for n in self.nodes(port)
+            if n["role"] == "master" and "fail" not in n["flags"]
+        ]
+
+    def replica_of(self, master: int) -> int:
+        """The port of `master`'s replica."""
+        rows = self.nodes(master)
+        master_id = next(n["id"] for n in rows if int(n["port"]) == master)
+        return next(int(n["port"]) for n in rows if n["master"] == master_id)
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one node (a crashed host: nothing flushed, no goodbye to the cluster)."""
+        proc = self.by_port[port]
+        proc.kill()
+        proc.wait()
+
     def flushall(self) -> None:
-        for port in self.ports:
+        for port in self.masters() if self.replicas else self.ports:
             subprocess.run([self.cli, "-p", str(port), "FLUSHALL"], check=True, capture_output=True)
 
     def stop(self) -> None:
