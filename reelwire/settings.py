@@ -180,7 +180,9 @@ class Settings:
             port=reader.integer("PORT", 8080, 1, 65535),
             home=Path(reader.text("REELWIRE_HOME", ".reelwire")).expanduser().absolute(),
             database_url=reader.url("DATABASE_URL", ("postgres", "postgresql")),
-            redis_url=reader.url("REDIS_URL", ("redis", "rediss", "unix")),
+            redis_url=reader.url(
+                "REDIS_URL", ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+            ),
             jwt_secret_key=reader.secret("JWT_SECRET_KEY"),
             jwt_audience=reader.text("JWT_AUDIENCE", "reelwire-api"),
             access_token_minutes=reader.integer("ACCESS_TOKEN_EXPIRE_MINUTES", 15, 1, 24 * 60),

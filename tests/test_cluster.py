@@ -422,3 +422,20 @@ async def test_rate_limits_exact_across_processes_on_a_cluster(servers: Cluster)
 
     statuses = await asyncio.gather(*(get(i) for i in range(55)))
     assert statuses.count(200) == 40 and statuses.count(429) == 15
+
+
+@pytest.mark.timeout(60)
+async def test_a_redis_cluster_url_says_cluster_without_asking(
+    tmp_path: Path, backends: Backends, reset: None, redis_cluster: RedisCluster
+) -> None:
+    """`redis+cluster://` names one node and says "cluster": serve starts on it and is ready."""
+    url = redis_cluster.url.replace("redis://", "redis+cluster://", 1)
+    server = Server(tmp_path / "home", server_env(backends, redis_url=url))
+    try:
+        server.wait_healthy()
+        async with aiohttp.ClientSession() as http, http.get(f"{server.url}/readyz") as resp:
+            body = await resp.json()
+        assert resp.status == 200, body
+        assert body["checks"]["redis"] == "ok"
+    finally:
+        server.stop()
