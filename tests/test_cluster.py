@@ -7,6 +7,7 @@ are skipped loudly, and under CI=true that is a failure.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -439,3 +440,36 @@ async def test_a_redis_cluster_url_says_cluster_without_asking(
         assert body["checks"]["redis"] == "ok"
     finally:
         server.stop()
+
+
+async def test_a_dead_workers_job_is_taken_over_on_a_cluster(client: Any) -> None:
+    """A worker that claimed a job and died (no ack, no heartbeat) loses it after the lease: the
+    next worker's claim takes it over (XAUTOCLAIM on the queue's slot), and its presence lapses."""
+    queue = JobQueue(client, Outbox(), lease=1)
+    await queue.ensure_group()
+    await queue.enqueue("video", "orphan")
+    await queue.beat("doomed")
+    (job,) = await queue.claim("doomed", 1, 100)  # then "doomed" is killed: nothing more
+    assert await queue.claim("heir", 1, 100) == []  # its lease still runs
+    await asyncio.sleep(1.3)
+    taken = await queue.claim("heir", 1, 100)
+    assert [(j.target, j.kind) for j in taken] == [(job.target, job.kind)]
+    assert await queue.live_workers() == 0  # the dead one's presence lapsed too
+    await queue.ack(taken[0])
+    assert await queue.backlog() == 0
+
+
+async def test_a_dead_processes_viewers_lapse_on_a_cluster(client: Any) -> None:
+    """Presence heals: a process that stops reporting (killed) drops out of the total after its
+    share's time to live, while the live one keeps its share."""
+    channel, _ = channels_on_two_shards(client)
+    alive, dead = Presence(client, "alive", 1), Presence(client, "dead", 1)
+    assert await alive.report({channel: 2}) == {channel: 2}
+    assert await dead.report({channel: 5}) == {channel: 7}
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        await alive.report({channel: 2})  # the live process refreshes its share
+        if await alive.total(channel) == 2:
+            break
+        await asyncio.sleep(0.2)
+    assert await alive.total(channel) == 2
