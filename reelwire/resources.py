@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +16,8 @@ from typing import Any, cast
 
 import asyncpg
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from cache.rate_limits import RateLimiter
 from cache.reads import ClipFeedCache, ProfileCache, VideoCache
@@ -82,14 +83,48 @@ class TimedRedis(aioredis.Redis):
 
 
 class TimedRedisCluster(RedisCluster):
-    """redis-py's cluster client, timed the same way."""
+    """redis-py's cluster client, timed the same way.
+
+    During a failover its connection to the failed master can be torn down by one task while
+    another is sending on it, which surfaces as an AttributeError or a RuntimeError (the
+    connection's writer or transport is gone) instead of a connection error; it is turned into
+    the connection error it is, so the rest of Reelwire treats it as Redis being away (writes
+    held in the outbox, 503), not as a bug that answers 500 or drops a held write."""
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         try:
-            return await super().execute_command(*args, **kwargs)
+            with _torn_connection_is_a_connection_error():
+                return await super().execute_command(*args, **kwargs)
         finally:
             _timed(args[0], started)
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)  # refused by redis-py, as it says
+        return _ClusterPipeline(self, transaction)  # type: ignore[abstract]
+
+
+class _ClusterPipeline(ClusterPipeline):
+    """The cluster client's pipeline, with the same translation of a torn connection."""
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        with _torn_connection_is_a_connection_error():
+            return await super().execute(raise_on_error, allow_redirections)
+
+
+@contextlib.contextmanager
+def _torn_connection_is_a_connection_error() -> Iterator[None]:
+    # Seen in failover tests: AttributeError "'NoneType' object has no attribute 'writelines'"
+    # (the writer already dropped) and RuntimeError "unable to perform operation on
+    # <TCPTransport closed=True ...>; the handler is closed" (uvloop's transport closed).
+    try:
+        yield
+    except (AttributeError, RuntimeError) as exc:
+        text = str(exc)
+        if "NoneType" not in text and "closed" not in text:
+            raise
+        raise RedisConnectionError(f"connection closed while in use ({exc})") from exc
 
 
 @contextlib.asynccontextmanager
