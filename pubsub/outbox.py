@@ -45,6 +45,7 @@ REDIS_DOWN: tuple[type[BaseException], ...] = (
 LIMIT = 10_000
 PROBE_SECONDS = 0.5
 RETRY_CAP_SECONDS = 1.0
+UNEXPECTED_ATTEMPTS = 5  # a held write failing otherwise than "Redis is away" is tried this often
 
 
 class Outbox:
@@ -127,6 +128,7 @@ class Outbox:
 
     async def _drain(self) -> None:
         delay = 0.1
+        surprises = 0  # failures of the head write that do not say "Redis is away"
         while self._held:
             try:
                 await self._held[0]()
@@ -135,9 +137,19 @@ class Outbox:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_CAP_SECONDS)
                 continue
-            except Exception:
-                logger.exception("a held Redis write failed for good; dropped")
+            except Exception as exc:
+                # Perhaps a client library's own way of saying a connection broke; perhaps a
+                # write that can never succeed. Try again a few times before giving it up, so
+                # one odd error costs no event, and one bad write cannot hold the rest for ever.
+                surprises += 1
+                if surprises < UNEXPECTED_ATTEMPTS:
+                    logger.warning("a held Redis write failed (%r); trying it again", exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RETRY_CAP_SECONDS)
+                    continue
+                logger.exception("a held Redis write failed %d times; dropped", surprises)
             self._held.popleft()
+            surprises = 0
             delay = 0.1
         logger.info("held Redis writes done")
         self._answered()
