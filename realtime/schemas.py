@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from reelwire.domain.schemas.clips import ClipOut
 from reelwire.domain.schemas.comments import CommentBody, CommentOut
 from reelwire.domain.schemas.common import ErrorBody, Input
+from reelwire.domain.schemas.users import FollowerCard
 from reelwire.domain.schemas.videos import ReactionBody, ViewBody
 
 MessageId = int | str | None
@@ -253,17 +254,6 @@ class ClipFeedMessage(Event):
     clip: ClipOut | ClipGone = Field(
         description="The whole clip when added or updated, its ids otherwise"
     )
-
-
-class FollowerCard(BaseModel):
-    """Who followed."""
-
-    id: str
-    username: str
-    display_name: str
-    avatar_url: str
-    verified: bool
-    follower_count: int
 
 
 class NewFollowerMessage(Event):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -27,7 +26,6 @@ from http_api.middlewares import (
 )
 from http_api.routes import setup_routes
 from http_api.uploads import setup_drain
-from pubsub import keys
 from realtime.endpoint import HUB, setup_realtime
 from reelwire import resources
 from reelwire.appkeys import BLOBS, DB, EXECUTOR, REDIS, SERVICES, SETTINGS
@@ -195,16 +193,7 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
         db_pool_max.set(pool.get_max_size())
 
     async def read_queue() -> tuple[float, float]:
-        depth = await ctx.jobs.backlog()
-        queue_keys = getattr(ctx.jobs, "keys", None)  # tagged names on a Redis Cluster
-        stream = queue_keys.stream if queue_keys is not None else keys.TRANSCODE_STREAM
-        oldest = await ctx.redis.xrange(stream, count=1)  # read-only: the oldest entry
-        if not oldest:
-            return depth, 0.0
-        first_id = oldest[0][0]
-        first_id = first_id.decode() if isinstance(first_id, bytes) else str(first_id)
-        added_ms = int(first_id.split("-", 1)[0])
-        return depth, max(0.0, time.time() - added_ms / 1000)
+        return await ctx.jobs.backlog(), await ctx.jobs.oldest_age()
 
     app[SAMPLE] = sample
     app[QUEUE_READ] = read_queue

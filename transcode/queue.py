@@ -182,6 +182,15 @@ class JobQueue:
             queued, delayed = await pipe.execute()
         return int(queued) + int(delayed)
 
+    async def oldest_age(self) -> float:
+        """Seconds since the oldest job still in the stream was queued (0 when none is)."""
+        oldest = await self.redis.xrange(self.keys.stream, count=1)
+        if not oldest:
+            return 0.0
+        first_id = oldest[0][0]
+        first_id = first_id.decode() if isinstance(first_id, bytes) else str(first_id)
+        return max(0.0, time.time() - int(first_id.split("-", 1)[0]) / 1000)
+
     async def ack(self, job: Job) -> None:
         """The job is done (successfully or for good)."""
         async with self.redis.pipeline(transaction=True) as pipe:

@@ -204,8 +204,8 @@ class AccountStateOut(BaseModel):
     disabled: bool
 
 
-class FollowEntry(BaseModel):
-    """One row of a followers/following list."""
+class FollowerCard(BaseModel):
+    """Who followed."""
 
     id: str
     username: str
@@ -213,6 +213,11 @@ class FollowEntry(BaseModel):
     avatar_url: str
     verified: bool
     follower_count: int
+
+
+class FollowEntry(FollowerCard):
+    """One row of a followers/following list."""
+
     followed_at: str
 
 
