@@ -42,6 +42,8 @@ _DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 class ChannelSubscriber:
     """Reference-counted subscriptions over one connection, read by one task."""
 
+    sharded = False  # SUBSCRIBE/PUBLISH channel names; the cluster subclass uses shard ones
+
     def __new__(cls, client: Any, on_message: OnMessage, on_reconnect: OnReconnect) -> Any:
         # A cluster client gets the sharded subscriber, without its callers having to choose.
         if cls is ChannelSubscriber and is_cluster(client):
@@ -83,16 +85,15 @@ class ChannelSubscriber:
         """Count one more local interest; return once the Redis subscription is confirmed."""
         count = self._refs.get(channel, 0)
         self._refs[channel] = count + 1
-        name = keys.redis_channel(channel).encode()
+        name = keys.redis_channel(channel, self.sharded).encode()
         waiter = self._confirmed.get(name)
         if count == 0 or waiter is not None:
             if waiter is None:
                 waiter = asyncio.get_running_loop().create_future()
                 self._confirmed[name] = waiter
                 if self._connected.is_set():
-                    with contextlib.suppress(*_DOWN):
-                        await self._send("SUBSCRIBE", name)
-                # else: the reader subscribes to everything wanted when it (re)connects
+                    await self._subscribe_now(name)
+                # else: subscribed with everything wanted when the connection comes (back)
             try:
                 await asyncio.wait_for(asyncio.shield(waiter), timeout)
             except BaseException:
@@ -106,7 +107,7 @@ class ChannelSubscriber:
             self._refs[channel] = count - 1
             return
         self._refs.pop(channel, None)
-        name = keys.redis_channel(channel).encode()
+        name = keys.redis_channel(channel, self.sharded).encode()
         waiter = self._confirmed.pop(name, None)
         if waiter is not None and not waiter.done():
             waiter.cancel()
@@ -114,6 +115,10 @@ class ChannelSubscriber:
             task = asyncio.create_task(self._unsubscribe(name))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
+
+    async def _subscribe_now(self, name: bytes) -> None:
+        with contextlib.suppress(*_DOWN):
+            await self._send("SUBSCRIBE", name)
 
     async def _unsubscribe(self, name: bytes) -> None:
         if keys.channel_of(name) in self._refs:
@@ -243,6 +248,8 @@ class _Shard:
 class ShardedChannelSubscriber(ChannelSubscriber):
     """Sharded pub/sub on a Redis Cluster: a connection per master with wanted channels."""
 
+    sharded = True
+
     def __init__(
         self, client: aioredis.Redis, on_message: OnMessage, on_reconnect: OnReconnect
     ) -> None:
@@ -262,40 +269,8 @@ class ShardedChannelSubscriber(ChannelSubscriber):
                 await self._task
         await self._close_all()
 
-    async def acquire(self, channel: str, timeout: float = 10.0) -> None:
-        """Count one more local interest; return once the owning shard confirmed it."""
-        count = self._refs.get(channel, 0)
-        self._refs[channel] = count + 1
-        name = keys.redis_channel(channel, True).encode()
-        waiter = self._confirmed.get(name)
-        if count == 0 or waiter is not None:
-            if waiter is None:
-                waiter = asyncio.get_running_loop().create_future()
-                self._confirmed[name] = waiter
-                if self._connected.is_set():
-                    await self._subscribe(name)
-                # else: subscribed with everything wanted when the shards (re)connect
-            try:
-                await asyncio.wait_for(asyncio.shield(waiter), timeout)
-            except BaseException:
-                self.release(channel)
-                raise
-
-    def release(self, channel: str) -> None:
-        """Drop one local interest; unsubscribe on its shard when it was the last."""
-        count = self._refs.get(channel, 0)
-        if count > 1:
-            self._refs[channel] = count - 1
-            return
-        self._refs.pop(channel, None)
-        name = keys.redis_channel(channel, True).encode()
-        waiter = self._confirmed.pop(name, None)
-        if waiter is not None and not waiter.done():
-            waiter.cancel()
-        if self._connected.is_set():
-            task = asyncio.create_task(self._unsubscribe(name))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+    async def _subscribe_now(self, name: bytes) -> None:
+        await self._subscribe(name)
 
     async def _unsubscribe(self, name: bytes) -> None:
         if keys.channel_of(name) in self._refs:
