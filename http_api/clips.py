@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from http_api.routing import Call, RouteTable
+from http_api.routing import Call, RouteTable, page_of
 from http_api.uploads import receive_form, validate_fields
 from reelwire.domain import clips, media
 from reelwire.domain.errors import Forbidden, Unauthorized, ValidationFailed
@@ -23,7 +23,7 @@ from reelwire.domain.schemas.clips import (
     FollowedClipsQuery,
     UserClipsOut,
 )
-from reelwire.domain.schemas.common import MessageOut, parse_uuid
+from reelwire.domain.schemas.common import MessageOut, PageQuery, parse_uuid
 
 routes = RouteTable()
 
@@ -149,13 +149,14 @@ async def view_clip(call: Call[Any]) -> dict[str, Any]:
     tag="clips",
     unauthorized="Unauthorized",
     auth="required",
+    query=PageQuery,
     response=ClipViewersOut,
-    errors=(401, 403, 404),
+    errors=(400, 401, 403, 404),
 )
 async def clip_viewers(call: Call[Any]) -> dict[str, Any]:
-    """Who viewed your clip (owner only)."""
+    """Who viewed your clip (owner only), newest first, by `page` or `cursor`."""
     clip_id = call.path_uuid("clip_id", message=clips.CLIP_NOT_FOUND)
-    return await clips.viewers(call.services, call.user, clip_id)
+    return await clips.viewers(call.services, call.user, clip_id, page_of(call.query))
 
 
 @routes.post(

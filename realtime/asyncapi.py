@@ -52,8 +52,8 @@ _CHANNEL_KEYS = {"video:{video_id}": "video", "user:{user_id}": "user", "feed:cl
 _CHANNEL_TEXT = {
     "video": "A video's counters, comments and processing status. Anyone who may see the video "
     "(a private one answers NOT_FOUND to others).",
-    "user": "One user's own events (processing progress, followers, notifications). That user "
-    "only: FORBIDDEN to others, UNAUTHORIZED to anonymous sockets.",
+    "user": "One user's own events (processing progress, followers, views of their clips, "
+    "notifications). That user only: FORBIDDEN to others, UNAUTHORIZED to anonymous sockets.",
     "clipFeed": "Clips of everyone the user follows; a follow or unfollow while connected "
     "adjusts it. Authenticated sockets only; it has no single offset, so `since` always answers "
     "`recovered: false`.",

@@ -264,6 +264,19 @@ class NewFollowerMessage(Event):
     follower_count: int = Field(description="The user's followers now")
 
 
+class ClipViewedMessage(Event):
+    """Someone viewed one of the user's clips: sent once per viewer, as the view is counted (a
+    repeat view and the owner's own are not counted and send nothing)."""
+
+    type: Literal["clip_viewed"]
+    clip_id: str
+    viewer: FollowerCard = Field(description="Who viewed (the card `new_follower` carries)")
+    viewed_at: str = Field(description="When, as GET /api/clips/{clip_id}/viewers gives it")
+    view_count: int = Field(
+        description="The clip's views now; only grows, so of two the larger is newer"
+    )
+
+
 class NotificationMessage(Event):
     """Something for this user only; `kind` says what (`clip_reaction`: someone reacted to
     your clip with `emoji`)."""
@@ -315,6 +328,7 @@ SERVER_MESSAGES: dict[str, type[ServerMessage]] = {
         ProcessingMessage,
         ClipFeedMessage,
         NewFollowerMessage,
+        ClipViewedMessage,
         NotificationMessage,
     )
 }
@@ -339,6 +353,6 @@ CHANNELS: dict[str, tuple[str, ...]] = {
         "comment_deleted",
         "processing",
     ),
-    "user:{user_id}": ("processing", "new_follower", "notification"),
+    "user:{user_id}": ("processing", "new_follower", "clip_viewed", "notification"),
     "feed:clips": ("clip_feed",),
 }

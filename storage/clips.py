@@ -63,33 +63,53 @@ async def followed_clips(
     )
 
 
-async def record_view(conn: asyncpg.Connection, clip_id: UUID, viewer: UUID) -> tuple[bool, int]:
-    """Count `viewer` once on a live clip; (whether this view was new, the clip's count)."""
-    new = await conn.fetchval(
+async def record_view(
+    conn: asyncpg.Connection, clip_id: UUID, viewer: UUID
+) -> tuple[datetime | None, int]:
+    """Count `viewer` once on a live clip; (when they viewed, if this view was new, else None;
+    the clip's count)."""
+    viewed_at = await conn.fetchval(
         """INSERT INTO clip_views (clip_id, viewer_id) VALUES ($1, $2)
-           ON CONFLICT DO NOTHING RETURNING true""",
+           ON CONFLICT DO NOTHING RETURNING viewed_at""",
         clip_id,
         viewer,
     )
-    if new:
+    if viewed_at is not None:
         count = await conn.fetchval(
             "UPDATE clips SET view_count = view_count + 1 WHERE id = $1 RETURNING view_count",
             clip_id,
         )
     else:
         count = await conn.fetchval("SELECT view_count FROM clips WHERE id = $1", clip_id)
-    return bool(new), int(count)
+    return viewed_at, int(count)
 
 
-async def viewers(conn: asyncpg.Connection, clip_id: UUID, limit: int) -> list[asyncpg.Record]:
-    """Who viewed a clip, latest first."""
+async def viewers(
+    conn: asyncpg.Connection,
+    clip_id: UUID,
+    *,
+    limit: int,
+    offset: int = 0,
+    after: tuple[datetime, UUID] | None = None,
+) -> list[asyncpg.Record]:
+    """One page of who viewed a clip, latest first; keyset (viewed_at, viewer) when `after` is
+    given, so views arriving meanwhile (all newer) neither repeat nor shift a row."""
+    keyset = "AND (cv.viewed_at, cv.viewer_id) < ($3, $4)" if after else ""
+    args: list[object] = [clip_id, limit]
+    if after:
+        args += [after[0], after[1]]
+    else:
+        args.append(offset)
+    offset_sql = "" if after else "OFFSET $3"
     return await db.fetch(
         conn,
-        """SELECT u.id, u.username, u.display_name, u.avatar_url, cv.viewed_at
-           FROM clip_views cv JOIN users u ON u.id = cv.viewer_id
-           WHERE cv.clip_id = $1 ORDER BY cv.viewed_at DESC, u.id LIMIT $2""",
-        clip_id,
-        limit,
+        f"""SELECT u.id, u.username, u.display_name, u.avatar_url, u.verified,
+                   u.follower_count, cv.viewed_at
+            FROM clip_views cv JOIN users u ON u.id = cv.viewer_id
+            WHERE cv.clip_id = $1 {keyset}
+            ORDER BY cv.viewed_at DESC, cv.viewer_id DESC
+            LIMIT $2 {offset_sql}""",
+        *args,
     )
 
 

@@ -323,6 +323,7 @@ async def test_a_followers_stories_bar_shows_a_new_story_live(
     follower = await rig.page(phone=True)
     await sign_up(follower, "fan")
     creator_id = await creator.evaluate("() => window.reelwire.api.currentUser().id")
+    fan_id = await follower.evaluate("() => window.reelwire.api.currentUser().id")
 
     await follower.goto(f"{rig.app_origin}/#/u/{creator_id}")
     await follower.click(tid("follow-button"))
@@ -345,19 +346,30 @@ async def test_a_followers_stories_bar_shows_a_new_story_live(
     story = follower.locator(f'{tid("story-item")}[data-user-id="{creator_id}"]')
     await story.first.wait_for(timeout=10_000)
     await rig.shot(follower, "home-stories")
+
+    # The creator has the story open, no views yet; the follower opens it and the creator's
+    # count and list show them as it happens (an image story stays up for 5 s).
+    await creator.wait_for_selector(f'{tid("connection-status")}[data-state="open"]')
+    await creator.locator(f'{tid("story-item")}[data-own="true"]').first.click()
+    await creator.wait_for_selector(f'{tid("story-view-count")}[data-value="0"]')
     await story.first.click()
+    fan = f'{tid("story-viewer-item")}[data-user-id="{fan_id}"]'
+    await creator.wait_for_selector(f'{tid("story-view-count")}[data-value="1"]', timeout=4_000)
+    assert await text_of(creator, "story-view-count") == "1 view"
+    assert await creator.locator(fan).count() == 1
+    await rig.shot(creator, "story-owner-viewers")
+
     await follower.wait_for_selector(tid("story-viewer"))
     await follower.wait_for_selector(tid("story-image"), timeout=15_000)
     await follower.click(f"{tid('story-react')} >> nth=0")
     await rig.shot(follower, "story-viewer")
     await follower.click(tid("story-close"))
 
-    # The creator sees who watched.
+    # Opened again later, the creator's story lists who watched.
     await creator.goto(f"{rig.app_origin}/#/")
     await creator.locator(f'{tid("story-item")}[data-own="true"]').first.click()
     await creator.wait_for_selector(tid("story-viewer-item"), timeout=10_000)
     assert await creator.locator(tid("story-viewer-item")).count() == 1
-    await rig.shot(creator, "story-owner-viewers")
 
     # Unfollow, also a cross-origin write.
     await follower.goto(f"{rig.app_origin}/#/u/{creator_id}")

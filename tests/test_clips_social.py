@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
+from uuid import UUID
 
 import aiohttp
 import asyncpg
+import pytest
 
+from realtime.schemas import ClipViewedMessage
 from reelwire.domain.schemas.clips import ClipReactionsOut, ClipsOut, ClipViewersOut, UserClipsOut
 from tests.conftest import Api, Catalog, MakeApi
+from tests.wsclient import Socket
 
 
 async def test_user_and_followed_clips(api: Api, catalog: Catalog) -> None:
@@ -167,3 +172,95 @@ async def test_the_stories_apis_error_messages(api: Api, catalog: Catalog) -> No
         resp = await api.client.request(method, path)
         assert resp.status == 401
         assert (await resp.json())["error"]["message"] == "Unauthorized"
+
+
+async def test_the_owner_sees_each_new_viewer_live(api: Api, catalog: Catalog) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    carol = await api.register("carol")
+    dave = await api.register("dave")
+    clip = await catalog.clip(alice["id"])
+    owner = await Socket.open(api.client, headers=api.auth(alice["token"]))
+    assert (await owner.subscribe(f"user:{alice['id']}"))["type"] == "subscribed"
+
+    async def view(user: dict[str, Any]) -> None:
+        resp = await api.client.post(f"/api/clips/{clip}/view", headers=api.auth(user["token"]))
+        assert resp.status == 200, await resp.text()
+
+    seen = []
+    for count, viewer in enumerate((bob, carol), start=1):
+        await view(viewer)
+        event = ClipViewedMessage.model_validate(await owner.expect("clip_viewed"))
+        assert (event.clip_id, event.viewer.id, event.view_count) == (clip, viewer["id"], count)
+        assert event.viewer.username == viewer["user"]["username"]
+        seen.append(event)
+
+    # The event is the viewer list's row: the same card, the same time.
+    resp = await api.client.get(f"/api/clips/{clip}/viewers", headers=api.auth(alice["token"]))
+    rows = (await resp.json())["viewers"]
+    assert rows == [{**e.viewer.model_dump(), "viewed_at": e.viewed_at} for e in reversed(seen)]
+
+    # A repeat view and the owner's own view are not counted and send nothing...
+    await view(bob)
+    await view(alice)
+    with pytest.raises(TimeoutError):
+        await owner.receive(timeout=0.3)
+    # ...and the next counted view is the very next event on the channel (no offset between).
+    await view(dave)
+    event = ClipViewedMessage.model_validate(await owner.receive())
+    assert (event.viewer.id, event.view_count) == (dave["id"], 3)
+    assert event.offset == seen[-1].offset + 1
+    await owner.close()
+
+
+async def test_viewers_page_newest_first_by_cursor_while_views_arrive(
+    api: Api, catalog: Catalog, db: asyncpg.Connection
+) -> None:
+    alice = await api.register()
+    clip = await catalog.clip(alice["id"])
+    viewers = [await api.register() for _ in range(25)]
+    for viewer in viewers:
+        resp = await api.client.post(f"/api/clips/{clip}/view", headers=api.auth(viewer["token"]))
+        assert (await resp.json())["counted"]
+    # Ties on viewed_at across a page boundary: the viewer's id orders them.
+    await db.execute(
+        "UPDATE clip_views SET viewed_at = now() - interval '1 hour' "
+        "WHERE clip_id = $1 AND viewer_id = ANY($2::uuid[])",
+        UUID(clip),
+        [UUID(v["id"]) for v in viewers[12:18]],
+    )
+    stored = await db.fetch(
+        "SELECT viewer_id, viewed_at FROM clip_views WHERE clip_id = $1", UUID(clip)
+    )
+    newest_first = [
+        str(r["viewer_id"])
+        for r in sorted(stored, key=lambda r: (r["viewed_at"], r["viewer_id"]), reverse=True)
+    ]
+    headers = api.auth(alice["token"])
+    url = f"/api/clips/{clip}/viewers?limit=10"
+
+    page = await (await api.client.get(url, headers=headers)).json()
+    ClipViewersOut.model_validate(page)
+    assert page["view_count"] == 25 and page["pagination"]["total_items"] == 25
+    got = [v["id"] for v in page["viewers"]]
+    # A view arriving mid-paging is newer than the cursor: it neither repeats nor shifts a row.
+    late = await api.register()
+    await api.client.post(f"/api/clips/{clip}/view", headers=api.auth(late["token"]))
+    sizes = [len(got)]
+    while page["next_cursor"]:
+        resp = await api.client.get(f"{url}&cursor={page['next_cursor']}", headers=headers)
+        page = await resp.json()
+        assert resp.status == 200, page
+        assert page["pagination"]["current_page"] is None
+        got += [v["id"] for v in page["viewers"]]
+        sizes.append(len(page["viewers"]))
+    assert got == newest_first and sizes == [10, 10, 5]
+
+    first = await (await api.client.get(url, headers=headers)).json()
+    assert first["view_count"] == 26 and first["viewers"][0]["id"] == late["id"]
+    numbered = await (await api.client.get(f"{url}&page=3", headers=headers)).json()
+    assert [v["id"] for v in numbered["viewers"]] == newest_first[19:]  # the late view shifts it
+    for query, field in (("cursor=garbage!!", "cursor"), ("limit=51", "limit")):
+        resp = await api.client.get(f"/api/clips/{clip}/viewers?{query}", headers=headers)
+        assert resp.status == 400
+        assert field in (await resp.json())["error"]["field_errors"]

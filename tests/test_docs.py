@@ -116,6 +116,8 @@ async def test_asyncapi_is_generated_from_the_message_models(api: Api) -> None:
 
     addresses = {channel["address"] for channel in doc["channels"].values()}
     assert {"video:{video_id}", "user:{user_id}", "feed:clips"} <= addresses
+    user_events = set(doc["channels"]["user"]["messages"])
+    assert {"new_follower", "clip_viewed", "notification"} <= user_events
     messages = doc["components"]["messages"]
     # Every type the server's code can put on a socket is documented.
     sent = set()
@@ -178,6 +180,9 @@ async def test_what_a_live_socket_sends_matches_its_schema(api: Api, catalog: Ca
     check(await mine.subscribe(f"user:{owner['id']}"))
     await api.client.post(f"/api/users/{owner['id']}/follow", headers=api.auth(fan["token"]))
     seen.add(check(await mine.expect("new_follower")))
+    clip = await catalog.clip(owner["id"])
+    await api.client.post(f"/api/clips/{clip}/view", headers=api.auth(fan["token"]))
+    seen.add(check(await mine.expect("clip_viewed")))
     assert seen >= {
         "welcome",
         "pong",
@@ -188,4 +193,5 @@ async def test_what_a_live_socket_sends_matches_its_schema(api: Api, catalog: Ca
         "new_comment",
         "unsubscribed",
         "new_follower",
+        "clip_viewed",
     }

@@ -14,7 +14,8 @@
 //   stories:  stories-bar, story-item (data-clip-id, data-user-id, data-own), story-add,
 //             story-viewer (dialog), story-image, story-video, story-caption, story-author,
 //             story-close, story-next, story-prev, story-react (data-emoji), story-reactions,
-//             story-viewers (owner only), story-viewer-item, story-view-count, story-delete,
+//             story-viewers (owner only), story-viewer-item (data-user-id),
+//             story-view-count (data-value), story-viewers-more, story-delete,
 //             story-upload-form, story-file, story-caption-input, story-submit,
 //             story-upload-progress, story-upload-error, story-cancel
 //   watch:    watch-page (data-video-id), video-player (the <video>), player-status,

@@ -35,6 +35,7 @@ function channelsFor(msg, user) {
     case 'clip_feed':
       return ['feed:clips'];
     case 'new_follower':
+    case 'clip_viewed':
     case 'notification':
       return user ? [`user:${user}`] : [];
     default:

@@ -16,6 +16,7 @@ import orjson
 from reelwire.domain import events, media, media_access, present
 from reelwire.domain.context import Principal, Services
 from reelwire.domain.errors import Forbidden, NotFound, ValidationFailed
+from reelwire.domain.paging import PageRequest, decode_time_cursor, next_cursor, pagination
 from storage import blob_keys
 from storage import clips as clip_rows
 from storage import follows as follow_rows
@@ -253,39 +254,52 @@ async def cleanup_expired(ctx: Services) -> dict[str, Any]:
 
 
 async def view(ctx: Services, principal: Principal, clip_id: UUID) -> dict[str, Any]:
-    """Record that the caller saw a clip: once per viewer, and the owner's own views not at all."""
+    """Record that the caller saw a clip: once per viewer, and the owner's own views not at all.
+    A counted view tells the owner (`clip_viewed`)."""
     async with ctx.db.acquire() as conn, conn.transaction():
         row = await clip_rows.get_active(conn, clip_id)
         if row is None:
             raise NotFound(CLIP_NOT_FOUND)
         if row["user_id"] == principal.user_id:
             return {"counted": False, "view_count": row["view_count"]}
-        counted, count = await clip_rows.record_view(conn, clip_id, principal.user_id)
-    return {"counted": counted, "view_count": count}
+        viewed_at, count = await clip_rows.record_view(conn, clip_id, principal.user_id)
+        if viewed_at is not None:
+            viewer = await user_rows.get_public(conn, principal.user_id)
+    if viewed_at is not None:
+        assert viewer is not None
+        await events.clip_viewed(
+            ctx,
+            row["user_id"],
+            clip_id,
+            present.user_card(viewer),
+            present.iso(viewed_at),
+            count,
+        )
+    return {"counted": viewed_at is not None, "view_count": count}
 
 
-async def viewers(ctx: Services, principal: Principal, clip_id: UUID) -> dict[str, Any]:
-    """Who saw your clip (the owner only)."""
+async def viewers(
+    ctx: Services, principal: Principal, clip_id: UUID, page: PageRequest
+) -> dict[str, Any]:
+    """Who saw your clip (the owner only), newest first, by page or by cursor."""
     async with ctx.db.acquire() as conn:
         row = await clip_rows.get_active(conn, clip_id)
         if row is None:
             raise NotFound(CLIP_NOT_FOUND)
         if row["user_id"] != principal.user_id:
             raise Forbidden("Only the clip's owner can see who viewed it")
-        rows = await clip_rows.viewers(conn, clip_id, limit=1000)
+        after = decode_time_cursor(page.cursor) if page.cursor else None
+        rows = await clip_rows.viewers(
+            conn, clip_id, limit=page.limit, offset=page.offset, after=after
+        )
     return {
         "clip_id": str(clip_id),
         "view_count": row["view_count"],
         "viewers": [
-            {
-                "id": str(r["id"]),
-                "username": r["username"],
-                "display_name": r["display_name"],
-                "avatar_url": r["avatar_url"] or present.DEFAULT_AVATAR_URL,
-                "viewed_at": present.iso(r["viewed_at"]),
-            }
-            for r in rows
+            {**present.user_card(r), "viewed_at": present.iso(r["viewed_at"])} for r in rows
         ],
+        "pagination": pagination(page, row["view_count"], len(rows)),
+        "next_cursor": next_cursor(rows, page, "viewed_at"),
     }
 
 

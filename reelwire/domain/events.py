@@ -103,6 +103,26 @@ async def new_follower(
     await ctx.bus.publish(keys.user_channel(followed), event)
 
 
+async def clip_viewed(
+    ctx: Services,
+    owner: UUID,
+    clip_id: UUID,
+    viewer: dict[str, Any],
+    viewed_at: str | None,
+    view_count: int,
+) -> None:
+    """Someone viewed `owner`'s clip for the first time (`view_count` only grows: the largest
+    wins when two commits publish out of order)."""
+    event = {
+        "type": "clip_viewed",
+        "clip_id": str(clip_id),
+        "viewer": viewer,
+        "viewed_at": viewed_at,
+        "view_count": view_count,
+    }
+    await ctx.bus.publish(keys.user_channel(owner), event)
+
+
 async def notification(ctx: Services, user_id: UUID, kind: str, data: dict[str, Any]) -> None:
     """A notification for one user (a clip reaction, ...)."""
     event = {"type": "notification", "kind": kind, **data}

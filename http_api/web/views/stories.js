@@ -1,5 +1,6 @@
 // Stories: followed users' 24-hour clips in a bar (live from feed:clips), a viewer that records
-// views and takes emoji reactions (the owner sees who watched), and "add a story".
+// views and takes emoji reactions (the owner sees who watched, live from clip_viewed on
+// user:<me>), and "add a story".
 
 import * as api from '../api.js';
 import { mediaUrl } from '../config.js';
@@ -9,6 +10,7 @@ import { h, clear, ago, field, showFormError, toast } from '../ui.js';
 
 const EMOJIS = ['❤️', '😂', '😮', '😢', '👏', '🔥'];
 const IMAGE_SECONDS = 5;
+const VIEWERS_PAGE = 20;
 
 function clipImage(clip) {
   if (clip.thumbnail_url) return mediaUrl(clip.thumbnail_url);
@@ -111,6 +113,18 @@ export function storiesBar() {
     onSubscribed() { load(); },
   });
 
+  // Who is watching your own story, as they watch.
+  const unsubscribeViews = me ? realtime.subscribe(`user:${me.id}`, {
+    onEvent(msg) {
+      const audience = viewer && viewer.audience;
+      if (msg.type === 'clip_viewed' && msg.viewer && audience && audience.clip.id === msg.clip_id) {
+        addViewer(audience, msg);
+      }
+    },
+    // Views were missed: read the list again.
+    onReset() { if (viewer && viewer.audience) loadViewers(viewer.audience); },
+  }) : () => {};
+
   draw();
   load();
 
@@ -120,6 +134,7 @@ export function storiesBar() {
       destroyed = true;
       clearTimeout(pollTimer);
       unsubscribe();
+      unsubscribeViews();
       closeViewer();
       closeUpload();
     },
@@ -269,6 +284,7 @@ export function storiesBar() {
     clear(viewer.ownerPanel);
     viewer.reactRow.hidden = !!mine; // you do not react to your own story
     viewer.backdrop.dataset.clipId = clip.id;
+    viewer.audience = null;
 
     const advanceAfter = (seconds) => {
       current.style.transition = `width ${seconds}s linear`;
@@ -315,7 +331,7 @@ export function storiesBar() {
         type: 'button', class: 'btn btn-ghost story-delete', testid: 'story-delete',
         onclick: () => deleteClip(clip),
       }, 'Delete story'));
-      loadViewers(clip);
+      showAudience(clip);
     } else {
       api.post(`/api/clips/${clip.id}/view`, undefined, { auth: 'required' }).catch(() => {});
     }
@@ -333,20 +349,76 @@ export function storiesBar() {
     }
   }
 
-  async function loadViewers(clip) {
-    const panel = viewer.ownerPanel;
+  // Your story's viewers: newest first, a page at a time, and each new one as it arrives.
+  function showAudience(clip) {
+    const audience = {
+      clip,
+      views: 0,
+      ids: new Set(),
+      cursor: null,
+      loading: true, // events that arrive meanwhile wait in `early`
+      early: [],
+      count: h('p', { class: 'story-views', testid: 'story-view-count', 'aria-live': 'polite' }),
+      list: h('ul', { class: 'story-viewers', testid: 'story-viewers', 'aria-label': 'Who viewed your story' }),
+      more: h('button', {
+        type: 'button', class: 'btn btn-ghost story-more', testid: 'story-viewers-more', hidden: true,
+        onclick: () => loadViewers(audience, audience.cursor),
+      }, 'More viewers'),
+    };
+    viewer.audience = audience;
+    viewer.ownerPanel.append(audience.count, audience.list, audience.more);
+    setViews(audience, clip.view_count || 0);
+    loadViewers(audience);
+  }
+
+  function setViews(audience, n) {
+    audience.views = Math.max(audience.views, n); // counts only grow: the larger is newer
+    audience.count.textContent = `${audience.views} ${audience.views === 1 ? 'view' : 'views'}`;
+    audience.count.dataset.value = String(audience.views);
+  }
+
+  function viewerRow(v) {
+    return h('li', { testid: 'story-viewer-item', dataset: { userId: v.id } },
+      h('a', { href: `#/u/${v.id}`, onclick: () => closeViewer() }, v.display_name || v.username),
+      h('span', { class: 'muted' }, ` ${ago(v.viewed_at)}`));
+  }
+
+  function addViewer(audience, msg) {
+    if (audience.loading) { audience.early.push(msg); return; }
+    setViews(audience, msg.view_count);
+    if (audience.ids.has(msg.viewer.id)) return;
+    audience.ids.add(msg.viewer.id);
+    audience.list.prepend(viewerRow({ ...msg.viewer, viewed_at: msg.viewed_at }));
+  }
+
+  /** The first page (cursor null: the list starts over) or the page after `cursor`. */
+  async function loadViewers(audience, cursor = null) {
+    const more = cursor ? `&cursor=${encodeURIComponent(cursor)}` : '';
+    if (!cursor) audience.loading = true;
+    audience.more.disabled = true;
     try {
-      const body = await api.get(`/api/clips/${clip.id}/viewers`, { auth: 'required' });
-      if (!viewer || viewer.clips[viewer.index] !== clip) return;
-      for (const old of panel.querySelectorAll('.story-views, .story-viewers')) old.remove();
-      panel.append(
-        h('p', { class: 'story-views', testid: 'story-view-count' }, `${body.view_count} ${body.view_count === 1 ? 'view' : 'views'}`),
-        h('ul', { class: 'story-viewers', testid: 'story-viewers', 'aria-label': 'Who viewed your story' },
-          (body.viewers || []).map((v) => h('li', { testid: 'story-viewer-item', dataset: { userId: v.id } },
-            h('a', { href: `#/u/${v.id}`, onclick: () => closeViewer() }, v.display_name || v.username),
-            h('span', { class: 'muted' }, ` ${ago(v.viewed_at)}`)))));
+      const body = await api.get(`/api/clips/${audience.clip.id}/viewers?limit=${VIEWERS_PAGE}${more}`, { auth: 'required' });
+      if (!viewer || viewer.audience !== audience) return;
+      if (!cursor) { clear(audience.list); audience.ids.clear(); }
+      for (const v of body.viewers || []) {
+        if (audience.ids.has(v.id)) continue;
+        audience.ids.add(v.id);
+        audience.list.append(viewerRow(v));
+      }
+      audience.cursor = body.next_cursor || null;
+      audience.more.hidden = !audience.cursor;
+      setViews(audience, body.view_count);
     } catch (err) {
-      panel.append(h('p', { class: 'muted' }, `Viewers unavailable: ${err.message}`));
+      if (viewer && viewer.audience === audience && !cursor) {
+        audience.list.append(h('li', { class: 'muted' }, `Viewers unavailable: ${err.message}`));
+      }
+    } finally {
+      audience.more.disabled = false;
+      if (!cursor) {
+        audience.loading = false;
+        const early = audience.early.splice(0);
+        for (const msg of early) addViewer(audience, msg);
+      }
     }
   }
 

@@ -8,7 +8,8 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from reelwire.domain.schemas.common import Form, Input, Strict
+from reelwire.domain.schemas.common import Form, Input, Pagination, Strict
+from reelwire.domain.schemas.users import FollowerCard
 
 
 def _caption(value: str) -> str:
@@ -93,23 +94,21 @@ class ClipViewOut(BaseModel):
     view_count: int
 
 
-class ClipViewer(BaseModel):
-    """Who viewed a clip, and when."""
+class ClipViewer(FollowerCard):
+    """Who viewed a clip (the card `clip_viewed` carries), and when."""
 
-    id: str
-    username: str
-    display_name: str
-    avatar_url: str
     viewed_at: str
 
 
 class ClipViewersOut(BaseModel):
-    """GET /api/clips/{clip_id}/viewers (owner only)."""
+    """GET /api/clips/{clip_id}/viewers (owner only), newest first, a page at a time."""
 
     success: bool
     clip_id: str
     view_count: int
     viewers: list[ClipViewer]
+    pagination: Pagination
+    next_cursor: str | None
 
 
 def _emoji(value: str) -> str:

@@ -205,7 +205,7 @@ class AccountStateOut(BaseModel):
 
 
 class FollowerCard(BaseModel):
-    """Who followed."""
+    """A user at a glance: who followed, who viewed a clip."""
 
     id: str
     username: str
