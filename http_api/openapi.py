@@ -22,12 +22,17 @@ _ERROR_TEXT = {
     403: "Forbidden",
     404: "Not found",
     409: "Conflict",
+    410: "Gone",
+    412: "Unsupported protocol version",
     413: "Body too large",
     415: "Wrong content type",
+    423: "Locked: another request is writing",
     429: "Rate limited",
+    460: "Checksum mismatch",
     503: "A backend is unavailable",
 }
 _MEDIA_TYPES: dict[Handler, str] = {}
+_EXTRAS: dict[Handler, dict[str, Any]] = {}
 
 
 def responds_with(media_type: str) -> Callable[[H], H]:
@@ -35,6 +40,27 @@ def responds_with(media_type: str) -> Callable[[H], H]:
 
     def mark(handler: H) -> H:
         _MEDIA_TYPES[handler] = media_type
+        return handler
+
+    return mark
+
+
+def documented(
+    *,
+    parameters: list[dict[str, Any]] | None = None,
+    request_body: dict[str, Any] | None = None,
+    success: dict[str, Any] | None = None,
+) -> Callable[[H], H]:
+    """Document what a route's declaration cannot say (a protocol spoken in headers, such as
+    tus): header `parameters`, a non-JSON `request_body`, and the `success` response (its
+    headers, no body) in place of the generated one."""
+
+    def mark(handler: H) -> H:
+        _EXTRAS[handler] = {
+            "parameters": parameters or [],
+            "requestBody": request_body,
+            "success": success,
+        }
         return handler
 
     return mark
@@ -120,6 +146,7 @@ def build_openapi(routes: list[Route]) -> dict[str, Any]:
                 "description": _ERROR_TEXT.get(status, "Server error"),
                 "content": {"application/json": {"schema": ref(ErrorOut)}},
             }
+        _add_extras(route, operation)
         paths.setdefault(route.openapi_path, {})[route.method.lower()] = operation
 
     return {
@@ -156,3 +183,14 @@ def _success(route: Route, ref: Callable[[type[BaseModel]], dict[str, Any]]) -> 
     else:
         schema = ref(route.response) if route.response else {"type": "object"}
     return {"description": "OK", "content": {media_type: {"schema": schema}}}
+
+
+def _add_extras(route: Route, operation: dict[str, Any]) -> None:
+    extras = _EXTRAS.get(route.handler)
+    if extras is None:
+        return
+    operation["parameters"].extend(extras["parameters"])
+    if extras["requestBody"] is not None:
+        operation["requestBody"] = extras["requestBody"]
+    if extras["success"] is not None:
+        operation["responses"][str(route.status)] = extras["success"]

@@ -18,6 +18,8 @@ from http_api import (
     posts,
     service,
     sockets,
+    tus,
+    tus_docs,
     users,
     videos,
     webapp,
@@ -43,6 +45,7 @@ def route_table() -> RouteTable:
         posts,
         library,
         direct_uploads,
+        tus,
         webhooks,
         media_files,
         sockets,
@@ -60,6 +63,8 @@ def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
     resources = table.register(app)
     app[service.OPENAPI] = build_openapi(table.routes)
     app[service.OPENAPI]["paths"]["/ws"] = sockets.WEBSOCKET_OPERATION
+    app[service.OPENAPI]["paths"][tus.COLLECTION]["options"] = tus_docs.OPTIONS_OPERATION
+    tus.setup_tus(app)
     app.router.add_static("/static", STATIC_DIR, name="static")
     webapp.setup_static(app)
     # Media is for players on any page: it answers every origin itself (no credentials used).
@@ -78,6 +83,7 @@ def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
             "RateLimit-Remaining",
             "RateLimit-Reset",
             "RateLimit-Policy",
+            *tus.EXPOSED_HEADERS,
         ),
         allow_headers="*",
         max_age=CORS_MAX_AGE,

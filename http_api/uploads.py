@@ -8,7 +8,7 @@ import contextlib
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,6 +132,27 @@ def _check_drain(request: web.Request, *, started: bool) -> None:
             "The server is restarting and the upload did not finish in time; send it again",
             headers=RESTARTING,
         )
+
+
+@contextlib.contextmanager
+def in_flight(request: web.Request) -> Iterator[None]:
+    """Bytes of an upload received outside a form (a resumable upload's chunk): refused once the
+    server is stopping, and waited for while it drains, like a form upload."""
+    _check_drain(request, started=False)
+    drain = request.app.get(DRAIN)
+    if drain is not None:
+        drain.active += 1
+    try:
+        yield
+    finally:
+        if drain is not None:
+            drain.active -= 1
+
+
+def drain_over(request: web.Request) -> bool:
+    """The server is stopping and the uploads in flight have had their time."""
+    drain = request.app.get(DRAIN)
+    return drain is not None and drain.over
 
 
 @contextlib.asynccontextmanager

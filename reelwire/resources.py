@@ -26,7 +26,7 @@ from pubsub import cluster
 from pubsub.bus import EventBus
 from pubsub.outbox import Outbox
 from reelwire import telemetry
-from reelwire.domain import clips, processing
+from reelwire.domain import clips, processing, resumable_finish
 from reelwire.domain.context import Services
 from reelwire.domain.passwords import Passwords
 from reelwire.domain.tokens import TokenCodec
@@ -269,6 +269,11 @@ def build_worker(services: Services, *, concurrency: int) -> Worker[Services]:
                 "sweep expired clips",
                 clips.sweep_expired,
                 every=services.settings.clip_sweep_seconds,
+            ),
+            Periodic(
+                "sweep resumable uploads",
+                resumable_finish.sweep,
+                every=resumable_finish.SWEEP_SECONDS,
             ),
         ],
         concurrency=concurrency,

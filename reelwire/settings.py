@@ -95,6 +95,8 @@ class Settings:
     upload_url_ttl: int = 3600
     media_url_ttl: int = 4 * 3600
     clip_sweep_seconds: int = 3600
+    tus_expire_hours: int = 24
+    tus_max_unfinished: int = 10
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
@@ -212,6 +214,8 @@ class Settings:
             upload_url_ttl=reader.integer("UPLOAD_URL_TTL_SECONDS", 3600, 30, 7 * 86400),
             media_url_ttl=reader.integer("MEDIA_URL_TTL_SECONDS", 4 * 3600, 600, 7 * 86400),
             clip_sweep_seconds=reader.integer("CLIP_SWEEP_SECONDS", 3600, 1, 86400),
+            tus_expire_hours=reader.integer("TUS_EXPIRE_HOURS", 24, 1, 24 * 30),
+            tus_max_unfinished=reader.integer("TUS_MAX_UNFINISHED_UPLOADS", 10, 1, 10_000),
             s3_bucket=reader.optional_text("S3_BUCKET"),
             s3_endpoint_url=reader.url("S3_ENDPOINT_URL", ("http", "https")),
             s3_region=reader.text("AWS_REGION", reader.text("AWS_DEFAULT_REGION", "us-east-1")),

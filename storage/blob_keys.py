@@ -5,7 +5,8 @@ as ``custom-thumbnail``, and the transcoder's outputs under ``hls/`` (``master.m
 directory per rendition, ``thumbnail.jpg``, ``storyboard.jpg`` and its ``storyboard.vtt``
 index). A clip's objects live under ``clips/<id>/``: an image upload as ``original`` and its
 renditions under ``media/`` (``image.webp``, ``thumbnail.jpg``). A signed media URL covers one
-such object prefix (its scope).
+such object prefix (its scope). A resumable upload on S3 keeps the bytes that do not fill a
+multipart part yet under ``uploads/<id>/`` (never served: not a video's or clip's key).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from uuid import UUID
 
 VIDEOS = "videos"
 CLIPS = "clips"
+UPLOADS = "uploads"
 KINDS = (VIDEOS, CLIPS)
 
 ORIGINAL = "original"
@@ -25,6 +27,7 @@ MASTER_PLAYLIST = "master.m3u8"
 THUMBNAIL = "thumbnail.jpg"
 STORYBOARD = "storyboard.jpg"
 STORYBOARD_INDEX = "storyboard.vtt"
+PREVIEW = "preview.mp4"
 IMAGE = "image.webp"
 
 
@@ -102,6 +105,18 @@ def clip_image(clip_id: UUID | str) -> str:
 def clip_thumbnail(clip_id: UUID | str) -> str:
     """An image clip's thumbnail."""
     return child(clip_media(clip_id), THUMBNAIL)
+
+
+def upload_prefix(upload_id: UUID | str) -> str:
+    """Every stored object of a resumable upload in progress (S3 only)."""
+    return f"{UPLOADS}/{upload_id}"
+
+
+def upload_tail(upload_id: UUID | str, offset: int) -> str:
+    """The bytes of a resumable upload after its last full part, up to `offset`: named by the
+    offset, so the row in PostgreSQL says which one is current and a crash between writing a new
+    one and recording it leaves the old one in place."""
+    return child(upload_prefix(upload_id), f"tail-{offset}")
 
 
 def owner(key: str) -> tuple[str, UUID] | None:

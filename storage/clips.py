@@ -1,5 +1,6 @@
 """Queries on clips (24-hour stories). Every read filters on expires_at: an expired clip is gone
-from every route the moment it expires, whatever the sweep has done."""
+from every route the moment it expires, whatever the sweep has done. The lists leave out a clip
+whose video is still being uploaded (a resumable upload): it is posted when its bytes are in."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ _SELECT = """
            v.thumbnail_key AS video_thumbnail_key, v.duration
     FROM clips c JOIN users u ON u.id = c.user_id LEFT JOIN videos v ON v.id = c.video_id
 """
+_POSTED = "v.status IS DISTINCT FROM 'uploading'"
 
 
 async def insert(conn: asyncpg.Connection, clip_id: UUID, user_id: UUID, **fields: Any) -> None:
@@ -45,7 +47,8 @@ async def user_clips(conn: asyncpg.Connection, user_id: UUID) -> list[asyncpg.Re
     """A user's live clips, newest first."""
     return await db.fetch(
         conn,
-        f"{_SELECT} WHERE c.user_id = $1 AND c.expires_at > now() ORDER BY c.created_at DESC",
+        f"""{_SELECT} WHERE c.user_id = $1 AND c.expires_at > now() AND {_POSTED}
+            ORDER BY c.created_at DESC""",
         user_id,
     )
 
@@ -57,7 +60,7 @@ async def followed_clips(
     return await db.fetch(
         conn,
         f"""{_SELECT} JOIN follows f ON f.following_id = c.user_id AND f.follower_id = $1
-            WHERE c.expires_at > now() ORDER BY c.created_at DESC LIMIT $2""",
+            WHERE c.expires_at > now() AND {_POSTED} ORDER BY c.created_at DESC LIMIT $2""",
         viewer,
         limit,
     )
@@ -134,6 +137,17 @@ async def reaction_counts(conn: asyncpg.Connection, clip_id: UUID) -> dict[str, 
         clip_id,
     )
     return {r["emoji"]: r["n"] for r in rows}
+
+
+async def update(conn: asyncpg.Connection, clip_id: UUID, **fields: Any) -> None:
+    """Set columns of a clip (names come from code)."""
+    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(fields, start=2))
+    await conn.execute(f"UPDATE clips SET {assignments} WHERE id = $1", clip_id, *fields.values())
+
+
+async def delete(conn: asyncpg.Connection, clip_id: UUID) -> None:
+    """Delete a clip row (its media is the caller's business)."""
+    await conn.execute("DELETE FROM clips WHERE id = $1", clip_id)
 
 
 async def mark_ready(conn: asyncpg.Connection, clip_id: UUID, **fields: Any) -> None:

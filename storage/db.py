@@ -17,7 +17,8 @@ Pool = asyncpg.Pool
 Connection = asyncpg.Connection
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """What every connection of ours is set up with: JSON columns as Python values."""
     for kind in ("json", "jsonb"):
         await conn.set_type_codec(
             kind,
@@ -58,7 +59,7 @@ async def create_pool(
     options: dict[str, Any] = {
         "min_size": min(2, size),
         "max_size": size,
-        "init": _init_connection,
+        "init": init_connection,
         "command_timeout": 30,
         "max_inactive_connection_lifetime": 300,
     }

@@ -209,6 +209,8 @@ async def complete(
         return await _complete_thumbnail(ctx, row, principal)
     if row["status"] != "uploading":
         return await videos.get(ctx, video_id, principal)
+    if row["source"] != "direct":
+        raise ValidationFailed("This video is being uploaded to its resumable upload URL")
     key = row["source_key"]
     size = await ctx.blobs.size(key)
     if size is None:
@@ -223,16 +225,8 @@ async def complete(
         except ValidationFailed as exc:
             await _reject(ctx, row, str(exc))
     async with ctx.db.acquire() as conn:
-        await video_rows.update(
-            conn,
-            video_id,
-            status="pending",
-            file_size=size,
-            content_type=info.content_type,
-            **media.probe_columns(info),
-        )
-    await ctx.jobs.enqueue("video", str(video_id))
-    await events.processing(ctx, video_id, row["owner_id"], "pending", 0.0)
+        await media.mark_checked(conn, video_id, info, size)
+    await media.queue_transcode(ctx, video_id, row["owner_id"])
     return await videos.get(ctx, video_id, principal)
 
 

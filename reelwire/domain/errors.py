@@ -52,6 +52,24 @@ class Conflict(DomainError):
     code, status, default_message = "CONFLICT", 409, "Resource already exists"
 
 
+class Gone(DomainError):
+    code, status, default_message = "GONE", 410, "Gone"
+
+
+class PreconditionFailed(DomainError):
+    code, status, default_message = "PRECONDITION_FAILED", 412, "Precondition failed"
+
+
+class Locked(DomainError):
+    code, status, default_message = "LOCKED", 423, "The resource is being written to"
+
+
+class ChecksumMismatch(DomainError):
+    """tus's 460: the chunk does not match the checksum it was sent with (and was discarded)."""
+
+    code, status, default_message = "CHECKSUM_MISMATCH", 460, "Checksum mismatch"
+
+
 class PayloadTooLarge(DomainError):
     code, status, default_message = "PAYLOAD_TOO_LARGE", 413, "Request body is too large"
 

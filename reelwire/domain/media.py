@@ -97,10 +97,33 @@ async def accept_upload(
     except BaseException:
         await ctx.blobs.delete(key)
         raise
-    await ctx.jobs.enqueue("video", str(video_id))
-    await events.processing(ctx, video_id, principal.user_id, "pending", 0.0)
+    await queue_transcode(ctx, video_id, principal.user_id)
     assert row is not None
     return row
+
+
+async def mark_checked(
+    conn: asyncpg.Connection, video_id: UUID, info: MediaInfo, size: int, **columns: Any
+) -> bool:
+    """An existing video's original is stored and passed `check_video`: the row says what it
+    is, and that it waits for the transcoder (direct and resumable uploads). False when the
+    video was deleted meanwhile."""
+    return await video_rows.update(
+        conn,
+        video_id,
+        status="pending",
+        file_size=size,
+        content_type=info.content_type,
+        **probe_columns(info),
+        **columns,
+    )
+
+
+async def queue_transcode(ctx: Services, video_id: UUID, owner: UUID) -> None:
+    """Queue a stored, checked video's transcode and tell its owner: how every upload path
+    (multipart, direct, resumable) hands a video to the workers."""
+    await ctx.jobs.enqueue("video", str(video_id))
+    await events.processing(ctx, video_id, owner, "pending", 0.0)
 
 
 def probe_columns(info: MediaInfo) -> dict[str, Any]:
