@@ -74,7 +74,8 @@ def resent(made: RecordingUploader, size: int) -> int:
 @dataclass
 class CuttingProxy:
     """Forwards TCP to `target`; the first request whose bytes pass `cut_after` (counted over
-    everything clients sent) is cut there: both sides closed, mid-body."""
+    everything clients sent) is cut there: nothing more is forwarded, and half a second later
+    both sides are torn down, mid-body."""
 
     target: tuple[str, int]
     cut_after: int
@@ -124,6 +125,9 @@ class CuttingProxy:
                 writer.write(data[: self.cut_after - self.sent])
                 await writer.drain()
                 self.sent, self.cut = self.cut_after, True
+                # The link goes dead in the middle of the body: the server has been reading it
+                # for a while when the connection is finally torn down.
+                await asyncio.sleep(0.5)
                 return  # the caller aborts both sides
             if count:
                 self.sent += len(data)
