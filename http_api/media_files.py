@@ -55,7 +55,9 @@ async def media_file(call: Call[Any]) -> web.StreamResponse:
         if not media_access.verify(ctx, signed):
             raise Forbidden("This media link is invalid or has expired; reload the page")
         keep = media_access.cache_seconds(signed)
-        if key.endswith(_PLAYLISTS):
+        if key.endswith(_PLAYLISTS) and await _growing(ctx, key):
+            cache = "private, no-cache"
+        elif key.endswith(_PLAYLISTS):
             cache = f"private, max-age={min(keep, PLAYLIST_SECONDS)}"
         else:
             cache = f"private, max-age={min(keep, YEAR)}, immutable"
@@ -65,19 +67,29 @@ async def media_file(call: Call[Any]) -> web.StreamResponse:
     obj = media_access.media_object(key)
     if obj is None or obj.kind != blob_keys.VIDEOS:
         raise NotFound("Not found")
-    if not media_access.plain_allowed(await videos.load(ctx, obj.object_id)):
+    video = await videos.load(ctx, obj.object_id)
+    if not media_access.plain_allowed(video):
         raise NotFound("Not found")
-    cache = (
-        f"public, max-age={PLAYLIST_SECONDS}"
-        if key.endswith(_PLAYLISTS)
-        else f"public, max-age={YEAR}, immutable"
-    )
+    if key.endswith(_PLAYLISTS):
+        growing = video is not None and video["status"] != "ready"
+        cache = "public, no-cache" if growing else f"public, max-age={PLAYLIST_SECONDS}"
+    else:
+        cache = f"public, max-age={YEAR}, immutable"
     return await serve_blob(call.request, ctx, key, cache_control=cache)
+
+
+async def _growing(ctx: Services, key: str) -> bool:
+    """A playlist of a video still being transcoded: it grows, so caches must ask again."""
+    obj = media_access.media_object(key)
+    if obj is None or obj.kind != blob_keys.VIDEOS:
+        return False
+    video = await videos.load(ctx, obj.object_id)
+    return video is not None and video["status"] != "ready"
 
 
 # What /media serves: the outputs of the pipeline, never an original (those go through
 # /api/videos/{id}/stream, which checks who asks) and nothing else stored beside them.
-_SERVED_SUFFIXES = (".m3u8", ".ts", ".m4s", ".vtt", ".jpg", ".webp")
+_SERVED_SUFFIXES = (".m3u8", ".ts", ".m4s", ".vtt", ".jpg", ".webp", ".mp4")
 _SERVED_NAMES = (blob_keys.CUSTOM_THUMBNAIL,)
 MAX_KEY_LENGTH = 512
 

@@ -236,6 +236,32 @@ class ProcessingMessage(Event):
     error: str | None = Field(None, description="Why it failed, for a person to read")
 
 
+class RenditionReadyMessage(Event):
+    """One rung of a video's ladder can be played: its playlist is up with its first segment
+    (it grows as the transcode runs). Sent once per rung, lowest first, before `playable`."""
+
+    type: Literal["rendition_ready"]
+    video_id: str
+    quality: str = Field(description="The rung, e.g. `720p`")
+    resolution: str = Field(description="`WIDTHxHEIGHT` of the rung")
+
+
+class PlayableMessage(Event):
+    """The video can be watched from the start while it is still being transcoded (every
+    rung has a segment and the master playlist is up), or, with `playable: false`, no longer
+    can (the transcode failed half-way and what was published was withdrawn). `ready` follows
+    once the ladder is complete; clients that only know `processing` lose nothing."""
+
+    type: Literal["playable"]
+    video_id: str
+    playable: bool
+    playback_url: str | None = Field(
+        None,
+        description="The master playlist, for videos served at plain URLs; for a private "
+        "video fetch the video, whose URLs are signed for you",
+    )
+
+
 class ClipGone(BaseModel):
     """What a follower needs to drop a clip."""
 
@@ -326,6 +352,8 @@ SERVER_MESSAGES: dict[str, type[ServerMessage]] = {
         CommentUpdatedMessage,
         CommentDeletedMessage,
         ProcessingMessage,
+        RenditionReadyMessage,
+        PlayableMessage,
         ClipFeedMessage,
         NewFollowerMessage,
         ClipViewedMessage,
@@ -352,7 +380,16 @@ CHANNELS: dict[str, tuple[str, ...]] = {
         "comment_updated",
         "comment_deleted",
         "processing",
+        "rendition_ready",
+        "playable",
     ),
-    "user:{user_id}": ("processing", "new_follower", "clip_viewed", "notification"),
+    "user:{user_id}": (
+        "processing",
+        "rendition_ready",
+        "playable",
+        "new_follower",
+        "clip_viewed",
+        "notification",
+    ),
     "feed:clips": ("clip_feed",),
 }

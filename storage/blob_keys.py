@@ -61,6 +61,11 @@ def video_outputs(video_id: UUID | str) -> str:
     return child(video_prefix(video_id), "hls")
 
 
+def video_preview(video_id: UUID | str) -> str:
+    """A video's 3 s animated preview (feeds)."""
+    return child(video_outputs(video_id), PREVIEW)
+
+
 @dataclass(frozen=True)
 class VideoOutputKeys:
     """The keys a finished video's row points at."""

@@ -15,7 +15,8 @@ from storage.db import insert_row
 
 _SELECT = """
     SELECT c.*, u.username AS uploaded_by, v.status AS video_status, v.hls_key,
-           v.thumbnail_key AS video_thumbnail_key, v.duration
+           v.thumbnail_key AS video_thumbnail_key, v.preview_key AS video_preview_key,
+           v.duration
     FROM clips c JOIN users u ON u.id = c.user_id LEFT JOIN videos v ON v.id = c.video_id
 """
 _POSTED = "v.status IS DISTINCT FROM 'uploading'"

@@ -18,7 +18,7 @@ from reelwire.settings import Settings
 from storage import videos as video_rows
 from tests.conftest import Api
 from tests.media import Media, make_video, upload, wait_for
-from transcode import hls
+from transcode import hls, progressive
 from transcode.ffmpeg import ffmpeg_path, run_ffmpeg
 from transcode.ladder import ladder_command, plan_ladder, plan_storyboard
 from transcode.probe import parse_probe, probe
@@ -60,7 +60,10 @@ def check_media_playlist(directory: Path, whole_duration: float) -> hls.MediaPla
     playlist = hls.parse_media_playlist((directory / hls.PLAYLIST).read_text())
     assert playlist.ended and playlist.segments
     assert playlist.version == hls.HLS_VERSION
-    assert "#EXT-X-PLAYLIST-TYPE:VOD" in playlist.tags
+    # Published as an EVENT playlist while the ladder was made, ended once complete (players
+    # treat it as VOD then); the target duration was fixed from its first publication.
+    assert "#EXT-X-PLAYLIST-TYPE:EVENT" in playlist.tags
+    assert "#EXT-X-START:TIME-OFFSET=0" in playlist.tags
     # RFC 8216 4.3.3.1: every EXTINF, rounded to the nearest integer, <= the target duration.
     assert all(
         hls.round_duration(s.duration) <= playlist.target_duration for s in playlist.segments
@@ -143,7 +146,10 @@ async def transcode_to(source: Path, out: Path, frames: Path) -> list[hls.Varian
     await asyncio.to_thread(make_dirs, [out / name for name in names] + [frames])
     command = ladder_command(info, rungs, storyboard, source, out, frames)
     await run_ffmpeg(command, timeout=120)
-    return await asyncio.to_thread(hls.finalize, out, [r.name for r in rungs])
+    names = [r.name for r in rungs]
+    return await asyncio.to_thread(
+        lambda: hls.finalize(out, names, target=progressive.TARGET_DURATION)
+    )
 
 
 @pytest.mark.usefixtures("reset")
@@ -169,15 +175,19 @@ async def test_1080p_job_writes_playlists_that_match_its_segments(
     ]
 
 
-async def test_sub_second_tails_are_merged(tmp_path: Path) -> None:
-    # 4.5 s: the muxer cuts at 4 s, leaving 0.5 s of video and of audio.
+async def test_no_sub_second_tails(tmp_path: Path) -> None:
+    # 4.5 s: the video's keyframes (hence cuts) fall at 0 and 2 s, none in the last second;
+    # the audio is cut every 2 s, and its 0.5 s tail is merged into the segment before it.
     source = make_video(tmp_path / "tail.mp4", size="640x360", seconds=4.5)
     stats = await transcode_to(source, tmp_path / "out", tmp_path / "frames")
     assert [s.name for s in stats] == ["360p"]
     check_hls(tmp_path / "out", rungs=["360p"], duration=4.5, audio=True)
-    playlist = hls.parse_media_playlist((tmp_path / "out" / "360p" / hls.PLAYLIST).read_text())
-    assert [s.duration for s in playlist.segments] == [pytest.approx(4.5, abs=0.05)]
-    assert playlist.target_duration == 5
+    for rendition in ("360p", "audio"):
+        text = (tmp_path / "out" / rendition / hls.PLAYLIST).read_text()
+        playlist = hls.parse_media_playlist(text)
+        durations = [s.duration for s in playlist.segments]
+        assert durations == [pytest.approx(2.0, abs=0.05), pytest.approx(2.5, abs=0.05)]
+        assert playlist.target_duration == 5
 
 
 async def test_a_video_shorter_than_a_second_is_one_segment(tmp_path: Path) -> None:

@@ -22,12 +22,13 @@ from reelwire.settings import Settings
 from tests.conftest import Api, Backends
 from tests.media import Media, fetch, form, upload, wait_for
 from tests.test_events import Listener
+from transcode.probe import probe
 
 pytestmark = pytest.mark.usefixtures("reset")
 
 
 async def test_1080p_upload_becomes_a_four_rung_ladder_with_progress_events(
-    media_api: Api, media: Media, backends: Backends
+    media_api: Api, media: Media, backends: Backends, tmp_path: Path
 ) -> None:
     user = await media_api.register("director")
     watcher = aioredis.Redis.from_url(backends.redis_url)
@@ -71,7 +72,7 @@ async def test_1080p_upload_becomes_a_four_rung_ladder_with_progress_events(
         playlist = await (
             await fetch(media_api, video["hls_playlist"].rsplit("/", 1)[0] + "/" + uri)
         ).text()
-        assert "#EXT-X-TARGETDURATION:4" in playlist and "#EXT-X-ENDLIST" in playlist
+        assert "#EXT-X-TARGETDURATION:5" in playlist and "#EXT-X-ENDLIST" in playlist
         durations.append(re.findall(r"#EXTINF:([\d.]+),", playlist))
         segment = re.search(r"^(segment_\d+\.ts)$", playlist, re.M).group(1)
         seg = await fetch(
@@ -80,7 +81,7 @@ async def test_1080p_upload_becomes_a_four_rung_ladder_with_progress_events(
         )
         assert seg.content_type == "video/mp2t" and len(await seg.read()) > 1000
     # Keyframes are forced at the same instants in every rung, so segments line up exactly.
-    assert durations[0] == ["4.000000", "2.000000"]
+    assert durations[0] == ["2.000000", "4.000000"]  # a short first segment plays sooner
     assert all(d == durations[0] for d in durations)
     thumb = await fetch(media_api, video["thumbnail_url"])
     assert thumb.content_type == "image/jpeg"
@@ -90,17 +91,33 @@ async def test_1080p_upload_becomes_a_four_rung_ladder_with_progress_events(
 
     events: list[dict[str, Any]] = []
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not (events and events[-1]["status"] == "ready"):
+    while time.monotonic() < deadline and not (events and events[-1].get("status") == "ready"):
         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
         if message:
             events.append(Listener.decode(message["channel"], message["data"]))
     await pubsub.aclose()
     await watcher.aclose()
-    assert all(e["type"] == "processing" and e["video_id"] == body["id"] for e in events)
-    statuses = [e["status"] for e in events]
+    assert all(e["video_id"] == body["id"] for e in events)
+    progress = [e for e in events if e["type"] == "processing"]
+    statuses = [e["status"] for e in progress]
     assert statuses[0] == "pending" and statuses[-1] == "ready"
     assert "processing" in statuses
-    assert events[-1]["progress"] == 100
+    assert progress[-1]["progress"] == 100
+    # Playable before ready: each rung as its first segment is up, then the whole video.
+    order = [e["type"] if e["type"] != "processing" else e["status"] for e in events]
+    kinds = [k for k in order if k in ("rendition_ready", "playable", "ready")]
+    assert kinds == ["rendition_ready"] * 4 + ["playable", "ready"], order
+    rungs = [(e["quality"], e["resolution"]) for e in events if e["type"] == "rendition_ready"]
+    assert rungs == [(q["quality"], q["resolution"]) for q in video["qualities"]]
+    (playable,) = [e for e in events if e["type"] == "playable"]
+    assert playable["playable"] is True and playable["playback_url"] == video["hls_playlist"]
+    assert video["playable"] is True and video["playback_url"] == video["hls_playlist"]
+    preview = await fetch(media_api, video["preview_url"])
+    assert preview.content_type == "video/mp4"
+    (tmp_path / "preview.mp4").write_bytes(await preview.read())
+    info = await probe(tmp_path / "preview.mp4")
+    assert (info.width, info.height) == (426, 240) and not info.has_audio
+    assert info.duration == pytest.approx(3.0, abs=0.1)
 
 
 async def test_480p_source_is_not_upscaled(media_api: Api, media: Media) -> None:

@@ -99,9 +99,9 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     # the ladder (x264 + AAC), image clips (WebP), thumbnails and storyboards (MJPEG)
     "encoders": ("libx264", "aac", "libwebp", "mjpeg"),
     # HLS writes MPEG-TS segments; thumbnails and storyboard frames go out through image2
-    "muxers": ("hls", "mpegts", "image2"),
+    "muxers": ("hls", "mpegts", "image2", "mp4"),
     # the ladder's and the storyboard's filtergraphs
-    "filters": ("split", "scale", "select", "fps", "tile", "setsar"),
+    "filters": ("split", "scale", "trim", "setpts", "thumbnail", "fps", "tile", "setsar"),
     # every format INPUT_GUARDS lets in, and image2 for reading back the storyboard frames
     "demuxers": (*_FORMAT_NAMES, "image2"),
 }

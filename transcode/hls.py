@@ -140,20 +140,29 @@ def round_duration(seconds: float) -> int:
     return math.floor(seconds + 0.5)
 
 
-def render_media_playlist(segments: list[Segment]) -> str:
-    """A VOD media playlist with a target duration no rounded EXTINF exceeds."""
-    target = max((round_duration(s.duration) for s in segments), default=1)
+def render_media_playlist(
+    segments: list[Segment], *, ended: bool = True, target: int | None = None
+) -> str:
+    """A media playlist of type EVENT: it is published as it grows while the ladder is made,
+    and ends with `#EXT-X-ENDLIST` once complete (a complete EVENT playlist plays like a VOD
+    one). `target` is fixed from the first publication (RFC 8216 forbids changing it); it is
+    raised only if a segment came out longer than promised. `#EXT-X-START` asks players to
+    begin at the start rather than at the growing end."""
+    longest = max((round_duration(s.duration) for s in segments), default=1)
+    target = max(1, longest, target or 0)
     lines = [
         "#EXTM3U",
         f"#EXT-X-VERSION:{HLS_VERSION}",
-        f"#EXT-X-TARGETDURATION:{max(1, target)}",
+        f"#EXT-X-TARGETDURATION:{target}",
         "#EXT-X-MEDIA-SEQUENCE:0",
-        "#EXT-X-PLAYLIST-TYPE:VOD",
+        "#EXT-X-PLAYLIST-TYPE:EVENT",
         "#EXT-X-INDEPENDENT-SEGMENTS",
+        "#EXT-X-START:TIME-OFFSET=0",
     ]
     for segment in segments:
         lines += [f"#EXTINF:{segment.duration:.6f},", segment.uri]
-    lines.append("#EXT-X-ENDLIST")
+    if ended:
+        lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
 
 
@@ -419,12 +428,17 @@ def measure(directory: Path, playlist: MediaPlaylist) -> Measured:
     )
 
 
-def merge_short_tail(directory: Path, playlist: MediaPlaylist) -> MediaPlaylist:
+def merge_short_tail(
+    directory: Path, playlist: MediaPlaylist, frozen: frozenset[str] = frozenset()
+) -> MediaPlaylist:
     """Append a last segment shorter than MIN_TAIL_SECONDS to the one before it (when there
-    is one). The hls muxer keeps one MPEG-TS writer across segments (continuity counters run
-    on), so two consecutive segments concatenated are the stream as one segment."""
+    is one and it is not `frozen`, i.e. already published: a player may hold it). The hls
+    muxer keeps one MPEG-TS writer across segments (continuity counters run on), so two
+    consecutive segments concatenated are the stream as one segment."""
     segments = list(playlist.segments)
     if len(segments) < 2 or segments[-1].duration >= MIN_TAIL_SECONDS:
+        return playlist
+    if segments[-2].uri in frozen:
         return playlist
     tail, previous = segments.pop(), segments[-1]
     tail_path = directory / tail.uri
@@ -463,29 +477,41 @@ class AudioStats:
     measured: Measured
 
 
-def _finish_rendition(directory: Path) -> tuple[MediaPlaylist, Measured]:
+def _finish_rendition(
+    directory: Path, frozen: frozenset[str], target: int | None
+) -> tuple[MediaPlaylist, Measured]:
     path = directory / PLAYLIST
-    playlist = merge_short_tail(directory, parse_media_playlist(path.read_text()))
-    path.write_text(render_media_playlist(playlist.segments))
+    playlist = merge_short_tail(directory, parse_media_playlist(path.read_text()), frozen)
+    path.write_text(render_media_playlist(playlist.segments, target=target))
     return playlist, measure(directory, playlist)
 
 
 def finalize(
-    out: Path, rungs: list[str], *, fallback_fps: float | None = None
+    out: Path,
+    rungs: list[str],
+    *,
+    fallback_fps: float | None = None,
+    published: frozenset[str] = frozenset(),
+    target: int | None = None,
 ) -> list[VariantStats]:
     """Finish what the hls muxer wrote into `out/<rung>/` (and `out/audio/` when there is
-    audio): merge sub-second tails, rewrite the media playlists, measure the segments, and
-    write `out/master.m3u8`. Returns what was measured per rung, in ladder order."""
+    audio): merge sub-second tails (never into a `published` segment, named `<rendition>/<uri>`),
+    rewrite the media playlists as ended, measure the segments, and write `out/master.m3u8`.
+    Returns what was measured per rung, in ladder order."""
+
+    def frozen(name: str) -> frozenset[str]:
+        return frozenset(p.split("/", 1)[1] for p in published if p.startswith(f"{name}/"))
+
     audio: AudioStats | None = None
     audio_dir = out / AUDIO_DIR
     if (audio_dir / PLAYLIST).exists():
-        playlist, measured = _finish_rendition(audio_dir)
+        playlist, measured = _finish_rendition(audio_dir, frozen(AUDIO_DIR), target)
         params = audio_parameters((audio_dir / playlist.segments[0].uri).read_bytes())
         audio = AudioStats(params.codec, params.channels, measured)
     variants = []
     for name in rungs:
         directory = out / name
-        playlist, measured = _finish_rendition(directory)
+        playlist, measured = _finish_rendition(directory, frozen(name), target)
         video = video_parameters((directory / playlist.segments[0].uri).read_bytes())
         codecs = video.codec if audio is None else f"{video.codec},{audio.codec}"
         peak, average = measured.peak, measured.average
@@ -531,3 +557,45 @@ def render_master_playlist(variants: list[VariantStats], audio: AudioStats | Non
             attributes.append(f'AUDIO="{AUDIO_GROUP}"')
         lines += [f"#EXT-X-STREAM-INF:{','.join(attributes)}", f"{variant.name}/{PLAYLIST}"]
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Nominal:
+    """What a rendition was asked to be, for the master playlist published before any
+    rendition is complete: BANDWIDTH is the most its encoder's VBV lets a segment carry."""
+
+    name: str
+    first_segment: Path
+    peak: int  # bits/s
+    average: int  # bits/s
+
+
+def provisional_master(
+    rungs: list[Nominal], audio: Nominal | None, *, fallback_fps: float | None = None
+) -> str:
+    """The master playlist as soon as every rendition has a segment: CODECS, RESOLUTION and
+    FRAME-RATE read from those first segments, BANDWIDTH from what the encoders were allowed.
+    `finalize` replaces it with the measured one once the ladder is complete."""
+    audio_stats = None
+    if audio is not None:
+        params = audio_parameters(audio.first_segment.read_bytes())
+        nominal = Measured(peak=audio.peak, average=audio.average, duration=0.0, size=0)
+        audio_stats = AudioStats(params.codec, params.channels, nominal)
+    variants = []
+    for rung in rungs:
+        video = video_parameters(rung.first_segment.read_bytes())
+        codecs = video.codec if audio_stats is None else f"{video.codec},{audio_stats.codec}"
+        extra = (audio.peak, audio.average) if audio is not None else (0, 0)
+        variants.append(
+            VariantStats(
+                name=rung.name,
+                bandwidth=rung.peak + extra[0],
+                average_bandwidth=rung.average + extra[1],
+                codecs=codecs,
+                width=video.width,
+                height=video.height,
+                frame_rate=video.frame_rate or fallback_fps,
+                video=Measured(peak=rung.peak, average=rung.average, duration=0.0, size=0),
+            )
+        )
+    return render_master_playlist(variants, audio_stats)

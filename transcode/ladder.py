@@ -18,7 +18,18 @@ from transcode.ffmpeg import INPUT_GUARDS
 from transcode.probe import MediaInfo
 
 SEGMENT_SECONDS = 4
-KEYFRAME_SECONDS = 2
+# The first segment is shorter, so the first frame is playable sooner (every rung has one
+# complete segment after this much of the video is encoded).
+FIRST_SEGMENT_SECONDS = 2
+# x264 slices per frame: each encoder uses this many threads, and the output stays the same
+# bytes whatever the machine (slices, unlike frame threads, are deterministic under VBV).
+ENCODER_SLICES = 4
+PREVIEW_SECONDS = 3.0
+PREVIEW_SHORT_SIDE = 240
+PREVIEW_FPS = 15
+PREVIEW_KBPS = 300
+POSTER_WINDOW_SECONDS = 10.0  # the poster is the most representative frame of the opening
+POSTER_FPS = 2
 AUDIO_KBPS = 128
 MAX_FPS = 60
 STORYBOARD_TILE = 160  # long side of one storyboard tile, px
@@ -130,6 +141,30 @@ def thumbnail_size(info: MediaInfo) -> tuple[int, int]:
     return _even(info.width * scale), _even(info.height * scale)
 
 
+def preview_size(info: MediaInfo) -> tuple[int, int]:
+    """The animated preview's size: feed size, short side 240 (never upscaled)."""
+    return _fit(info, min(PREVIEW_SHORT_SIDE, info.width, info.height))
+
+
+def preview_start(info: MediaInfo) -> float:
+    """Where the 3 s preview is cut from: a fifth into the video (past intros and fades), so
+    long as 3 s remain."""
+    duration = info.duration or 0.0
+    return round(max(0.0, min(duration * 0.2, duration - PREVIEW_SECONDS)), 3)
+
+
+def keyframe_times(info: MediaInfo) -> str:
+    """The `-force_key_frames` expression: a keyframe at 0 and at FIRST_SEGMENT_SECONDS, then
+    every SEGMENT_SECONDS, and none in the last second (so no sub-second tail segment is made).
+    The same instants in every rung, so segments align and players switch at any boundary."""
+    first, every = FIRST_SEGMENT_SECONDS, SEGMENT_SECONDS
+    at = f"if(lt(n_forced,2),n_forced*{first},{first}+(n_forced-1)*{every})"
+    expression = f"gte(t,{at})"
+    if info.duration and info.duration > first + 1:
+        expression += f"*lt(t,{info.duration - 1:.3f})"
+    return f"expr:{expression}"
+
+
 def ladder_command(
     info: MediaInfo,
     rungs: list[Rung],
@@ -141,15 +176,28 @@ def ladder_command(
     """Arguments for the single FFmpeg run that writes <rung>/playlist.m3u8 and segments,
     audio/..., thumbnail.jpg into `out/`, and storyboard frames into `frames_dir/`.
     transcode.hls.finalize then writes master.m3u8 from the segments."""
-    branches = len(rungs) + 2
+    branches = len(rungs) + 3
     labels = "".join(f"[s{i}]" for i in range(branches))
     fps_cap = f"fps={MAX_FPS}," if info.fps and info.fps > MAX_FPS else ""
     graph = [f"[0:v]{fps_cap}split={branches}{labels}"]
     for i, rung in enumerate(rungs):
         graph.append(f"[s{i}]scale={rung.width}:{rung.height}:flags=bicubic,setsar=1[v{i}]")
-    thumb_at = min(1.0, (info.duration or 0) / 2)
+    # The poster: of two frames a second over the opening seconds, the most representative
+    # (FFmpeg's `thumbnail` filter: the frame nearest the average histogram), so never the
+    # black first frame of a fade-in unless the whole opening is black.
+    window = min(POSTER_WINDOW_SECONDS, info.duration or POSTER_WINDOW_SECONDS)
+    batch = max(1, math.ceil(window * POSTER_FPS))
     tw, th = thumbnail_size(info)
-    graph.append(f"[s{len(rungs)}]select='gte(t,{thumb_at:.3f})',scale={tw}:{th},setsar=1[thumb]")
+    graph.append(
+        f"[s{len(rungs)}]trim=end={window:.3f},fps={POSTER_FPS},scale={tw}:{th},setsar=1,"
+        f"thumbnail=n={batch}[thumb]"
+    )
+    pw, ph = preview_size(info)
+    start = preview_start(info)
+    graph.append(
+        f"[s{len(rungs) + 2}]trim=start={start:.3f}:duration={PREVIEW_SECONDS:.3f},"
+        f"setpts=PTS-STARTPTS,fps={PREVIEW_FPS},scale={pw}:{ph},setsar=1[preview]"
+    )
     sb = storyboard
     # Storyboard frames go out as an image sequence while the video is read (a `tile` output
     # would emit nothing until the end and hold back FFmpeg's progress reports); they are
@@ -164,14 +212,16 @@ def ladder_command(
         args += ["-map", f"[v{i}]"]
     if info.has_audio:
         args += ["-map", "0:a:0"]
-    # One thread per encoder: the rungs already encode in parallel inside this one process,
-    # and x264 with VBV and frame threads is not repeatable, so a re-run would otherwise
-    # write different bytes under the same keys. Extra cores go to concurrent jobs instead.
+    # Sliced threads: every encoder splits each frame into ENCODER_SLICES slices encoded in
+    # parallel, so one upload keeps the cores busy (the 1080p rung alone used to bound the
+    # whole pass to one core). x264's frame threads would be faster still, but with VBV they
+    # are not repeatable and a re-run must write the same bytes under the same keys.
     # fmt: off
     args += [
-        "-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact", "-threads", "1",
+        "-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact",
+        "-threads", str(ENCODER_SLICES), "-x264-params", "sliced-threads=1",
         "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-pix_fmt", "yuv420p",
-        "-sc_threshold", "0", "-force_key_frames", f"expr:gte(t,n_forced*{KEYFRAME_SECONDS})",
+        "-sc_threshold", "0", "-force_key_frames", keyframe_times(info),
         "-flags:v", "+bitexact",
     ]
     for i, rung in enumerate(rungs):
@@ -183,14 +233,23 @@ def ladder_command(
         args += ["-c:a", "aac", "-b:a", f"{AUDIO_KBPS}k", "-ac", "2", "-ar", "48000",
                  "-flags:a", "+bitexact"]
         stream_map.append("a:0,name:audio")
+    # An EVENT playlist FFmpeg rewrites as each segment closes (renamed into place, like the
+    # segments): transcode.progressive reads it to publish segments while the pass runs. The
+    # hls muxer cuts at the first keyframe after each FIRST_SEGMENT_SECONDS step, so the
+    # forced keyframes above are the boundaries: 2 s, then 4 s segments.
     args += [
-        "-f", "hls", "-hls_time", str(SEGMENT_SECONDS), "-hls_playlist_type", "vod",
-        "-hls_flags", "independent_segments", "-hls_segment_type", "mpegts",
+        "-f", "hls", "-hls_time", str(FIRST_SEGMENT_SECONDS), "-hls_playlist_type", "event",
+        "-hls_flags", "independent_segments+temp_file", "-hls_segment_type", "mpegts",
         "-hls_segment_filename", str(out / "%v" / "segment_%05d.ts"),
         "-var_stream_map", " ".join(stream_map),
         str(out / "%v" / "playlist.m3u8"),
         "-map", "[thumb]", "-frames:v", "1", "-update", "1", "-q:v", "3",
         str(out / blob_keys.THUMBNAIL),
+        "-map", "[preview]", "-an", "-c:v", "libx264", "-preset", "veryfast",
+        "-profile:v", "high", "-pix_fmt", "yuv420p", "-threads", "1",
+        "-b:v", f"{PREVIEW_KBPS}k", "-maxrate", f"{PREVIEW_KBPS * 2}k",
+        "-bufsize", f"{PREVIEW_KBPS * 2}k", "-flags:v", "+bitexact", "-fflags", "+bitexact",
+        "-movflags", "+faststart", "-f", "mp4", str(out / blob_keys.PREVIEW),
         "-map", "[frames]", "-frames:v", str(sb.count), "-q:v", "5", "-f", "image2",
         str(frames_dir / "%04d.jpg"),
     ]

@@ -32,14 +32,16 @@ from transcode.ladder import (
     storyboard_command,
 )
 from transcode.probe import InvalidMedia, MediaInfo, probe
+from transcode.progressive import TARGET_DURATION, Publication, Publisher
 
 
 @dataclass(frozen=True)
 class RenderedVideo:
-    """A video's outputs tree (stored as is under its outputs prefix) and its rungs."""
+    """A video's outputs, stored under its outputs prefix, and its rungs."""
 
     out: Path
     qualities: list[dict[str, Any]]
+    preview: bool  # a 3 s animated preview was made
 
     @property
     def rung_names(self) -> list[str]:
@@ -63,9 +65,11 @@ async def render_video(
     *,
     timeout: float,
     on_progress: Callable[[float], Awaitable[None]],
+    publication: Publication,
 ) -> RenderedVideo:
-    """Run the ladder over `source` into `work/out`: renditions, master playlist, thumbnail,
-    storyboard sprite and index."""
+    """Run the ladder over `source` into `work/out`: renditions, master playlist, poster,
+    animated preview, storyboard sprite and index, all stored under `publication`'s prefix;
+    the renditions are published while FFmpeg writes them."""
     rungs, storyboard = plan_ladder(info), plan_storyboard(info)
     out = work / "out"
     for rung in rungs:
@@ -75,6 +79,11 @@ async def render_video(
 
     frames = work / "storyboard-frames"
     frames.mkdir()
+    fps = min(info.fps, MAX_FPS) if info.fps else None
+    publisher = Publisher(
+        publication, out, rungs, has_audio=info.has_audio, duration=info.duration, fps=fps
+    )
+    publishing = asyncio.create_task(publisher.run())
     started = time.perf_counter()
     try:
         await run_ffmpeg(
@@ -85,13 +94,23 @@ async def render_video(
         )
     except FFmpegError as exc:
         raise ffmpeg_failure(exc) from None
+    finally:
+        publisher.stop()
+        await publishing
     if rungs:
         elapsed = time.perf_counter() - started
         telemetry.transcode_ladder_seconds.labels(rungs[-1].name).observe(elapsed)
-    # Playlists from the segments as written: tails merged, BANDWIDTH measured, CODECS read
-    # from the streams; the master playlist is written here.
-    fps = min(info.fps, MAX_FPS) if info.fps else None
-    measured = await asyncio.to_thread(finalize, out, [r.name for r in rungs], fallback_fps=fps)
+    # Playlists from the segments as written: tails merged (never into a published segment),
+    # ended, BANDWIDTH measured, CODECS read from the streams; the master playlist is written.
+    measured = await asyncio.to_thread(
+        lambda: finalize(
+            out,
+            [r.name for r in rungs],
+            fallback_fps=fps,
+            published=publisher.published,
+            target=TARGET_DURATION,
+        )
+    )
     try:
         await run_ffmpeg(
             storyboard_command(storyboard, frames, out / blob_keys.STORYBOARD), timeout=60
@@ -101,6 +120,7 @@ async def render_video(
     async with aiofiles.open(out / blob_keys.STORYBOARD_INDEX, "w") as vtt:
         await vtt.write(storyboard.webvtt(blob_keys.STORYBOARD, info.duration or 0.0))
     sizes = {r.name: await asyncio.to_thread(_dir_size, out / r.name) for r in rungs}
+    preview = (out / blob_keys.PREVIEW).is_file()
     qualities = [
         {
             "quality": rung.name,
@@ -111,7 +131,8 @@ async def render_video(
         }
         for rung, stats in zip(rungs, measured, strict=True)
     ]
-    return RenderedVideo(out, qualities)
+    await publisher.complete()
+    return RenderedVideo(out, qualities, preview)
 
 
 async def render_image(source: Path, work: Path) -> RenderedImage:

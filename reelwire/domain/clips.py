@@ -52,6 +52,7 @@ def clip_body(row: Any, ctx: Services) -> dict[str, Any]:
         "status": status,
         "file_url": playable,
         "thumbnail_url": blobs.url(thumb_key) if thumb_key else None,
+        "preview_url": blobs.url(row["video_preview_key"]) if row["video_preview_key"] else None,
         "video_id": str(row["video_id"]) if row["video_id"] else None,
         "duration": row["duration"],
         "caption": row["caption"],

@@ -9,6 +9,7 @@ from redis.asyncio.client import Pipeline
 
 from pubsub import keys
 from reelwire.domain.context import Services
+from storage import blob_keys
 from storage.videos import COUNTERS
 
 
@@ -61,6 +62,40 @@ async def processing(
     # Watchers of the video see its status; its progress is the owner's business.
     status_only = {name: event[name] for name in ("type", "video_id", "status")}
     await ctx.bus.publish(keys.video_channel(video_id), status_only)
+
+
+async def rendition_ready(
+    ctx: Services, video_id: UUID, owner: UUID, quality: str, resolution: str
+) -> None:
+    """A rung of the ladder can be played (its playlist is up with a first segment)."""
+    event = {
+        "type": "rendition_ready",
+        "video_id": str(video_id),
+        "quality": quality,
+        "resolution": resolution,
+    }
+    await ctx.bus.publish(keys.user_channel(owner), event)
+    await ctx.bus.publish(keys.video_channel(video_id), event)
+
+
+async def playable(
+    ctx: Services, video_id: UUID, owner: UUID, *, plain: bool, playable: bool = True
+) -> None:
+    """The video can be watched while it transcodes (or, withdrawn, no longer can). The URL
+    goes out only where it is the same for everyone (`plain`); a private video's watchers
+    fetch it, signed for them. The video's cached row is fenced first."""
+    url = (
+        ctx.blobs.url(blob_keys.video_output_keys(video_id).hls_key) if plain and playable else None
+    )
+    event = {
+        "type": "playable",
+        "video_id": str(video_id),
+        "playable": playable,
+        "playback_url": url,
+    }
+    await ctx.video_cache.invalidate(video_id)
+    await ctx.bus.publish(keys.user_channel(owner), event)
+    await ctx.bus.publish(keys.video_channel(video_id), event)
 
 
 async def new_comment(ctx: Services, video_id: UUID, comment: dict[str, Any]) -> None:

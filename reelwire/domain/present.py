@@ -74,6 +74,8 @@ _SEED_001_STATUS = {
 def video(row: Mapping[str, Any], blobs: BlobStore) -> dict[str, Any]:
     """The full video object: the CLUTCH API's fields plus the Clipsy API's."""
     ready = row["status"] == "ready"
+    # Playable while it transcodes: every rung has a first segment up (see transcode.progressive)
+    playable = ready or row["playable_at"] is not None
     external = row["external"] or {}
     hls = blobs.url(row["hls_key"]) if row["hls_key"] else external.get("playback_url")
     thumbnail = (
@@ -105,6 +107,9 @@ def video(row: Mapping[str, Any], blobs: BlobStore) -> dict[str, Any]:
         "thumbnail": thumbnail,
         "video_url": hls if ready else stream_url,
         "hls_playlist": hls if ready else None,
+        "playable": bool(playable and hls),
+        "playback_url": hls if playable else None,
+        "preview_url": blobs.url(row["preview_key"]) if ready and row["preview_key"] else None,
         "stream_url": stream_url,
         "duration": row["duration"],
         "resolution": f"{row['width']}x{row['height']}" if row["width"] else None,

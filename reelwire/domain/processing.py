@@ -22,11 +22,13 @@ from reelwire.domain.clips import media_changed
 from reelwire.domain.context import Services
 from reelwire.domain.errors import ValidationFailed
 from reelwire.domain.media import check_video, probe_columns, stored_probe
+from reelwire.domain.media_access import needs_signing
 from storage import blob_keys
 from storage import clips as clip_rows
 from storage import videos as video_rows
 from transcode.failures import PermanentFailure, ffmpeg_failure
 from transcode.ffmpeg import FFmpegError
+from transcode.progressive import Publication
 from transcode.render import render_image, render_video
 from transcode.scratch import scratch_dir
 
@@ -47,6 +49,18 @@ async def transcode_video(ctx: Services, target: str) -> None:
         await video_rows.update(conn, video_id, status="processing", progress=0.0, error=None)
     await events.processing(ctx, video_id, owner, "processing", 0.0)
 
+    outputs = blob_keys.video_outputs(video_id)
+    # A run that died half-way may have published: start from nothing (the same keys are
+    # written again, with the same bytes).
+    await withdraw(ctx, video_id)
+    publication = Publication(
+        ctx.blobs,
+        outputs,
+        on_rendition=lambda name, resolution: events.rendition_ready(
+            ctx, video_id, owner, name, resolution
+        ),
+        on_playable=lambda: _playable(ctx, video_id, owner),
+    )
     with scratch_dir(ctx.spool_dir) as work:
         source = await ctx.blobs.local_file(row["source_key"], work / "source")
         try:
@@ -56,14 +70,20 @@ async def transcode_video(ctx: Services, target: str) -> None:
             raise PermanentFailure(str(exc)) from None
         except FFmpegError as exc:
             raise ffmpeg_failure(exc) from None
-        rendered = await render_video(
-            source,
-            info,
-            work,
-            timeout=ctx.settings.transcode_timeout,
-            on_progress=_ProgressReporter(ctx, video_id, owner),
-        )
-        await ctx.blobs.put_tree(blob_keys.video_outputs(video_id), rendered.out, consume=True)
+        try:
+            rendered = await render_video(
+                source,
+                info,
+                work,
+                timeout=ctx.settings.transcode_timeout,
+                on_progress=_ProgressReporter(ctx, video_id, owner),
+                publication=publication,
+            )
+        except BaseException:
+            # Half a ladder is not left up: players get 404s at once rather than a stream
+            # that stops, and the status (failed, or pending for a retry) says why.
+            await withdraw(ctx, video_id, announce=owner)
+            raise
 
     async with ctx.db.acquire() as conn, conn.transaction():
         current = await video_rows.get_for_update(conn, video_id)
@@ -74,6 +94,7 @@ async def transcode_video(ctx: Services, target: str) -> None:
             conn,
             current,
             **dataclasses.asdict(blob_keys.video_output_keys(video_id)),
+            preview_key=blob_keys.video_preview(video_id) if rendered.preview else None,
             qualities=rendered.qualities,
             processed_at=datetime.now(UTC),
             **probe_columns(info),
@@ -88,6 +109,33 @@ async def transcode_video(ctx: Services, target: str) -> None:
     logger.info("video %s ready: %s", video_id, ", ".join(rendered.rung_names))
 
 
+async def _playable(ctx: Services, video_id: UUID, owner: UUID) -> None:
+    """Every rung has its first segment up, and the master playlist: the video plays."""
+    async with ctx.db.acquire() as conn:
+        await video_rows.update(
+            conn,
+            video_id,
+            playable_at=datetime.now(UTC),
+            hls_key=blob_keys.video_output_keys(video_id).hls_key,
+        )
+        row = await video_rows.get(conn, video_id)
+    if row is not None:
+        await events.playable(ctx, video_id, owner, plain=not needs_signing(row))
+
+
+async def withdraw(ctx: Services, video_id: UUID, *, announce: UUID | None = None) -> None:
+    """Take down whatever a run of the ladder published; the video is no longer playable.
+    With `announce` (the owner), watchers hear `playable: false`."""
+    await ctx.blobs.delete_prefix(blob_keys.video_outputs(video_id))
+    async with ctx.db.acquire() as conn:
+        row = await video_rows.get(conn, video_id)
+        if row is None or row["playable_at"] is None:
+            return
+        await video_rows.update(conn, video_id, playable_at=None, hls_key=None)
+    if announce is not None:
+        await events.playable(ctx, video_id, announce, plain=False, playable=False)
+
+
 async def mark_ready(conn: asyncpg.Connection, row: Any, **outputs: Any) -> None:
     """Set a video ready to watch: full progress, no error, published now unless it already
     was, and `outputs` (where its playback comes from, what was measured). Whoever made the
@@ -99,6 +147,7 @@ async def mark_ready(conn: asyncpg.Connection, row: Any, **outputs: Any) -> None
         progress=100.0,
         error=None,
         published_at=row["published_at"] or datetime.now(UTC),
+        playable_at=row["playable_at"] or datetime.now(UTC),
         **outputs,
     )
 

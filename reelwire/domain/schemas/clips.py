@@ -42,6 +42,9 @@ class ClipOut(BaseModel):
     status: Literal["processing", "ready", "failed"]
     file_url: str | None
     thumbnail_url: str | None
+    preview_url: str | None = Field(
+        None, description="A video clip's 3 s silent looping MP4 at feed size, once it is ready"
+    )
     video_id: str | None
     duration: float | None
     caption: str

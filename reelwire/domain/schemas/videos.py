@@ -81,7 +81,18 @@ class VideoOut(BaseModel):
     thumbnail_url: str | None
     thumbnail: str | None
     video_url: str | None
-    hls_playlist: str | None
+    hls_playlist: str | None = Field(description="The master playlist once the video is ready")
+    playable: bool = Field(
+        description="It can be watched now: true from the first segment of every rung, while "
+        "the rest is still being transcoded (`status` stays `processing` until `ready`)"
+    )
+    playback_url: str | None = Field(
+        description="The master playlist as soon as the video is playable (an HLS EVENT "
+        "playlist that grows until the ladder is complete)"
+    )
+    preview_url: str | None = Field(
+        description="A 3 s silent looping MP4 at feed size (H.264), once the video is ready"
+    )
     stream_url: str | None
     duration: float | None
     resolution: str | None
