@@ -51,7 +51,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 async def row(db: Any, video_id: str) -> Any:
     return await db.fetchrow(
-        "SELECT status, progress, error FROM videos WHERE id = $1", UUID(video_id)
+        "SELECT status, progress, error, playable_at, hls_key FROM videos WHERE id = $1",
+        UUID(video_id),
     )
 
 
@@ -98,6 +99,7 @@ async def test_ffmpeg_stopped_by_a_signal_says_so(media: Media) -> None:
     assert terminated.value.signal == 15 and terminated.value.stopped
 
 
+@pytest.mark.timeout(90)
 async def test_killed_ffmpeg_is_retried_and_the_video_ends_ready(
     rig: WorkerRig,
     media: Media,
@@ -109,6 +111,10 @@ async def test_killed_ffmpeg_is_retried_and_the_video_ends_ready(
         status, body = await upload(api, token, media.long_1080)
         assert status == 201
         video_id = body["id"]
+        # Half-way: the video is already playable (its first segments are published).
+        await until(lambda: _playable(db, video_id), 60, "the video to be playable")
+        master = f"/media/videos/{video_id}/hls/master.m3u8"
+        assert (await api.client.get(master)).status == 200
         pids = await until(lambda: ffmpeg_mid_job(db, video_id), 60, "the job's ffmpeg")
         os.kill(pids[0], signal.SIGKILL)  # only FFmpeg, as the OOM killer would
 
@@ -118,9 +124,15 @@ async def test_killed_ffmpeg_is_retried_and_the_video_ends_ready(
         assert (
             retrying["error"] == "The transcoder was stopped (killed by signal 9); retrying in 5 s"
         )
-        resp = await api.client.get(f"/api/videos/{video_id}/status", headers=api.auth(token))
+        # What was published is withdrawn: no player is left with a stream that stops.
+        assert retrying["playable_at"] is None and retrying["hls_key"] is None
+        assert (await api.client.get(master)).status == 404
+        resp = await api.client.get(f"/api/videos/{video_id}", headers=api.auth(token))
         shown = await resp.json()
         assert shown["status"] in ("pending", "processing"), shown
+        if shown["status"] == "pending":
+            assert shown["playable"] is False and shown["playback_url"] is None
+            assert "killed by signal 9" in shown["error"]
         video = await wait_for(api, video_id, token, timeout=120)
         assert video["status"] == "ready", log.read_text()
         assert worker.poll() is None, "the worker itself survives"
@@ -130,6 +142,10 @@ async def test_killed_ffmpeg_is_retried_and_the_video_ends_ready(
         assert not scratch_dirs(rig.home)
     finally:
         stop(worker)
+
+
+async def _playable(db: Any, video_id: str) -> bool:
+    return (await row(db, video_id))["playable_at"] is not None
 
 
 async def _pending_with_error(db: Any, video_id: str) -> Any:

@@ -16,9 +16,10 @@ function hasMediaSource() {
  * attachHls(videoEl, url, {variants}) -> controller
  * controller.levels: [{index, label}] (index -1 is Auto); controller.setLevel(i);
  * controller.onLevels(fn) / onLevelSwitch(fn); controller.destroy().
+ * `growing`: the video is still being transcoded (its playlists grow): start at 0.
  * `variants` ({'360p': url}) lets the native fallback switch playlists by hand.
  */
-export async function attachHls(video, url, { variants = {}, autoplay = false } = {}) {
+export async function attachHls(video, url, { variants = {}, autoplay = false, growing = false } = {}) {
   const src = mediaUrl(url);
   const listeners = { levels: new Set(), switch: new Set(), error: new Set() };
   const ctl = {
@@ -42,6 +43,9 @@ export async function attachHls(video, url, { variants = {}, autoplay = false } 
         enableWorker: true,
         workerPath: new URL('./vendor/hls/hls.worker.js', import.meta.url).href,
         capLevelToPlayerSize: false,
+        // A video still being transcoded has EVENT playlists that grow: hls.js treats them as
+        // live, and would start near the newest segment; a viewer wants the beginning.
+        ...(growing ? { startPosition: 0 } : {}),
       });
       ctl.engine = 'hls.js';
       ctl.hls = hls;

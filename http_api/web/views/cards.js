@@ -1,4 +1,5 @@
-// A video card: thumbnail (with storyboard scrubbing), title, author, views, age.
+// A video card: poster (with storyboard scrubbing, and the 3 s silent preview looping while
+// the card is on screen), title, author, views, age.
 
 import { mediaUrl } from '../config.js';
 import { attachScrub } from '../storyboard.js';
@@ -8,6 +9,7 @@ export function videoCard(video) {
   const thumbSrc = video.thumbnail_url || video.thumbnail;
   const thumb = h('div', { class: 'thumb', testid: 'video-thumb' },
     thumbSrc ? h('img', { src: mediaUrl(thumbSrc), alt: '', loading: 'lazy', draggable: 'false' }) : h('div', { class: 'thumb-empty' }, video.status === 'ready' ? '' : (video.status || '')),
+    video.preview_url ? previewLoop(video.preview_url) : null,
     video.duration ? h('span', { class: 'badge-duration' }, duration(video.duration)) : null,
     video.visibility && video.visibility !== 'public' ? h('span', { class: 'badge-visibility' }, video.visibility) : null);
   attachScrub(thumb, video.storyboard);
@@ -20,4 +22,24 @@ export function videoCard(video) {
         h('a', { href: `#/watch/${video.id}`, class: 'card-title', testid: 'video-card-title' }, video.title || 'Untitled'),
         author.id ? h('a', { href: profileHref(author), class: 'card-author' }, author.display_name || author.username) : null,
         h('span', { class: 'card-stats' }, `${compact(video.view_count ?? video.views ?? 0)}${plural(video.view_count ?? video.views ?? 0, ' view', ' views')} · ${ago(video.published_at || video.created_at)}`))));
+}
+
+// Previews play only while their card is mostly on screen (and never with sound).
+const onScreen = typeof IntersectionObserver === 'function'
+  ? new IntersectionObserver((entries) => {
+    for (const { target, isIntersecting } of entries) {
+      if (isIntersecting) target.play().catch(() => {});
+      else target.pause();
+    }
+  }, { threshold: 0.6 })
+  : null;
+
+function previewLoop(url) {
+  const el = h('video', { class: 'thumb-preview', testid: 'video-preview', src: mediaUrl(url), preload: 'none', 'aria-hidden': 'true' });
+  el.muted = true;
+  el.loop = true;
+  el.playsInline = true;
+  el.disablePictureInPicture = true;
+  if (onScreen) onScreen.observe(el);
+  return el;
 }

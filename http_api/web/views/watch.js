@@ -113,7 +113,7 @@ export function render(root, { params }) {
       version = -1;
       mergeCounts({ ...v, counts_version: v.counts_version ?? 0 }, { force: true });
       showStatus(v.status, v.progress, v.error);
-      if (v.status === 'ready') startPlayer();
+      if (v.status === 'ready' || v.playable) startPlayer();
     } catch (err) {
       if (destroyed) return;
       if (video) { toast(`Could not refresh the video: ${err.message}`, 'error'); return; }
@@ -129,17 +129,35 @@ export function render(root, { params }) {
     if (status === 'ready') { processing.hidden = true; return; }
     processing.hidden = false;
     processing.dataset.status = status;
-    processing.textContent = status === 'failed'
-      ? `Processing failed: ${error || 'unknown error'}`
-      : `This video is ${status}${typeof progress === 'number' && progress > 0 ? ` (${Math.round(progress)}%)` : ''}. It will play here as soon as it is ready.`;
+    processing.dataset.playable = String(!!(video && video.playable));
+    const done = typeof progress === 'number' && progress > 0 ? ` (${Math.round(progress)}%)` : '';
+    if (status === 'failed') processing.textContent = `Processing failed: ${error || 'unknown error'}`;
+    else if (video && video.playable) processing.textContent = `Still being transcoded${done}: you are watching what is ready, and the rest follows.`;
+    else processing.textContent = `This video is ${status}${done}${error ? ` (${error})` : ''}. It will play here as soon as its first seconds are ready.`;
+  }
+
+  function stopPlayer() {
+    if (player) { player.destroy(); player = null; }
+    clear(qualityMenu);
+  }
+
+  // `playable` (the first seconds of every quality are up) or its withdrawal (the transcode
+  // failed half-way): fetch the video again, for URLs signed for us where they need to be.
+  function onPlayable(msg) {
+    if (!video || msg.video_id !== videoId) return;
+    if (msg.playable) { if (!player) loadVideo(); return; }
+    video.playable = false;
+    stopPlayer();
+    showStatus(video.status, video.progress, video.error);
   }
 
   async function startPlayer() {
     if (player || !video) return;
-    const src = video.hls_playlist || video.video_url;
+    const src = video.playback_url || video.hls_playlist || video.video_url;
     if (!src) { playerStatus.textContent = 'No playable stream.'; return; }
     playerStatus.textContent = '';
-    player = await attachHls(videoEl, src, { variants: video.quality_variants || {} });
+    // Still transcoding: the playlists grow, and playback starts at the beginning, not the end.
+    player = await attachHls(videoEl, src, { variants: video.quality_variants || {}, growing: video.status !== 'ready' });
     if (destroyed) { player.destroy(); return; }
     page.dataset.engine = player.engine;
     player.onLevels((levels) => {
@@ -451,6 +469,9 @@ export function render(root, { params }) {
             if (msg.status === 'ready') { loadVideo(); }
           }
           break;
+        case 'playable':
+          onPlayable(msg);
+          break;
         default:
       }
     },
@@ -474,6 +495,7 @@ export function render(root, { params }) {
           showStatus(msg.status, msg.progress, msg.error);
           if (msg.status === 'ready') loadVideo();
         }
+        if (msg.type === 'playable') onPlayable(msg);
       },
     });
   }
