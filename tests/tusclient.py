@@ -73,16 +73,18 @@ def resent(made: RecordingUploader, size: int) -> int:
 
 @dataclass
 class CuttingProxy:
-    """Forwards TCP to `target`; the first request whose bytes pass `cut_after` (counted over
-    everything clients sent) is cut there: nothing more is forwarded, and half a second later
-    both sides are torn down, mid-body."""
+    """Forwards TCP to `target`. The first request whose bytes pass `cut_after` (counted over
+    everything clients sent; None: never) is cut there: nothing more is forwarded, and half a
+    second later both sides are torn down, mid-body. `cut_now()` tears down every connection
+    open at that moment, wherever its bytes are."""
 
     target: tuple[str, int]
-    cut_after: int
+    cut_after: int | None = None
     sent: int = 0
     cut: bool = False
     port: int = 0
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    open: set[asyncio.StreamWriter] = field(default_factory=set)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[CuttingProxy]:
@@ -101,30 +103,43 @@ class CuttingProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def cut_now(self) -> int:
+        """Abort every open connection (both sides); how many there were."""
+        writers = list(self.open)
+        for writer in writers:
+            writer.transport.abort()
+        self.cut = True
+        return len(writers) // 2
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self.tasks.add(task)
         up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self.open |= {writer, up_writer}
         back = asyncio.create_task(self._pipe(up_reader, writer, count=False))
         try:
             await self._pipe(reader, up_writer, count=True)
+        except OSError:
+            pass
         finally:
             back.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await back
             for side in (writer, up_writer):
                 side.transport.abort()
+            self.open -= {writer, up_writer}
             self.tasks.discard(task)
 
     async def _pipe(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, count: bool
     ) -> None:
         while data := await reader.read(65536):
-            if count and not self.cut and self.sent + len(data) > self.cut_after:
-                writer.write(data[: self.cut_after - self.sent])
+            limit = self.cut_after
+            if count and limit is not None and not self.cut and self.sent + len(data) > limit:
+                writer.write(data[: limit - self.sent])
                 await writer.drain()
-                self.sent, self.cut = self.cut_after, True
+                self.sent, self.cut = limit, True
                 # The link goes dead in the middle of the body: the server has been reading it
                 # for a while when the connection is finally torn down.
                 await asyncio.sleep(0.5)

@@ -1,7 +1,9 @@
-// Upload: the file goes up with XMLHttpRequest (a byte progress bar), then transcoding
-// progress comes live as `processing` events on user:<me>; when ready we go to the player.
+// Upload: the file goes up as a resumable (tus) upload (a byte progress bar; a dropped
+// connection resumes where the server's bytes end), then transcoding progress comes live as
+// `processing` events on user:<me>; when ready we go to the player.
 
 import * as api from '../api.js';
+import { resumableUpload } from '../resumable.js';
 import { realtime } from '../socket.js';
 import { h, field, showFormError } from '../ui.js';
 
@@ -29,7 +31,7 @@ export function render(root) {
   const submit = h('button', { type: 'submit', class: 'btn btn-primary', testid: 'upload-submit' }, 'Upload');
 
   const upBar = h('progress', { max: 100, value: 0, testid: 'upload-progress', 'aria-label': 'Upload progress' });
-  const upText = h('span', { class: 'progress-text', testid: 'upload-progress-text' }, 'Waiting for a file');
+  const upText = h('span', { class: 'progress-text', testid: 'upload-progress-text', dataset: { state: 'idle' } }, 'Waiting for a file');
   const txBar = h('progress', { max: 100, value: 0, testid: 'transcode-progress', 'aria-label': 'Processing progress' });
   const txStatus = h('span', { class: 'progress-text', testid: 'transcode-status', dataset: { status: 'idle' } }, 'Not started');
   const txError = h('p', { class: 'form-error', testid: 'transcode-error', role: 'alert', hidden: true });
@@ -59,7 +61,7 @@ export function render(root) {
     if (finished) return;
     txStatus.dataset.status = status;
     if (typeof progress === 'number') txBar.value = Math.max(0, Math.min(100, progress));
-    const labels = { pending: 'Waiting for a worker…', processing: 'Processing', ready: 'Ready', failed: 'Failed', uploading: 'Uploading' };
+    const labels = { pending: 'Waiting for a worker…', processing: 'Processing', ready: 'Ready', failed: 'Failed', uploading: 'Waiting for the upload' };
     txStatus.textContent = `${labels[status] || status}${status === 'processing' ? ` ${Math.round(txBar.value)}%` : ''}`;
     if (status === 'ready') {
       finished = true;
@@ -117,37 +119,49 @@ export function render(root) {
     txBar.value = 0;
     txStatus.dataset.status = 'idle';
     txStatus.textContent = 'Not started';
-    const fd = new FormData();
-    fd.append('title', titleInput.value.trim());
-    fd.append('description', descInput.value);
-    fd.append('visibility', visibility.value);
-    fd.append('video_file', file, file.name);
     const started = Date.now();
-    job = api.upload('/api/videos', fd, {
+    let offline = false;
+    const showBytes = (loaded, t) => {
+      upBar.value = t ? Math.round((loaded / t) * 100) : 0;
+      const secs = (Date.now() - started) / 1000;
+      upText.textContent = `${mb(loaded)} of ${mb(t)} (${upBar.value}%)${secs > 1 ? ` · ${mb(loaded / secs)}/s` : ''}`;
+    };
+    job = resumableUpload(file, {
+      metadata: { title: titleInput.value.trim(), description: descInput.value, visibility: visibility.value },
+      onVideoId(id) {
+        if (videoId === id) return;
+        videoId = id; // the server made the video: its events are ours from now on
+        progressCard.dataset.videoId = id;
+        const seen = early.get(id);
+        early.clear();
+        if (seen) setTranscode(seen.status, seen.progress, seen.error);
+      },
       onProgress(loaded, total) {
-        const t = total || file.size;
-        upBar.value = t ? Math.round((loaded / t) * 100) : 0;
-        const secs = (Date.now() - started) / 1000;
-        upText.textContent = `${mb(loaded)} of ${mb(t)} (${upBar.value}%)${secs > 1 ? ` · ${mb(loaded / secs)}/s` : ''}`;
+        if (offline) return;
+        upText.dataset.state = 'sending';
+        showBytes(loaded, total || file.size);
+      },
+      onConnection(state) {
+        offline = state === 'lost';
+        upText.dataset.state = offline ? 'offline' : 'resuming';
+        upText.textContent = offline ? 'Connection lost: the upload goes on when it is back' : 'Resuming…';
       },
     });
     upText.textContent = `0 of ${mb(file.size)} (0%)`;
     try {
-      const body = await job.promise;
+      await job.promise;
       if (destroyed) return;
-      videoId = body.id;
-      progressCard.dataset.videoId = videoId;
       upBar.value = 100;
+      upText.dataset.state = 'done';
       upText.textContent = `${mb(file.size)} uploaded`;
-      setTranscode(body.status || 'pending', 0);
-      const seen = early.get(videoId);
-      early.clear();
-      if (seen) setTranscode(seen.status, seen.progress, seen.error);
+      if (['idle', 'uploading'].includes(txStatus.dataset.status)) setTranscode('pending', 0);
       pollTimer = setTimeout(poll, 2000);
     } catch (err) {
       if (destroyed) return;
+      upText.dataset.state = 'failed';
       upText.textContent = 'Upload failed';
       showFormError(form, error, err);
+      if (videoId && err.status >= 400) setTranscode('failed', 0, err.message);
       submit.disabled = false;
     }
   });
@@ -156,6 +170,6 @@ export function render(root) {
     destroyed = true;
     clearTimeout(pollTimer);
     unsubscribe();
-    if (job && !videoId) job.abort();
+    if (job) job.abort(); // an unfinished upload stays resumable: the same file picks it up
   };
 }
