@@ -244,6 +244,7 @@ class RenditionReadyMessage(Event):
     video_id: str
     quality: str = Field(description="The rung, e.g. `720p`")
     resolution: str = Field(description="`WIDTHxHEIGHT` of the rung")
+    progress: float | None = Field(None, description="Percent done (user channel only)")
 
 
 class PlayableMessage(Event):
@@ -260,6 +261,7 @@ class PlayableMessage(Event):
         description="The master playlist, for videos served at plain URLs; for a private "
         "video fetch the video, whose URLs are signed for you",
     )
+    progress: float | None = Field(None, description="Percent done (user channel only)")
 
 
 class ClipGone(BaseModel):

@@ -30,7 +30,9 @@ function channelsFor(msg, user) {
     case 'comment_deleted':
       return [`video:${msg.video_id}`];
     case 'processing':
-      // The owner's copy (on user:{id}) carries progress; watchers' copy carries status only.
+    case 'rendition_ready':
+    case 'playable':
+      // The owner's copy (on user:{id}) carries progress; watchers' copy does not.
       return 'progress' in msg && user ? [`user:${user}`] : [`video:${msg.video_id}`];
     case 'clip_feed':
       return ['feed:clips'];

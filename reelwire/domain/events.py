@@ -65,25 +65,33 @@ async def processing(
 
 
 async def rendition_ready(
-    ctx: Services, video_id: UUID, owner: UUID, quality: str, resolution: str
+    ctx: Services, video_id: UUID, owner: UUID, quality: str, resolution: str, progress: float
 ) -> None:
-    """A rung of the ladder can be played (its playlist is up with a first segment)."""
+    """A rung of the ladder can be played (its playlist is up with a first segment). As with
+    `processing`, the owner's copy carries the progress (and is told apart by it)."""
     event = {
         "type": "rendition_ready",
         "video_id": str(video_id),
         "quality": quality,
         "resolution": resolution,
     }
-    await ctx.bus.publish(keys.user_channel(owner), event)
+    await ctx.bus.publish(keys.user_channel(owner), {**event, "progress": round(progress, 1)})
     await ctx.bus.publish(keys.video_channel(video_id), event)
 
 
 async def playable(
-    ctx: Services, video_id: UUID, owner: UUID, *, plain: bool, playable: bool = True
+    ctx: Services,
+    video_id: UUID,
+    owner: UUID,
+    *,
+    plain: bool,
+    progress: float,
+    playable: bool = True,
 ) -> None:
     """The video can be watched while it transcodes (or, withdrawn, no longer can). The URL
     goes out only where it is the same for everyone (`plain`); a private video's watchers
-    fetch it, signed for them. The video's cached row is fenced first."""
+    fetch it, signed for them. The video's cached row is fenced first; the owner's copy
+    carries the progress, as `processing` does."""
     url = (
         ctx.blobs.url(blob_keys.video_output_keys(video_id).hls_key) if plain and playable else None
     )
@@ -94,7 +102,7 @@ async def playable(
         "playback_url": url,
     }
     await ctx.video_cache.invalidate(video_id)
-    await ctx.bus.publish(keys.user_channel(owner), event)
+    await ctx.bus.publish(keys.user_channel(owner), {**event, "progress": round(progress, 1)})
     await ctx.bus.publish(keys.video_channel(video_id), event)
 
 

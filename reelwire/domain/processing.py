@@ -56,7 +56,7 @@ async def transcode_video(ctx: Services, target: str) -> None:
     publication = Publication(
         ctx.blobs,
         outputs,
-        on_rendition=lambda name, resolution: events.rendition_ready(
+        on_rendition=lambda name, resolution: _rendition_ready(
             ctx, video_id, owner, name, resolution
         ),
         on_playable=lambda: _playable(ctx, video_id, owner),
@@ -120,7 +120,17 @@ async def _playable(ctx: Services, video_id: UUID, owner: UUID) -> None:
         )
         row = await video_rows.get(conn, video_id)
     if row is not None:
-        await events.playable(ctx, video_id, owner, plain=not needs_signing(row))
+        plain = not needs_signing(row)
+        await events.playable(ctx, video_id, owner, plain=plain, progress=row["progress"])
+
+
+async def _rendition_ready(
+    ctx: Services, video_id: UUID, owner: UUID, quality: str, resolution: str
+) -> None:
+    async with ctx.db.acquire() as conn:
+        row = await video_rows.get(conn, video_id)
+    progress = row["progress"] if row is not None else 0.0
+    await events.rendition_ready(ctx, video_id, owner, quality, resolution, progress)
 
 
 async def withdraw(ctx: Services, video_id: UUID, *, announce: UUID | None = None) -> None:
@@ -133,7 +143,10 @@ async def withdraw(ctx: Services, video_id: UUID, *, announce: UUID | None = Non
             return
         await video_rows.update(conn, video_id, playable_at=None, hls_key=None)
     if announce is not None:
-        await events.playable(ctx, video_id, announce, plain=False, playable=False)
+        progress = row["progress"]
+        await events.playable(
+            ctx, video_id, announce, plain=False, progress=progress, playable=False
+        )
 
 
 async def mark_ready(conn: asyncpg.Connection, row: Any, **outputs: Any) -> None:

@@ -112,6 +112,8 @@ export function render(root, { params }) {
       reaction = v.user_reaction || 'none';
       version = -1;
       mergeCounts({ ...v, counts_version: v.counts_version ?? 0 }, { force: true });
+      const [w, ht] = (v.resolution || '').split('x').map(Number);
+      page.classList.toggle('portrait', ht > w);
       showStatus(v.status, v.progress, v.error);
       if (v.status === 'ready' || v.playable) startPlayer();
     } catch (err) {
@@ -151,13 +153,17 @@ export function render(root, { params }) {
     showStatus(video.status, video.progress, video.error);
   }
 
+  let starting = false; // one player at a time, however many events ask for it
   async function startPlayer() {
-    if (player || !video) return;
+    if (player || starting || !video) return;
     const src = video.playback_url || video.hls_playlist || video.video_url;
     if (!src) { playerStatus.textContent = 'No playable stream.'; return; }
     playerStatus.textContent = '';
-    // Still transcoding: the playlists grow, and playback starts at the beginning, not the end.
-    player = await attachHls(videoEl, src, { variants: video.quality_variants || {}, growing: video.status !== 'ready' });
+    starting = true;
+    try {
+      // Still transcoding: the playlists grow, and playback starts at the beginning.
+      player = await attachHls(videoEl, src, { variants: video.quality_variants || {}, growing: video.status !== 'ready' });
+    } finally { starting = false; }
     if (destroyed) { player.destroy(); return; }
     page.dataset.engine = player.engine;
     player.onLevels((levels) => {
@@ -476,8 +482,13 @@ export function render(root, { params }) {
       }
     },
     onSubscribed() {
-      // Events between the first REST load and the subscription: merge the newest page.
-      if (!subscribedOnce) { subscribedOnce = true; loadComments(true); }
+      // Events between the first REST load and the subscription: merge the newest page, and
+      // read the video again if it may have become playable (or ready) meanwhile.
+      if (!subscribedOnce) {
+        subscribedOnce = true;
+        loadComments(true);
+        if (video && !player && video.status !== 'failed') loadVideo();
+      }
     },
     onReset() {
       // The server could not replay what we missed: reload over REST.
