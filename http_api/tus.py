@@ -52,7 +52,7 @@ _ERRORS = (400, 404, 409, 410, 412, 413, 415, 423, 460, 503)
     auth="required",
     raw_body=True,
     status=201,
-    errors=(400, 413, 415, 460, 503),
+    errors=(400, 412, 413, 415, 460, 503),
 )
 @documented(
     parameters=[
@@ -135,7 +135,13 @@ async def _receive(call: Call[Any], upload_id: Any, offset: int) -> UploadState:
     checksum = _checksum(request)
     with in_flight(request):
         return await resumable.receive(
-            call.services, call.user, upload_id, offset, _body(request), checksum
+            call.services,
+            call.user,
+            upload_id,
+            offset,
+            _body(request),
+            checksum,
+            declared=request.content_length,
         )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -339,7 +340,15 @@ async def test_bad_requests_get_clear_4xx_answers(api: Api, settings: Settings) 
     assert wrong_type.status == 415
     assert (await patch(api, token, location, 5, b"abc")).status == 409
     too_long = await patch(api, token, location, 0, b"x" * 101)
-    assert too_long.status == 413
+    assert too_long.status == 413  # said by its Content-Length: refused unread
+    assert (await head(api, token, location)).headers["Upload-Offset"] == "0"
+
+    async def streamed() -> AsyncIterator[bytes]:
+        for _ in range(3):
+            yield b"y" * 40
+
+    chunked = await patch(api, token, location, 0, streamed())
+    assert chunked.status == 413  # found out while reading: what fits is kept
     assert (await head(api, token, location)).headers["Upload-Offset"] == "100"
 
 

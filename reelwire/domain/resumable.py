@@ -200,10 +200,12 @@ async def receive(
     offset: int,
     body: AsyncIterable[bytes],
     checksum: Checksum | None = None,
+    declared: int | None = None,
 ) -> UploadState:
     """Append one chunk at `offset`; the last one finishes the upload (checks, then queue).
     A chunk cut short keeps what arrived (without a checksum); a chunk with a checksum is kept
-    whole or not at all."""
+    whole or not at all. A chunk `declared` (Content-Length) to go past the upload's length is
+    refused before it is read."""
     async with upload_rows.locked(ctx.settings.database_url or "", upload_id) as conn:
         if conn is None:
             raise Locked("Another request is sending this upload's bytes; retry when it ends")
@@ -212,6 +214,11 @@ async def receive(
             raise Conflict(
                 f"Upload-Offset is {offset} but the upload is at {row['upload_offset']}",
                 details={"offset": row["upload_offset"]},
+            )
+        if declared is not None and offset + declared > row["upload_length"]:
+            raise PayloadTooLarge(
+                f"The chunk ({declared} bytes) goes past Upload-Length ({row['upload_length']})",
+                details={"offset": offset, "length": row["upload_length"]},
             )
         if row["state"] == "receiving":
             await _still_wanted(ctx, conn, row)
