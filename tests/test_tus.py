@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import os
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +20,7 @@ import asyncpg
 import pytest
 from yarl import URL
 
+from http_api.uploads import DRAIN
 from reelwire.appkeys import SERVICES
 from reelwire.domain import resumable_finish
 from reelwire.settings import Settings
@@ -432,3 +435,42 @@ async def test_two_chunks_at_once_never_interleave(
     statuses = sorted(a.status for a in answers)
     assert statuses.count(204) == 1 and set(statuses) <= {204, 409, 423}, statuses
     assert part_file(settings, location).read_bytes() == data[: 2 * CHUNK]
+
+
+async def test_the_janitor_finishes_an_upload_whose_check_was_cut_off(
+    api: Api, media: Media, settings: Settings, db: asyncpg.Connection
+) -> None:
+    user = await api.register("interrupted")
+    data = media.video_480.read_bytes()
+    resp = await create(api, user["token"], len(data), title="all there")
+    location, video_id = resp.headers["Location"], resp.headers["Reelwire-Video-Id"]
+    assert (await patch(api, user["token"], location, 0, data[:-1])).status == 204
+    # The last byte reached the disk and the row, then the process died before checking it.
+    with part_file(settings, location).open("ab") as part:
+        part.write(data[-1:])
+    await db.execute(
+        "UPDATE resumable_uploads SET upload_offset = upload_length, "
+        "updated_at = now() - interval '2 minutes'"
+    )
+    stray = part_file(settings, f"/api/uploads/{UUID(int=7)}")
+    stray.write_bytes(b"left by an upload whose row is gone")
+    old = datetime.now(UTC).timestamp() - 3600
+    os.utime(stray, (old, old))
+    assert await resumable_finish.sweep(api.client.app[SERVICES]) == 0
+    assert not stray.exists()
+    state = await head(api, user["token"], location)
+    assert state.status == 200 and "Upload-Expires" not in state.headers  # complete
+    status = await db.fetchval("SELECT status FROM videos WHERE id = $1", UUID(video_id))
+    assert status == "pending"
+    original = settings.home / "media" / "videos" / video_id / "original"
+    assert original.read_bytes() == data
+
+
+async def test_a_stopping_server_asks_for_the_next_chunk_later(api: Api, media: Media) -> None:
+    user = await api.register("latecomer")
+    location = (await create(api, user["token"], 1000)).headers["Location"]
+    api.client.app[DRAIN].since = time.monotonic()  # SIGTERM arrived
+    resp = await patch(api, user["token"], location, 0, b"x" * 100)
+    assert resp.status == 503 and resp.headers["Retry-After"] == "5"
+    assert resp.headers["Tus-Resumable"] == "1.0.0"
+    assert (await head(api, user["token"], location)).headers["Upload-Offset"] == "0"
