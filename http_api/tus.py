@@ -14,6 +14,7 @@ import base64
 import binascii
 import email.utils
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -42,6 +43,19 @@ routes = RouteTable()
 COLLECTION = "/api/uploads"
 UPLOAD = "/api/uploads/{token}"  # one resource with the signed PUT of direct uploads
 IDLE_SECONDS = 60  # a chunk that stalls this long is ended (what arrived is kept)
+# Chunks one process receives at once: each holds a PostgreSQL connection of its own (the
+# upload's lock), so past this many the next is asked to come back (503, Retry-After).
+MAX_CHUNKS_IN_FLIGHT = 32
+
+
+@dataclass
+class Writers:
+    """The chunks this process is receiving."""
+
+    active: int = 0
+
+
+WRITERS = web.AppKey("tus_writers", Writers)
 _ERRORS = (400, 404, 409, 410, 412, 413, 415, 423, 460, 503)
 
 
@@ -133,16 +147,26 @@ async def terminate_upload(call: Call[Any]) -> web.StreamResponse:
 async def _receive(call: Call[Any], upload_id: Any, offset: int) -> UploadState:
     request = call.request
     checksum = _checksum(request)
-    with in_flight(request):
-        return await resumable.receive(
-            call.services,
-            call.user,
-            upload_id,
-            offset,
-            _body(request),
-            checksum,
-            declared=request.content_length,
+    writers = request.app[WRITERS]
+    if writers.active >= MAX_CHUNKS_IN_FLIGHT:
+        raise ServiceUnavailable(
+            "Too many uploads are arriving at once; send the chunk again in a moment",
+            headers={"Retry-After": "5"},
         )
+    writers.active += 1
+    try:
+        with in_flight(request):
+            return await resumable.receive(
+                call.services,
+                call.user,
+                upload_id,
+                offset,
+                _body(request),
+                checksum,
+                declared=request.content_length,
+            )
+    finally:
+        writers.active -= 1
 
 
 async def _body(request: web.Request) -> AsyncIterator[bytes]:
@@ -321,6 +345,7 @@ async def add_tus_resumable(request: web.Request, response: web.StreamResponse) 
 
 
 def setup_tus(app: web.Application) -> None:
-    """Discovery by OPTIONS and the version header on every tus answer."""
+    """Discovery by OPTIONS, the version header on every tus answer, the chunks in flight."""
+    app[WRITERS] = Writers()
     app.middlewares.append(tus_options)
     app.on_response_prepare.append(add_tus_resumable)

@@ -20,6 +20,7 @@ import asyncpg
 import pytest
 from yarl import URL
 
+from http_api import tus
 from http_api.uploads import DRAIN
 from reelwire.appkeys import SERVICES
 from reelwire.domain import resumable_finish
@@ -474,3 +475,14 @@ async def test_a_stopping_server_asks_for_the_next_chunk_later(api: Api, media: 
     assert resp.status == 503 and resp.headers["Retry-After"] == "5"
     assert resp.headers["Tus-Resumable"] == "1.0.0"
     assert (await head(api, user["token"], location)).headers["Upload-Offset"] == "0"
+
+
+async def test_a_process_receiving_too_many_chunks_asks_for_one_more_later(api: Api) -> None:
+    user = await api.register("crowded")
+    location = (await create(api, user["token"], 1000)).headers["Location"]
+    writers = api.client.app[tus.WRITERS]
+    writers.active = tus.MAX_CHUNKS_IN_FLIGHT  # each holds a PostgreSQL connection
+    busy = await patch(api, user["token"], location, 0, b"x" * 100)
+    assert busy.status == 503 and busy.headers["Retry-After"] == "5"
+    writers.active = 0
+    assert (await patch(api, user["token"], location, 0, b"x" * 100)).status == 204
