@@ -122,6 +122,17 @@ async def wait_for(api: Any, video_id: str, token: str, timeout: float = 90) -> 
     raise AssertionError(f"video {video_id} not finished in {timeout}s: {body}")
 
 
+async def until_playable(api: Any, video_id: str, token: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        resp = await api.client.get(f"/api/videos/{video_id}", headers=api.auth(token))
+        video = await resp.json()
+        if video["playable"] or video["status"] in ("ready", "failed"):
+            return video
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"video {video_id} not playable within {timeout}s")
+
+
 async def fetch(api: Any, url: str) -> aiohttp.ClientResponse:
     resp = await api.client.get(url)
     assert resp.status == 200, (url, resp.status)

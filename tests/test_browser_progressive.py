@@ -3,6 +3,7 @@ is finished, from the start, and goes on playing as the rest arrives."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,12 @@ async def test_a_portrait_minute_plays_before_its_ladder_is_done(
     page = await rig.page(phone=True)
     await sign_up(page, "vertical")
     token = await page.evaluate("() => window.reelwire.api.accessToken()")
+    data = await asyncio.to_thread(portrait_minute.read_bytes)
     form = aiohttp.FormData()
     form.add_field("title", "A minute, upright")
     form.add_field(
         "video_file",
-        io.BytesIO(portrait_minute.read_bytes()),
+        io.BytesIO(data),
         filename="portrait.mp4",
         content_type="video/mp4",
     )
@@ -80,7 +82,8 @@ async def test_a_portrait_minute_plays_before_its_ladder_is_done(
                 status: s && s.dataset.status, playable: s && s.dataset.playable,
                 hidden: s && s.hidden, text: s && s.textContent,
                 media: performance.getEntriesByType('resource')
-                  .filter(e => e.name.includes('/media/')).map(e => e.name.split('/hls/')[1])}}; }}"""
+                  .filter(e => e.name.includes('/media/'))
+                  .map(e => e.name.split('/hls/')[1])}}; }}"""
         )
         raise AssertionError(
             f"{state}, errors {page.console_errors}, "

@@ -3,31 +3,17 @@ segment of every rung to the complete ladder."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.conftest import Api
-from tests.media import Media, fetch, upload, wait_for
+from tests.media import Media, fetch, until_playable, upload, wait_for
 from transcode import hls
 from transcode.ffmpeg import ffmpeg_path
 
 pytestmark = pytest.mark.usefixtures("reset")
-
-
-async def until_playable(api: Api, video_id: str, token: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        resp = await api.client.get(f"/api/videos/{video_id}", headers=api.auth(token))
-        video = await resp.json()
-        if video["playable"] or video["status"] in ("ready", "failed"):
-            return video
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"video {video_id} not playable within {timeout}s")
 
 
 def decode_errors(path: Path) -> str:

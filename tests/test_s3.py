@@ -20,7 +20,7 @@ from reelwire.app import create_app
 from reelwire.appkeys import SERVICES, SETTINGS
 from reelwire.settings import Settings
 from tests.conftest import Api
-from tests.media import Media, form, upload, wait_for
+from tests.media import Media, form, until_playable, upload, wait_for
 
 pytestmark = pytest.mark.usefixtures("reset")
 
@@ -110,6 +110,41 @@ async def test_upload_transcode_read_and_delete_on_s3(
     )
     assert resp.status == 200
     assert await list_keys(s3_endpoint, bucket, f"videos/{body['id']}/") == []
+
+
+async def test_a_video_on_s3_plays_while_it_transcodes(
+    s3_api: Api, media: Media, s3_endpoint: str
+) -> None:
+    user = await s3_api.register("eager")
+    _, body = await upload(s3_api, user["token"], media.long_1080)
+    video = await until_playable(s3_api, body["id"], user["token"])
+    assert video["playable"] and video["status"] == "processing", video
+    master = await s3_api.client.get(video["playback_url"])
+    assert master.status == 200
+    first_variant = next(
+        line for line in (await master.text()).splitlines() if line.endswith(".m3u8")
+    )
+    base = video["playback_url"].rsplit("/", 1)[0]
+    resp = await s3_api.client.get(f"{base}/{first_variant}")
+    assert resp.headers["Cache-Control"] == "public, no-cache"
+    growing = await resp.text()
+    assert "#EXT-X-PLAYLIST-TYPE:EVENT" in growing and "#EXT-X-ENDLIST" not in growing
+    segment = next(line for line in growing.splitlines() if line.endswith(".ts"))
+    seg = await s3_api.client.get(
+        f"{base}/{first_variant.rsplit('/', 1)[0]}/{segment}", allow_redirects=False
+    )
+    assert seg.status == 302 and seg.headers["Location"].startswith(s3_endpoint)
+    async with aiohttp.ClientSession() as http:
+        fetched = await http.get(seg.headers["Location"])
+        assert fetched.status == 200 and len(await fetched.read()) > 1000
+
+    done = await wait_for(s3_api, body["id"], user["token"], timeout=150)
+    assert done["status"] == "ready"
+    final = await (await s3_api.client.get(f"{base}/{first_variant}")).text()
+    assert final.startswith(growing.split("#EXTINF")[0]) and "#EXT-X-ENDLIST" in final
+    keys = await list_keys(s3_endpoint, _bucket(s3_api), f"videos/{body['id']}/hls/")
+    assert f"videos/{body['id']}/hls/preview.mp4" in keys
+    assert not [k for k in keys if ".incoming" in k or k.endswith(".tmp")]
 
 
 async def test_direct_upload_to_a_presigned_put(
