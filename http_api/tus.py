@@ -10,9 +10,6 @@ uploads themselves are `reelwire.domain.resumable`'s.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import email.utils
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,22 +18,18 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from http_api import tus_docs as docs
+from http_api import tus_headers
 from http_api.openapi import documented
-from http_api.routing import Call, RouteTable, validate_input
+from http_api.routing import Call, RouteTable
 from http_api.uploads import CHUNK, RESTARTING, drain_over, in_flight
 from reelwire.appkeys import SETTINGS
 from reelwire.domain import resumable
 from reelwire.domain.errors import (
     DomainError,
-    PreconditionFailed,
     ServiceUnavailable,
     UnsupportedMediaType,
-    ValidationFailed,
 )
-from reelwire.domain.resumable import BodyInterrupted, Checksum, NewUpload, UploadState
-from reelwire.domain.schemas.clips import ClipUploadForm
-from reelwire.domain.schemas.resumable import METADATA_KEYS, UploadFileInfo
-from reelwire.domain.schemas.videos import VideoUploadForm
+from reelwire.domain.resumable import BodyInterrupted, UploadState
 
 routes = RouteTable()
 
@@ -81,8 +74,8 @@ _ERRORS = (400, 404, 409, 410, 412, 413, 415, 423, 460, 503)
 async def create_upload(call: Call[Any]) -> web.StreamResponse:
     """Create a resumable upload (tus creation; a first chunk may come along)."""
     request = call.request
-    _check_version(request)
-    new = _new_upload(request)
+    tus_headers.check_version(request)
+    new = tus_headers.new_upload(request)
     has_body = request.body_exists
     if has_body and request.content_type != docs.OFFSET_STREAM:
         raise UnsupportedMediaType(f"A first chunk must be sent as {docs.OFFSET_STREAM}")
@@ -92,27 +85,27 @@ async def create_upload(call: Call[Any]) -> web.StreamResponse:
         try:
             state = await _receive(call, state.id, 0)
         except DomainError as exc:
-            exc.headers.update({"Location": location, **_state_headers(state)})
+            exc.headers.update({"Location": location, **tus_headers.state_headers(state)})
             raise
-    headers = {"Location": location, **_state_headers(state)}
-    return web.Response(status=201, headers=headers)
+    answer = {"Location": location, **tus_headers.state_headers(state)}
+    return web.Response(status=201, headers=answer)
 
 
 @routes.route("HEAD", UPLOAD, tag="uploads", auth="required", errors=(404, 410, 412))
 @documented(parameters=[docs.TUS_RESUMABLE], success=docs.STATE)
 async def upload_state(call: Call[Any]) -> web.StreamResponse:
     """How much of a resumable upload has arrived (tus HEAD)."""
-    _check_version(call.request)
+    tus_headers.check_version(call.request)
     upload_id = call.path_uuid("token", message=resumable.UPLOAD_NOT_FOUND)
     state = await resumable.status(call.services, call.user, upload_id)
-    headers = {
-        **_state_headers(state),
+    answer = {
+        **tus_headers.state_headers(state),
         "Upload-Length": str(state.length),
         "Cache-Control": "no-store",
     }
     if state.metadata:
-        headers["Upload-Metadata"] = _encode_metadata(state.metadata)
-    return web.Response(status=200, headers=headers)
+        answer["Upload-Metadata"] = tus_headers.encode_metadata(state.metadata)
+    return web.Response(status=200, headers=answer)
 
 
 @routes.patch(UPLOAD, tag="uploads", auth="required", raw_body=True, status=204, errors=_ERRORS)
@@ -125,20 +118,20 @@ async def append_chunk(call: Call[Any]) -> web.StreamResponse:
     """Send the next chunk of a resumable upload at its offset; the last one queues the video
     after the same checks as every upload (400 with the reason if it fails them)."""
     request = call.request
-    _check_version(request)
+    tus_headers.check_version(request)
     upload_id = call.path_uuid("token", message=resumable.UPLOAD_NOT_FOUND)
     if request.content_type != docs.OFFSET_STREAM:
         raise UnsupportedMediaType(f"Chunks are sent as {docs.OFFSET_STREAM}")
-    offset = _number(request, "Upload-Offset", minimum=0)
+    offset = tus_headers.number(request, "Upload-Offset", minimum=0)
     state = await _receive(call, upload_id, offset)
-    return web.Response(status=204, headers=_state_headers(state))
+    return web.Response(status=204, headers=tus_headers.state_headers(state))
 
 
 @routes.delete(UPLOAD, tag="uploads", auth="required", status=204, errors=(404, 412, 423))
 @documented(parameters=[docs.TUS_RESUMABLE], success=docs.no_content("Terminated"))
 async def terminate_upload(call: Call[Any]) -> web.StreamResponse:
     """Terminate a resumable upload: its bytes and its unfinished video go (tus termination)."""
-    _check_version(call.request)
+    tus_headers.check_version(call.request)
     upload_id = call.path_uuid("token", message=resumable.UPLOAD_NOT_FOUND)
     await resumable.terminate(call.services, call.user, upload_id)
     return web.Response(status=204)
@@ -146,7 +139,7 @@ async def terminate_upload(call: Call[Any]) -> web.StreamResponse:
 
 async def _receive(call: Call[Any], upload_id: Any, offset: int) -> UploadState:
     request = call.request
-    checksum = _checksum(request)
+    checksum = tus_headers.checksum(request)
     writers = request.app[WRITERS]
     if writers.active >= MAX_CHUNKS_IN_FLIGHT:
         raise ServiceUnavailable(
@@ -185,104 +178,6 @@ async def _body(request: web.Request) -> AsyncIterator[bytes]:
         yield data
 
 
-def _check_version(request: web.Request) -> None:
-    version = request.headers.get("Tus-Resumable")
-    if version != docs.TUS_VERSION:
-        raise PreconditionFailed(
-            f"This server speaks tus {docs.TUS_VERSION}; Tus-Resumable was {version or 'missing'}",
-            headers={"Tus-Version": docs.TUS_VERSION},
-        )
-
-
-def _number(request: web.Request, name: str, *, minimum: int) -> int:
-    raw = request.headers.get(name, "")
-    if not (raw.isascii() and raw.isdecimal()) or len(raw) > 15 or int(raw) < minimum:
-        message = f"{name} must be a whole number of at least {minimum}"
-        raise ValidationFailed(message, field_errors={name: [message]})
-    return int(raw)
-
-
-def _checksum(request: web.Request) -> Checksum | None:
-    raw = request.headers.get("Upload-Checksum")
-    if raw is None:
-        return None
-    algorithm, _, encoded = raw.strip().partition(" ")
-    algorithm = algorithm.lower()
-    if algorithm not in resumable.CHECKSUM_ALGORITHMS:
-        message = f"Unsupported checksum algorithm {algorithm[:20]!r}; use sha1"
-        raise ValidationFailed(message, field_errors={"Upload-Checksum": [message]})
-    try:
-        digest = base64.b64decode(encoded.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        digest = b""
-    if len(digest) != 20:
-        message = "Upload-Checksum must be `sha1 <base64 of the 20-byte digest>`"
-        raise ValidationFailed(message, field_errors={"Upload-Checksum": [message]})
-    return Checksum(algorithm, digest)
-
-
-def _new_upload(request: web.Request) -> NewUpload:
-    length = _number(request, "Upload-Length", minimum=1)
-    meta = _decode_metadata(request.headers.get("Upload-Metadata", ""))
-    info = validate_input(UploadFileInfo, _pick(meta, UploadFileInfo), "metadata")
-    if info.kind == "clip":
-        clip = validate_input(ClipUploadForm, {"caption": meta.get("caption", "")}, "metadata")
-        return NewUpload("clip", length, info.filename, info.filetype, caption=clip.caption)
-    form = validate_input(VideoUploadForm, _pick(meta, VideoUploadForm), "metadata")
-    return NewUpload(
-        "video",
-        length,
-        info.filename,
-        info.filetype,
-        title=form.title,
-        description=form.description,
-        visibility=form.visibility,
-    )
-
-
-def _pick(meta: dict[str, str], model: Any) -> dict[str, str]:
-    return {k: v for k, v in meta.items() if k in model.model_fields}
-
-
-def _decode_metadata(header: str) -> dict[str, str]:
-    """`key base64,key base64,key`: the keys Reelwire reads, decoded (others are ignored)."""
-    meta: dict[str, str] = {}
-    for pair in filter(None, (p.strip() for p in header.split(","))):
-        key, _, encoded = pair.partition(" ")
-        if not key.isascii() or " " in encoded.strip() or key in meta:
-            raise _bad_metadata(key[:40], "Malformed Upload-Metadata pair")
-        if key not in METADATA_KEYS:
-            continue
-        try:
-            meta[key] = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, ValueError):
-            raise _bad_metadata(key, "Must be base64 of UTF-8 text.") from None
-    return meta
-
-
-def _bad_metadata(key: str, message: str) -> ValidationFailed:
-    return ValidationFailed(
-        f"Upload-Metadata: {message}", field_errors={key or "Upload-Metadata": [message]}
-    )
-
-
-def _encode_metadata(meta: dict[str, str]) -> str:
-    return ",".join(
-        f"{key} {base64.b64encode(value.encode()).decode()}" for key, value in meta.items() if value
-    )
-
-
-def _state_headers(state: UploadState) -> dict[str, str]:
-    headers = {"Upload-Offset": str(state.offset)}
-    if state.state == "receiving":
-        headers["Upload-Expires"] = email.utils.format_datetime(state.expires_at, usegmt=True)
-    if state.video_id is not None:
-        headers["Reelwire-Video-Id"] = str(state.video_id)
-    if state.clip_id is not None:
-        headers["Reelwire-Clip-Id"] = str(state.clip_id)
-    return headers
-
-
 def _base(request: web.Request) -> str:
     """Upload URLs are relative (they work through any proxy), absolute under PUBLIC_BASE_URL."""
     configured = request.app[SETTINGS].public_base_url
@@ -290,21 +185,6 @@ def _base(request: web.Request) -> str:
 
 
 # --- outside the route table: discovery and the version header ---------------------------------
-
-EXPOSED_HEADERS = (
-    "Location",
-    "Upload-Offset",
-    "Upload-Length",
-    "Upload-Expires",
-    "Upload-Metadata",
-    "Tus-Resumable",
-    "Tus-Version",
-    "Tus-Extension",
-    "Tus-Max-Size",
-    "Tus-Checksum-Algorithm",
-    "Reelwire-Video-Id",
-    "Reelwire-Clip-Id",
-)
 
 
 def is_tus_request(request: web.Request) -> bool:
