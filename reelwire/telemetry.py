@@ -117,6 +117,15 @@ transcode_ladder_seconds = Histogram(
     registry=INSTRUMENTS,
     buckets=_TRANSCODE,
 )
+# From FFmpeg's start until every rung has its first segment stored and the master playlist is
+# up (the video plays), by the ladder's top rung.
+transcode_first_playable_seconds = Histogram(
+    "reelwire_transcode_first_playable_seconds",
+    "Time from the start of a video's ladder until it could be played",
+    ["top_rung"],
+    registry=INSTRUMENTS,
+    buckets=(0.5, 1, 2, 3, 4, 6, 8, 12, 20, 30, 60),
+)
 ffmpeg_failures = Counter(
     "reelwire_ffmpeg_failures",
     "FFmpeg runs that failed, by kind (exit: it gave up on the input; timeout; signal)",

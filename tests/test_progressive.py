@@ -78,6 +78,8 @@ async def test_a_video_plays_from_its_first_segments_while_the_ladder_is_made(
         await (await fetch(media_api, done["playback_url"])).text()
     )
     assert [v.uri for v in measured.variants] == [v.uri for v in master.variants]
+    metrics = await (await media_api.client.get("/metrics")).text()
+    assert 'reelwire_transcode_first_playable_seconds_count{top_rung="1080p"} 1.0' in metrics
 
 
 async def test_a_short_video_is_published_whole(media_api: Api, media: Media) -> None:

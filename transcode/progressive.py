@@ -17,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from reelwire import telemetry
 from storage import blob_keys
 from storage.blobs import BlobStore
 from transcode import hls
@@ -71,6 +73,7 @@ class Publisher:
         self.master_published = False
         self._stop = asyncio.Event()
         self._gate = asyncio.Semaphore(UPLOADS_AT_ONCE)
+        self._started = time.perf_counter()
 
     @property
     def published(self) -> frozenset[str]:
@@ -111,6 +114,11 @@ class Publisher:
         if not self.master_published and all(self.segments.values()):
             await self._put_text(hls.MASTER, self._provisional_master())
             self.master_published = True
+            if self.rungs:
+                elapsed = time.perf_counter() - self._started
+                telemetry.transcode_first_playable_seconds.labels(self.rungs[-1].name).observe(
+                    elapsed
+                )
             await self.publication.on_playable()
 
     async def complete(self) -> None:
