@@ -14,7 +14,8 @@ from http_api.routes import route_table
 from tests.conftest import Api, Catalog
 
 # (method, path) -> [(whose resource, body, expected status)]. "A" is the victim user, "V" A's
-# public video, "P" A's private video, "CV" A's comment on V, "CP" A's comment on P, "K" A's clip.
+# public video, "P" A's private video, "CV" A's comment on V, "CP" A's comment on P, "K" A's clip,
+# "U" A's resumable upload (every request says `Tus-Resumable: 1.0.0`).
 WALK: dict[tuple[str, str], list[tuple[str, Any, int]]] = {
     ("GET", "/api/users/{user_id}"): [("A", None, 200)],
     ("POST", "/api/users/{user_id}/follow"): [("A", None, 200)],  # B's own follow edge
@@ -59,7 +60,12 @@ WALK: dict[tuple[str, str], list[tuple[str, Any, int]]] = {
     ("GET", "/api/v1/videos/s3-videos/by-key/{s3_key:.+}"): [("Vkey", None, 404)],
     # the signed URL is the credential; a made-up one is refused
     ("PUT", "/api/uploads/{token}"): [("forged", None, 403)],
+    ("HEAD", "/api/uploads/{token}"): [("U", None, 404)],
+    ("DELETE", "/api/uploads/{token}"): [("U", None, 404)],
+    # not a chunk (no application/offset+octet-stream body); B's real chunk: 404 (test_tus.py)
+    ("PATCH", "/api/uploads/{token}"): [("U", None, 415)],
 }
+TUS = {"Tus-Resumable": "1.0.0"}
 # Media files are public by design: their keys are unguessable, as on a CDN (docs/compat.md).
 EXEMPT = {("GET", "/media/{key:.+}")}
 
@@ -84,6 +90,7 @@ async def test_a_second_users_token_reaches_nothing_it_should_not(
         "K": await catalog.clip(a["id"]),
         "Vkey": "videos/x/original",
         "forged": "eyJub3QiOiJzaWduZWQifQ.AAAA",
+        "U": await _upload_of(api, a["token"]),
         **comments,
     }
 
@@ -92,7 +99,8 @@ async def test_a_second_users_token_reaches_nothing_it_should_not(
     for (method, path), cases in WALK.items():
         for whose, body, expected in cases:
             url = path.replace(path[path.index("{") : path.index("}") + 1], ids[whose])
-            resp = await api.client.request(method, url, json=body, headers=api.auth(b["token"]))
+            headers = {**api.auth(b["token"]), **TUS}
+            resp = await api.client.request(method, url, json=body, headers=headers)
             assert resp.status == expected, (method, path, whose, await resp.text())
 
     row = await db.fetchrow("SELECT title, deleted_at FROM videos WHERE id = $1", public)
@@ -104,5 +112,15 @@ async def test_a_second_users_token_reaches_nothing_it_should_not(
     contents = await db.fetch("SELECT content FROM comments WHERE user_id = $1", a["id"])
     assert [r["content"] for r in contents] == ["A's", "A's"]
     assert await db.fetchval("SELECT count(*) FROM clips WHERE id = $1", ids["K"]) == 1
+    kept = "SELECT upload_offset FROM resumable_uploads WHERE id = $1"
+    assert await db.fetchval(kept, ids["U"]) == 0  # still there, untouched
     # B's actions that were allowed touched only B's own rows
     assert await db.fetchval("SELECT count(*) FROM comments WHERE user_id = $1", b["id"]) == 1
+
+
+async def _upload_of(api: Api, token: str) -> str:
+    """A resumable upload of the user's, created with tus; its id."""
+    headers = {**api.auth(token), **TUS, "Upload-Length": "10"}
+    resp = await api.client.post("/api/uploads/", headers=headers)
+    assert resp.status == 201, await resp.text()
+    return str(resp.headers["Location"]).rsplit("/", 1)[1]
