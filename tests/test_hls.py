@@ -217,3 +217,61 @@ def test_parser_reads_quoted_attributes_and_segments() -> None:
         hls.parse_media_playlist("not a playlist")
     rendered = hls.render_media_playlist([hls.Segment(4.4, "a.ts"), hls.Segment(4.6, "b.ts")])
     assert "#EXT-X-TARGETDURATION:5" in rendered
+
+
+def mean_luma(picture: Path) -> float:
+    """The average brightness (0-255) of a picture, decoded by FFmpeg to 8-bit grey."""
+    grey = subprocess.run(
+        [
+            ffmpeg_path(),
+            "-v",
+            "error",
+            "-i",
+            str(picture),
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
+    return sum(grey) / len(grey)
+
+
+async def test_the_poster_is_a_representative_frame_not_the_black_opening(
+    tmp_path: Path,
+) -> None:
+    # A second and a half of black, then the picture: a fixed frame at 1 s would be black.
+    source = tmp_path / "fade.mp4"
+    graph = (
+        "color=black:size=640x360:rate=30:duration=1.5[dark];"
+        "testsrc2=size=640x360:rate=30:duration=6[lit];[dark][lit]concat=n=2:v=1[v]"
+    )
+    await asyncio.to_thread(
+        subprocess.run,
+        [
+            ffmpeg_path(),
+            "-v",
+            "error",
+            "-filter_complex",
+            graph,
+            "-map",
+            "[v]",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            str(source),
+        ],
+        check=True,
+    )
+    await transcode_to(source, tmp_path / "out", tmp_path / "frames")
+    poster = tmp_path / "out" / "thumbnail.jpg"
+    assert await asyncio.to_thread(mean_luma, poster) > 60, "the poster shows the picture"
+    preview = await probe(tmp_path / "out" / "preview.mp4")
+    assert (preview.width, preview.height) == (426, 240) and not preview.has_audio
+    assert preview.duration == pytest.approx(3.0, abs=0.1)
