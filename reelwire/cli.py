@@ -67,9 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     loadtest.add_arguments(
         commands.add_parser(
             "loadtest",
-            help="many WebSocket viewers (and REST actions) against a server on this machine",
-            description="Connect --viewers sockets over --videos videos, optionally send "
-            "views, likes and comments, print live progress and then a JSON summary.",
+            help="many WebSocket viewers (and HLS players, likes, comments) against a server "
+            "on this machine",
+            description="Connect --viewers sockets (or players) over --videos videos in a "
+            "scenario (steady, ramp, burst, reconnect-storm, restart), optionally send views, "
+            "likes and comments, print live progress and then a JSON summary; --slo makes "
+            "the exit status a verdict. README.md, 'Load tester'.",
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
     )

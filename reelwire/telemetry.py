@@ -13,6 +13,7 @@ a fan-out to thousands of sockets costs one add per event and channel.
 from __future__ import annotations
 
 import os
+import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -132,6 +133,20 @@ ffmpeg_failures = Counter(
     ["kind"],
     registry=INSTRUMENTS,
 )
+# The process's own use, named as prometheus_client's process collector names it but written like
+# every instrument above, so that under `serve --processes N` a scrape sums the processes: CPU as
+# a counter (a replaced process's seconds stay counted), memory of the live ones. Set by flush().
+process_cpu_seconds = Counter(
+    "process_cpu_seconds",
+    "Total user and system CPU time spent in seconds",
+    registry=INSTRUMENTS,
+)
+process_resident_memory = Gauge(
+    "process_resident_memory_bytes",
+    "Resident memory size in bytes",
+    multiprocess_mode="livesum",
+    registry=INSTRUMENTS,
+)
 
 
 for _kind in ("client", "channel"):
@@ -155,10 +170,13 @@ class RealtimeCounts:
 
 REALTIME = RealtimeCounts()
 _flushed = RealtimeCounts()
+_cpu_counted = 0.0
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def flush() -> None:
-    """Move what the hot paths counted since the last flush into the counters."""
+    """Move what the hot paths counted since the last flush into the counters, and read this
+    process's CPU time and memory."""
     for name, counter in (
         ("delivered", ws_delivered),
         ("coalesced", ws_coalesced),
@@ -171,3 +189,18 @@ def flush() -> None:
         if delta > 0:
             counter.inc(delta)
             setattr(_flushed, name, now)
+    _sample_process()
+
+
+def _sample_process() -> None:
+    global _cpu_counted
+    cpu = time.process_time()
+    if cpu > _cpu_counted:
+        process_cpu_seconds.inc(cpu - _cpu_counted)
+        _cpu_counted = cpu
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, IndexError, ValueError):  # not Linux: no memory figure
+        return
+    process_resident_memory.set(pages * _PAGE)

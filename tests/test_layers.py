@@ -3,7 +3,7 @@
     http_api, realtime  ->  reelwire.domain  ->  transcode, cache  ->  storage, pubsub
 
 `loadtest` is a client of the server, not part of it: it imports none of the server's layers
-but the FFmpeg locator it uses to make test media.
+(it finds FFmpeg on its own to make test media).
 
 The composition root (`reelwire.app`, `reelwire.cli`, `reelwire.resources`) may import anything;
 nothing below it imports the root. Each rule walks the package's source with `ast` (imports
@@ -85,7 +85,7 @@ def test_cache_imports_only_the_bottom_layer() -> None:
 
 
 def test_the_load_tester_is_a_client_of_its_own() -> None:
-    forbidden = ("realtime", "http_api", "reelwire", "pubsub", "cache", "storage")
+    forbidden = ("realtime", "http_api", "reelwire", "pubsub", "cache", "storage", "transcode")
     assert_none(offending("loadtest", forbidden), "loadtest/ talks to the server over sockets")
 
 
