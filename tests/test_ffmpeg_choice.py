@@ -16,9 +16,22 @@ LISTINGS = {
     "-encoders": "Encoders:\n V..... = Video\n ------\n V....D libx264   H.264\n"
     " V....D libwebp   WebP\n V....D mjpeg   MJPEG\n A....D aac   AAC\n",
     "-muxers": "Formats:\n D.. = Demuxing\n ---\n  E  hls   HLS\n  E  mpegts  TS\n"
-    "  E  image2  image2 sequence\n",
+    "  E  image2  image2 sequence\n  E  mp4  MP4\n",
     "-filters": "Filters:\n  T.. = Timeline support\n  ------\n"
-    + "".join(f" .. {f}  V->V  x\n" for f in ("split", "scale", "select", "fps", "tile", "setsar")),
+    + "".join(
+        f" .. {f}  V->V  x\n"
+        for f in (
+            "split",
+            "scale",
+            "select",
+            "trim",
+            "setpts",
+            "thumbnail",
+            "fps",
+            "tile",
+            "setsar",
+        )
+    ),
     "-demuxers": "Formats:\n ---\n D   mov,mp4,m4a,3gp,3g2,mj2 QuickTime\n D   matroska,webm  MKV\n"
     + "".join(
         f" D   {d}  x\n"
