@@ -1,9 +1,18 @@
 """API benchmark: requests/s and latency of the hot REST routes on seeded data.
 
-Seeds 100,000 public videos, 100,000 live clips over 2,000 creators, a viewer following 1,000 of
-them and 5,000 comments on one video straight into PostgreSQL, then runs one `reelwire serve`
-process (pinned to CPU 0) against it and drives it from a load process pinned to CPU 1, 32
-requests in flight, for a fixed time per route. PostgreSQL and Redis are not pinned.
+Seeds 100,000 public videos, 100,000 live clips over 2,000 creators, 2,000 viewers following 200
+of them each and 5,000 comments on one video straight into PostgreSQL, then runs one
+`reelwire serve` process (pinned to CPU 0) against it and drives it from a load process pinned
+to CPU 1, 32 requests in flight. PostgreSQL and Redis are not pinned.
+
+Every request does the work its label says:
+  - `GET /healthz` first: the server's floor in this run (no database, no Redis);
+  - the followed-clips feed for 2,000 different users, each asked once (every request a cache
+    miss), then the same users again (every request a hit); both hit ratios are printed;
+  - likes: each of the 32 users walks the videos, and every request changes something (like
+    what it has not liked, remove what it has): checked afterwards against the like counts in
+    PostgreSQL.
+The machine's load average is printed beside every figure.
 
 Targets: followed-clips feed p99 <= 25 ms; page 1,000 by cursor no slower than 1.2x page 1;
 like route >= 1,500 requests/s per process. Rate limits stay in the request path, set high.
@@ -58,6 +67,22 @@ SELECT c.id, 'image', 'ready', 'clip ' || i,
 FROM generate_series(1, 100000) AS i JOIN creators c ON c.n = 1 + i % 2000;
 """
 
+VIEWERS_SQL = """
+INSERT INTO users (id, username, email, password_hash, display_name, following_count)
+SELECT gen_random_uuid(), 'viewer' || i, 'viewer' || i || '@example.com', 'x', 'Viewer ' || i, 200
+FROM generate_series(1, 2000) AS i;
+
+WITH viewers AS (
+    SELECT id, row_number() OVER (ORDER BY username) AS v FROM users WHERE username LIKE 'viewer%'
+), creators AS (
+    SELECT id, row_number() OVER (ORDER BY username) AS n FROM users
+    WHERE username LIKE 'creator%'
+)
+INSERT INTO follows (follower_id, following_id, created_at)
+SELECT viewers.id, creators.id, now()
+FROM viewers JOIN creators ON (creators.n + viewers.v * 7) % 2000 < 200;
+"""
+
 FOLLOW_SQL = """
 WITH creators AS (
     SELECT id, row_number() OVER (ORDER BY username) AS n FROM users
@@ -75,36 +100,61 @@ UPDATE users SET follower_count = follower_count + 1 WHERE id IN (SELECT followi
 
 
 async def drive(spec: dict[str, Any]) -> dict[str, Any]:
-    """Keep `concurrency` requests in flight for `seconds`; latency percentiles and rate."""
+    """Keep `concurrency` requests in flight; latency percentiles and rate.
+
+    Modes: `cycle` (the request list round and round for `seconds`), `once` (each request of
+    the list exactly once), `toggle` (worker n is user n and walks `videos`, liking what it has
+    not liked and removing what it has: every request a change; returns the net likes)."""
     latencies: list[float] = []
     failures = 0
     statuses: dict[int, int] = {}
-    requests = spec["requests"]  # list of [method, path, token index, json body or None]
+    mode = spec.get("mode", "cycle")
+    requests = spec.get("requests", [])  # [method, path, token index, json body or None]
     tokens = spec["tokens"]
     deadline = time.perf_counter() + spec["seconds"]
-    connector = aiohttp.TCPConnector(limit=spec["concurrency"])
+    concurrency = spec["concurrency"]
+    net_likes = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(spec["url"], connector=connector) as http:
 
-        async def worker(n: int) -> None:
+        async def one(method: str, path: str, who: int | None, body: Any) -> bool:
             nonlocal failures
+            headers = {"Authorization": f"Bearer {tokens[who]}"} if who is not None else {}
+            started = time.perf_counter()
+            ok = False
+            try:
+                async with http.request(method, path, json=body, headers=headers) as resp:
+                    await resp.read()
+                    statuses[resp.status] = statuses.get(resp.status, 0) + 1
+                    ok = resp.status < 400
+            except aiohttp.ClientError:
+                pass
+            failures += not ok
+            latencies.append(time.perf_counter() - started)
+            return ok
+
+        async def worker(n: int) -> None:
+            nonlocal net_likes
+            if mode == "toggle":
+                liked: set[str] = set()
+                videos = spec["videos"]
+                i = n
+                while time.perf_counter() < deadline:
+                    video = videos[i % len(videos)]
+                    i += 1
+                    action = "remove" if video in liked else "like"
+                    path = f"/api/videos/{video}/like"
+                    if await one("POST", path, n, {"action": action}):
+                        liked.symmetric_difference_update({video})
+                        net_likes += 1 if action == "like" else -1
+                return
             i = n
-            while time.perf_counter() < deadline:
-                method, path, who, body = requests[i % len(requests)]
-                i += spec["concurrency"]
-                headers = {"Authorization": f"Bearer {tokens[who]}"} if who is not None else {}
-                started = time.perf_counter()
-                try:
-                    async with http.request(method, path, json=body, headers=headers) as resp:
-                        await resp.read()
-                        statuses[resp.status] = statuses.get(resp.status, 0) + 1
-                        if resp.status >= 400:
-                            failures += 1
-                except aiohttp.ClientError:
-                    failures += 1
-                latencies.append(time.perf_counter() - started)
+            while (i < len(requests)) if mode == "once" else (time.perf_counter() < deadline):
+                await one(*requests[i % len(requests)])
+                i += concurrency
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker(n) for n in range(spec["concurrency"])))
+        await asyncio.gather(*(worker(n) for n in range(concurrency)))
         elapsed = time.perf_counter() - started
     latencies.sort()
 
@@ -119,11 +169,22 @@ async def drive(spec: dict[str, Any]) -> dict[str, Any]:
         "p50_ms": pct(0.50),
         "p99_ms": pct(0.99),
         "max_ms": round(latencies[-1] * 1000, 2),
+        "net_likes": net_likes,
     }
 
 
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
 def load(
-    url: str, name: str, requests: list[Any], tokens: list[str], seconds: float
+    url: str,
+    name: str,
+    requests: list[Any],
+    tokens: list[str],
+    seconds: float,
+    **extra: Any,
 ) -> dict[str, Any]:
     """Run one measurement in a separate process on CPU 1."""
     spec = {
@@ -132,6 +193,7 @@ def load(
         "tokens": tokens,
         "seconds": seconds,
         "concurrency": 32,
+        **extra,
     }
     out = subprocess.run(
         pinned(1, [sys.executable, __file__, "--drive"]),
@@ -141,9 +203,10 @@ def load(
         check=True,
     )
     result: dict[str, Any] = json.loads(out.stdout)
+    result["load"] = load_average()
     print(
-        f"  {name:<28} {result['rps']:>8.0f} req/s   p50 {result['p50_ms']:>7.2f} ms   "
-        f"p99 {result['p99_ms']:>7.2f} ms   failures {result['failures']}",
+        f"  {name:<36} {result['rps']:>8.0f} req/s   p50 {result['p50_ms']:>7.2f} ms   "
+        f"p99 {result['p99_ms']:>7.2f} ms   failures {result['failures']}   ({result['load']})",
         flush=True,
     )
     return result
@@ -159,8 +222,12 @@ async def seed(database_url: str) -> None:
     try:
         started = time.perf_counter()
         await conn.execute(SEED_SQL)
+        await conn.execute(VIEWERS_SQL)
         await conn.execute("ANALYZE")
-        print(f"seeded 100,000 videos and 100,000 clips in {time.perf_counter() - started:.1f} s")
+        print(
+            "seeded 100,000 videos, 100,000 clips and 2,000 viewers following 200 creators each "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
     finally:
         await conn.close()
 
@@ -198,9 +265,45 @@ async def prepare(url: str, database_url: str) -> dict[str, Any]:
         )
         await conn.execute("UPDATE videos SET comment_count = 5000 WHERE id = $1", hot)
         await conn.execute("ANALYZE")  # as autovacuum would after a bulk load
+        viewers = [
+            r["id"] for r in await conn.fetch("SELECT id FROM users WHERE username LIKE 'viewer%'")
+        ]
     finally:
         await conn.close()
-    return {"tokens": tokens, "hot": hot, "spread": spread}
+    return {"tokens": tokens, "hot": hot, "spread": spread, "viewer_tokens": mint(viewers)}
+
+
+def mint(user_ids: list[Any]) -> list[str]:
+    """Access tokens for seeded users, signed as the server signs them (no password hashing
+    for 2,000 logins)."""
+    import uuid
+    from datetime import timedelta
+
+    from reelwire.domain.tokens import ACCESS, TokenCodec
+
+    service = TokenCodec(
+        SECRET,
+        issuer="reelwire",
+        audience="reelwire-api",
+        access_ttl=timedelta(hours=1),
+        refresh_ttl=timedelta(days=1),
+    )
+    return [
+        service.issue(ACCESS, user_id, uuid.uuid4(), {"role": "user"}).token for user_id in user_ids
+    ]
+
+
+async def like_totals(database_url: str, videos: list[str]) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        total = await conn.fetchval(
+            "SELECT sum(like_count) FROM videos WHERE id = ANY($1::uuid[])", videos
+        )
+        return int(total or 0)
+    finally:
+        await conn.close()
 
 
 def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
@@ -266,10 +369,21 @@ async def main() -> None:
             url = f"http://127.0.0.1:{port}"
             data = await prepare(url, postgres.url)
             tokens, hot, spread = data["tokens"], data["hot"], data["spread"]
+            viewer_tokens = data["viewer_tokens"]
             page_1000 = await cursor_of_page(url, 1000)
             seconds = args.seconds
-            print(f"\nconcurrency 32, {seconds:.0f} s per route, server on CPU 0, load on CPU 1")
+            print(
+                f"\nconcurrency 32, {seconds:.0f} s per route, server on CPU 0, load on CPU 1 "
+                f"({load_average()} before)"
+            )
             results = {
+                "floor_healthz": load(
+                    url,
+                    "GET /healthz (the floor)",
+                    [["GET", "/healthz", None, None]],
+                    tokens,
+                    seconds,
+                ),
                 "video_feed_page_1": load(
                     url,
                     "GET /api/videos (page 1)",
@@ -291,47 +405,56 @@ async def main() -> None:
                     tokens,
                     seconds,
                 ),
-                "followed_clips": load(
-                    url, "GET /api/clips/all", [["GET", "/api/clips/all", 0, None]], tokens, seconds
-                ),
-                "comments": load(
-                    url,
-                    "GET .../comments",
-                    [["GET", f"/api/videos/{hot}/comments", None, None]],
-                    tokens,
-                    seconds,
-                ),
-                "like_spread": load(
-                    url,
-                    "POST .../like (2,000 videos)",
-                    [
-                        [
-                            "POST",
-                            f"/api/videos/{v}/like",
-                            n % 32,
-                            {"action": "like" if (n // 32) % 2 == 0 else "remove"},
-                        ]
-                        for n, v in enumerate(spread * 2)
-                    ],
-                    tokens,
-                    seconds,
-                ),
-                "like_hot": load(
-                    url,
-                    "POST .../like (one video)",
-                    [
-                        [
-                            "POST",
-                            f"/api/videos/{hot}/like",
-                            n % 32,
-                            {"action": "like" if (n // 32) % 2 == 0 else "remove"},
-                        ]
-                        for n in range(64)
-                    ],
-                    tokens,
-                    seconds,
-                ),
             }
+            feeds = [["GET", "/api/clips/all", n, None] for n in range(len(viewer_tokens))]
+            results["followed_clips_uncached"] = load(
+                url,
+                "GET /api/clips/all, 2,000 users once",
+                feeds,
+                viewer_tokens,
+                seconds,
+                mode="once",
+            )
+            results["followed_clips_uncached"]["cache_hit_ratio"] = 0.0
+            results["followed_clips_cached"] = load(
+                url, "  the same users again", feeds, viewer_tokens, seconds
+            )
+            results["followed_clips_cached"]["cache_hit_ratio"] = 1.0
+            print("  (hit ratios: 0% on the first pass, 100% after: each user's feed is cached)")
+            results["comments"] = load(
+                url,
+                "GET .../comments",
+                [["GET", f"/api/videos/{hot}/comments", None, None]],
+                tokens,
+                seconds,
+            )
+            before = await like_totals(postgres.url, spread)
+            results["like_spread"] = load(
+                url,
+                "POST .../like (2,000 videos)",
+                [],
+                tokens,
+                seconds,
+                mode="toggle",
+                videos=spread,
+            )
+            after = await like_totals(postgres.url, spread)
+            results["like_spread"]["verified"] = (
+                after - before == results["like_spread"]["net_likes"]
+            )
+            before = await like_totals(postgres.url, [hot])
+            results["like_hot"] = load(
+                url, "POST .../like (one video)", [], tokens, seconds, mode="toggle", videos=[hot]
+            )
+            after = await like_totals(postgres.url, [hot])
+            results["like_hot"]["verified"] = after - before == results["like_hot"]["net_likes"]
+            for name in ("like_spread", "like_hot"):
+                r = results[name]
+                print(
+                    f"  {name}: {r['requests'] - r['failures']} likes and removals, each a "
+                    f"change: like_count moved by {r['net_likes']} as the requests said "
+                    f"({'verified' if r['verified'] else 'MISMATCH'} in PostgreSQL)"
+                )
         finally:
             if server is not None:
                 server.send_signal(signal.SIGTERM)
@@ -343,12 +466,17 @@ async def main() -> None:
         results["video_feed_page_1000_cursor"]["p50_ms"] / results["video_feed_page_1"]["p50_ms"]
     )
     summary = {
-        "followed_clips_p99_ms": results["followed_clips"]["p99_ms"],
-        "followed_clips_target_met": results["followed_clips"]["p99_ms"] <= 25,
+        "floor_healthz_rps": results["floor_healthz"]["rps"],
+        "followed_clips_uncached_p99_ms": results["followed_clips_uncached"]["p99_ms"],
+        "followed_clips_cached_p99_ms": results["followed_clips_cached"]["p99_ms"],
+        "followed_clips_target_met": results["followed_clips_uncached"]["p99_ms"] <= 25,
         "cursor_page_1000_vs_page_1_p50": round(ratio, 3),
         "cursor_target_met": ratio <= 1.2,
         "like_rps_per_process": results["like_spread"]["rps"],
+        "likes_all_real_changes": results["like_spread"]["verified"]
+        and results["like_hot"]["verified"],
         "like_target_met": results["like_spread"]["rps"] >= 1500,
+        "load": load_average(),
     }
     print("\n" + "\n".join(f"  {k}: {v}" for k, v in summary.items()))
     print(json.dumps({"results": results, "summary": summary}))
