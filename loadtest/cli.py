@@ -256,6 +256,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nreelwire loadtest: {exc}", file=sys.stderr)
         return 2
     record["slo"] = slo.evaluate(thresholds, record["summary"])
+    warning = results.lag_warning(record["summary"])
+    if warning:
+        print(f"reelwire loadtest: warning: {warning}", file=sys.stderr)
     print(json.dumps({**record["summary"], "slo": record["slo"]}, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
@@ -310,7 +313,7 @@ async def _load(args: argparse.Namespace, sources: list[str]) -> dict[str, Any]:
         schedule = scenarios.schedule(args)
         load_before = _load_average()
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
-        progress = Progress(args.viewers, schedule.ramp, args.viewer == "player")
+        progress = Progress(args.viewers, schedule.ramp, args.viewer == "player", args.scenario)
         scraper = Scraper(http, base, args.metrics_token or os.environ.get("METRICS_TOKEN"))
         server: list[dict[str, Any] | None] = []
         events: list[dict[str, Any]] = []
@@ -341,7 +344,7 @@ async def _load(args: argparse.Namespace, sources: list[str]) -> dict[str, Any]:
         key=lambda e: e["t"],
     )
     summary = results.summary(
-        args, merged, videos=len(videos), server=server, server_problem=scraper.problem
+        args, merged, videos=videos, server=server, server_problem=scraper.problem
     )
     return {
         "scenario": args.scenario,
@@ -378,10 +381,14 @@ async def _watch_server(
         if stop.is_set():
             break
         sample = await scraper.sample()
+        # A slow scrape fills the seconds it took with nothing, and the next one is on time.
+        now = int(time.monotonic() - start)
+        while len(server) < now - 1:
+            server.append(None)
         server.append(sample)
         progress.server = sample
         progress.show(time.monotonic() - start)
-        second += 1
+        second = max(second + 1, len(server) + 1)
 
 
 async def _restart(

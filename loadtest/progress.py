@@ -14,8 +14,16 @@ BAR = 20
 class Progress:
     """What the load processes reported last, folded into one line."""
 
-    def __init__(self, viewers: int, ramp: float, player: bool, stream: TextIO = sys.stderr):
+    def __init__(
+        self,
+        viewers: int,
+        ramp: float,
+        player: bool,
+        scenario: str = "steady",
+        stream: TextIO = sys.stderr,
+    ) -> None:
         self.viewers = viewers
+        self.scenario = scenario
         self.ramp = ramp
         self.player = player
         self.stream = stream
@@ -26,7 +34,6 @@ class Progress:
         self.gaps = [0, 0]
         self.stalls = 0
         self.server: dict[str, Any] | None = None
-        self.phase = "ramp"
         self.ticks = 0
         self.tty = stream.isatty()
 
@@ -53,7 +60,7 @@ class Progress:
             filled = min(BAR, int(done * BAR))
             parts.append(f"ramp [{'#' * filled}{'.' * (BAR - filled)}] {done * 100:3.0f}%")
         else:
-            parts.append(self.phase)
+            parts.append(self.scenario)
         parts.append(f"live {live}/{self.viewers} failed {failed}")
         parts.append(f"| {rate:,.0f} msg/s")
         if self.latency.samples:

@@ -19,12 +19,14 @@ from loadtest import scenarios, scrape
 from loadtest.histogram import Histogram
 from loadtest.workers import Merged
 
+LAG_WARNING_MS = 50.0
+
 
 def summary(
     options: argparse.Namespace,
     merged: Merged,
     *,
-    videos: int,
+    videos: list[str],
     server: list[dict[str, Any] | None],
     server_problem: str | None,
 ) -> dict[str, Any]:
@@ -37,7 +39,8 @@ def summary(
         "scenario": options.scenario,
         "viewer": options.viewer,
         "viewers": options.viewers,
-        "videos": videos,
+        "videos": len(videos),
+        "video_ids": videos[:20],
         "workers": max(1, options.workers),
         "connected": counts.get("connected", 0),
         "failed": counts.get("failed", 0),
@@ -46,6 +49,8 @@ def summary(
         "video_updates": counts.get("video_updates", 0),
         "messages_per_second": round(counts.get("messages", 0) / elapsed),
         "latency_ms": merged.latency.summary(),
+        "replayed": counts.get("replayed", 0),
+        "replay_latency_ms": merged.replay_latency.summary(),
         "video_update_latency_ms": merged.update_latency.summary(),
         "reconnects": counts.get("reconnects", 0),
         "gaps_recovered": counts.get("gaps_recovered", 0),
@@ -60,6 +65,7 @@ def summary(
         "incident": incident,
         "burst": merged.burst,
         "server": scrape.summarise(server),
+        "loader_lag_ms": merged.lag.summary(),
         "seconds": round(merged.seconds_run, 1),
     }
     if server_problem and out["server"] is None:
@@ -68,15 +74,30 @@ def summary(
     if options.scenario == "ramp":
         out["ramp_quarters"] = ramp_quarters(merged.seconds, options.viewers, plan.ramp)
     if plan.event is not None:
-        out["before_event"] = _window(merged.seconds, plan.ramp, plan.event)
+        # when it happened (a starved load process acts late), else when it was due
+        event, length = plan.event, 0.0
         if merged.burst is not None:
+            event = merged.burst["began_s"]
             length = (merged.burst.get("seconds") or options.burst_seconds) + 2
-        elif incident is not None and incident["recovery_s"] is not None:
-            length = incident["recovery_s"] + 1
-        else:
-            length = plan.end - plan.event
-        out["during_event"] = _window(merged.seconds, plan.event, plan.event + length)
+        elif incident is not None:
+            event = incident["at_s"]
+            length = incident["recovery_s"] + 1 if incident["recovery_s"] is not None else 0
+        length = length or plan.end - event
+        out["before_event"] = _window(merged.seconds, plan.ramp, math.floor(event))
+        out["during_event"] = _window(merged.seconds, math.floor(event), event + length)
     return out
+
+
+def lag_warning(summary: dict[str, Any]) -> str | None:
+    """A line when the load processes were too starved for their latencies to be trusted."""
+    lag = summary["loader_lag_ms"]
+    if lag["count"] and lag["p99"] > LAG_WARNING_MS:
+        return (
+            f"the load process was late by {lag['p99']:.0f} ms at p99 (max {lag['max']:.0f} ms): "
+            "it lacked CPU, and its latencies include that delay; give it a core of its own "
+            "(taskset) or spread it with --workers"
+        )
+    return None
 
 
 def _actions(options: argparse.Namespace, actions: dict[str, Any]) -> dict[str, Any]:

@@ -2,14 +2,17 @@
 
 Under `reelwire serve --processes N` any process answers with the sum over all of them, so one
 scrape covers the machine's server. CPU is the rise of `process_cpu_seconds_total` over the
-wall time between two scrapes (100 = one core busy); a counter that went backwards (a server
-restarted without a supervisor) gives no figure for that second.
+wall time since a scrape at least CPU_WINDOW seconds before (100 = one core busy): each process
+publishes its CPU time once a second, so the rate between two scrapes a second apart would jump
+between half and double the truth. A counter that went backwards (a server restarted without a
+supervisor) starts the window again.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -19,6 +22,8 @@ RSS = "process_resident_memory_bytes"
 SOCKETS = "reelwire_ws_connections"
 QUEUE = "reelwire_transcode_queue_depth"
 WANTED = (CPU, RSS, SOCKETS, QUEUE)
+CPU_WINDOW = 3.0  # seconds the CPU rate is taken over
+TIMEOUT = 2.0  # a scrape slower than this gives no figures for its second
 
 
 def parse(text: str, wanted: tuple[str, ...] = WANTED) -> dict[str, float]:
@@ -46,7 +51,8 @@ class Scraper:
     http: aiohttp.ClientSession
     url: str  # the server's base URL
     token: str | None = None
-    last: tuple[float, float] | None = None  # (monotonic, cpu seconds) of the previous scrape
+    # (monotonic, cpu seconds) of recent scrapes, oldest first
+    history: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=16))
     problem: str | None = None  # why there are no figures, when there are none
 
     async def sample(self) -> dict[str, Any] | None:
@@ -55,7 +61,7 @@ class Scraper:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
             async with self.http.get(
-                f"{self.url}/metrics", headers=headers, timeout=aiohttp.ClientTimeout(total=0.9)
+                f"{self.url}/metrics", headers=headers, timeout=aiohttp.ClientTimeout(total=TIMEOUT)
             ) as response:
                 if response.status != 200:
                     self.problem = f"/metrics answered {response.status}"
@@ -69,9 +75,7 @@ class Scraper:
         values = parse(text)
         cpu_percent = None
         if CPU in values:
-            if self.last is not None and values[CPU] >= self.last[1] and now > self.last[0]:
-                cpu_percent = round((values[CPU] - self.last[1]) / (now - self.last[0]) * 100, 1)
-            self.last = (now, values[CPU])
+            cpu_percent = self._cpu_rate(now, values[CPU])
         rss = values.get(RSS)
         sockets = values.get(SOCKETS)
         queue = values.get(QUEUE)
@@ -81,6 +85,21 @@ class Scraper:
             "sockets": None if sockets is None else int(sockets),
             "queue_depth": None if queue is None else int(queue),
         }
+
+    def _cpu_rate(self, now: float, seconds: float) -> float | None:
+        history = self.history
+        if history and seconds < history[-1][1]:
+            history.clear()  # the counter started again
+        history.append((now, seconds))
+        base = None
+        for at, value in history:
+            if now - at >= CPU_WINDOW:
+                base = (at, value)  # the latest scrape a whole window back
+        if base is None and len(history) > 1:
+            base = history[0]  # the run's first seconds: what there is
+        if base is None or now - base[0] < 0.5:
+            return None
+        return round((seconds - base[1]) / (now - base[0]) * 100, 1)
 
 
 def summarise(samples: list[dict[str, Any] | None]) -> dict[str, Any] | None:

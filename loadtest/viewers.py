@@ -40,7 +40,8 @@ class Totals:
     failed: int = 0  # viewers whose first connection failed
     live: int = 0  # sockets subscribed right now
     messages: int = 0
-    events: int = 0  # messages carrying a publish time
+    events: int = 0  # live messages carrying a publish time
+    replayed: int = 0  # events replayed after a resubscribe with `since` (not in `latency`)
     video_updates: int = 0
     reconnects: int = 0
     gaps_recovered: int = 0
@@ -51,6 +52,7 @@ class Totals:
     drops: int = 0  # cut by us (a reconnect storm)
     latency: Histogram = field(default_factory=Histogram)  # events (comments, clips, statuses)
     update_latency: Histogram = field(default_factory=Histogram)  # coalesced video_update
+    replay_latency: Histogram = field(default_factory=Histogram)  # publish to replayed receipt
     second: Histogram = field(default_factory=Histogram)  # events of the current second
 
     def reset(self) -> None:
@@ -86,6 +88,7 @@ class Viewer(asyncio.Protocol):
         self.epoch: str | None = None
         self.since: dict[str, Any] | None = None
         self.recovered: bool | None = None  # the answer to `since`, once subscribed
+        self.replay_until: int | None = None  # events up to this offset are a replay
         self.close_code: int | None = None
         self.live = False
         self.last_update = b""
@@ -217,9 +220,26 @@ class Viewer(asyncio.Protocol):
                 return
         totals.messages += 1
         update = payload[9:21] == b"video_update"
+        offset = None
         if update:
             totals.video_updates += 1
             self.last_update = payload
+        else:
+            at = payload.rfind(b'"offset":')
+            if at > 0:
+                end = at + 9
+                while payload[end] in b"0123456789":
+                    end += 1
+                offset = int(payload[at + 9 : end])
+                if self.offset is not None and offset > self.offset + 1:
+                    totals.gaps_lost += 1
+                self.offset = offset if self.offset is None else max(self.offset, offset)
+        replay = False
+        if self.replay_until is not None:
+            if offset is not None and offset <= self.replay_until:
+                replay = True
+            else:
+                self.replay_until = None  # the replay after a resubscribe is over
         at = payload.rfind(b'"ts":')
         if at > 0:
             end = at + 5
@@ -228,20 +248,14 @@ class Viewer(asyncio.Protocol):
             sent = int(payload[at + 5 : end])
             if sent and update:
                 totals.update_latency.add(time.time() * 1000 - sent)
+            elif sent and replay:
+                totals.replayed += 1
+                totals.replay_latency.add(time.time() * 1000 - sent)
             elif sent:
                 totals.events += 1
                 ms = time.time() * 1000 - sent
                 totals.latency.add(ms)
                 totals.second.add(ms)
-        at = payload.rfind(b'"offset":')
-        if at > 0 and not update:
-            end = at + 9
-            while payload[end] in b"0123456789":
-                end += 1
-            offset = int(payload[at + 9 : end])
-            if self.offset is not None and offset > self.offset + 1:
-                totals.gaps_lost += 1
-            self.offset = offset if self.offset is None else max(self.offset, offset)
 
     def _on_control(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -252,6 +266,8 @@ class Viewer(asyncio.Protocol):
                 self.recovered = bool(message.get("recovered"))
                 if self.recovered:
                     self.totals.gaps_recovered += 1
+                    # what follows up to this offset is the replay of what was missed
+                    self.replay_until = message.get("offset")
                 else:
                     self.totals.gaps_lost += 1
                 self.since = None

@@ -40,6 +40,7 @@ from loadtest.viewers import Backoff, Incident, Target, Totals, Watch, Watcher
 Sample = dict[str, Any]
 CONNECTS_IN_FLIGHT = 200  # first connects of one process at a time (a listen backlog is short)
 STOP_SECONDS = 10.0
+LAG_TICK = 0.05  # seconds between two looks at the event loop's lag
 PLAY_COUNTS = (
     "plays", "started", "segments", "bytes", "http_errors", "stalls", "stalled_players",
     "stall_seconds", "switches_up", "switches_down",
@@ -106,6 +107,8 @@ class Run:
     start: float = 0.0  # monotonic time of the shared start
     burst: dict[str, Any] | None = None
     last: Second = field(default_factory=Second)  # counters at the previous sample
+    lag: Histogram = field(default_factory=Histogram)  # ms the event loop was late
+    live_at_end: int | None = None  # sockets open when the run ended (before closing them)
 
     def at(self) -> float:
         """Seconds since the shared start."""
@@ -206,6 +209,7 @@ async def run_worker(plan: dict[str, Any], on_sample: Callable[[Sample], None]) 
     run.start = time.monotonic() + (plan["start_at"] - time.time())
     await asyncio.sleep(max(0.0, run.start - time.monotonic()))
     sampler = asyncio.create_task(_sample_every_second(run, on_sample))
+    tasks.append(asyncio.create_task(_measure_lag(run, stop)))
     rates = {
         "views": options.views_per_s / workers,
         "likes": options.likes_per_s / workers,
@@ -229,6 +233,7 @@ async def run_worker(plan: dict[str, Any], on_sample: Callable[[Sample], None]) 
             tasks.append(asyncio.create_task(watcher.run(watch, started)))
         await asyncio.sleep(max(0.0, run.start + plan_schedule.end - time.monotonic()))
     finally:
+        run.live_at_end = run.totals.live
         stop.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), STOP_SECONDS)
@@ -287,6 +292,15 @@ async def _event(
         run.burst = {"video": video, "began_s": round(began, 2)}
 
 
+async def _measure_lag(run: Run, stop: asyncio.Event) -> None:
+    """How late this process's event loop wakes up: a busy or starved load process delays
+    every receipt it times, so its own lag says how far its figures can be trusted."""
+    while not stop.is_set():
+        asked = time.monotonic()
+        await asyncio.sleep(LAG_TICK)
+        run.lag.add(max(0.0, time.monotonic() - asked - LAG_TICK) * 1000)
+
+
 async def _sample_every_second(run: Run, on_sample: Callable[[Sample], None]) -> None:
     second = 1
     while True:
@@ -310,7 +324,7 @@ def _sample(run: Run, on_sample: Callable[[Sample], None]) -> None:
     sample = {
         "t": t,
         "length": round(max(1e-3, now - last.at), 3),
-        "live": totals.live,
+        "live": totals.live if run.live_at_end is None else run.live_at_end,
         "connected": totals.connected,
         "failed": totals.failed,
         "messages": totals.messages - last.messages,
@@ -347,6 +361,7 @@ def _result(
             "failed": totals.failed,
             "messages": totals.messages,
             "events": totals.events,
+            "replayed": totals.replayed,
             "video_updates": totals.video_updates,
             "reconnects": totals.reconnects,
             "gaps_recovered": totals.gaps_recovered,
@@ -356,6 +371,8 @@ def _result(
         "closes": {str(k): v for k, v in totals.closes.items()},
         "latency": totals.latency.to_json(),
         "update_latency": totals.update_latency.to_json(),
+        "lag": run.lag.to_json(),
+        "replay_latency": totals.replay_latency.to_json(),
         "actions": engager.actions.to_json(),
         "burst": None,
         "incident": None,
@@ -506,6 +523,8 @@ class Merged:
     closes: dict[str, int]
     latency: Histogram
     update_latency: Histogram
+    lag: Histogram  # of every load process
+    replay_latency: Histogram
     actions: dict[str, Any]
     burst: dict[str, Any] | None
     incident: dict[str, Any] | None
@@ -534,6 +553,8 @@ def merge(results: list[dict[str, Any]]) -> Merged:
         closes=dict(sorted(closes.items())),
         latency=merged([Histogram.from_json(r["latency"]) for r in results]),
         update_latency=merged([Histogram.from_json(r["update_latency"]) for r in results]),
+        lag=merged([Histogram.from_json(r.get("lag")) for r in results]),
+        replay_latency=merged([Histogram.from_json(r.get("replay_latency")) for r in results]),
         actions=actions,
         burst=_merge_burst([r["burst"] for r in results if r["burst"]]),
         incident=_merge_incident([r["incident"] for r in results if r["incident"]]),
