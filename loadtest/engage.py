@@ -225,6 +225,9 @@ class Engager:
                 key = letter.upper() if upper else letter
                 book.done[kind] = acks.get(key, 0)
                 book.errors += refused.get(key, 0)
+                acked = self.totals.acked_at.get(key)
+                if acked is not None and (book.last is None or acked > book.last):
+                    book.last = acked
 
 
 def _live(watcher: Watcher | None) -> bool:

@@ -48,6 +48,7 @@ class Totals:
     gaps_lost: int = 0
     acks: dict[str, int] = field(default_factory=dict)  # WS commands answered, by id prefix
     command_errors: dict[str, int] = field(default_factory=dict)  # WS commands refused, by id
+    acked_at: dict[str, float] = field(default_factory=dict)  # monotonic, the last ack, by id
     closes: dict[int, int] = field(default_factory=dict)  # closed by the server, by code
     drops: int = 0  # cut by us (a reconnect storm)
     latency: Histogram = field(default_factory=Histogram)  # events (comments, clips, statuses)
@@ -214,6 +215,7 @@ class Viewer(asyncio.Protocol):
             if head == b'ack"':
                 kind = payload[20:21].decode(errors="replace")  # {"type":"ack","id":"<k>...
                 totals.acks[kind] = totals.acks.get(kind, 0) + 1
+                totals.acked_at[kind] = time.monotonic()
                 return
             if head in (b"subs", b"welc", b"erro"):
                 self._on_control(orjson.loads(payload))
