@@ -5,7 +5,9 @@ in PostgreSQL and their `version`. A counter change writes its new counts into t
 its event is published, and only if its version is newer; a reader refilling from PostgreSQL
 cannot overwrite newer counts with the ones it read. A metadata change (edit, status, delete)
 replaces the entry with a short-lived fence, so a reader that read the old row before the change
-cannot put it back; the next reader after the fence refills.
+cannot put it back; the next reader after the fence refills. The fence of a video also tells its
+channel (`pubsub.bus.fence_notice`, in the same step on a plain Redis), so a web process that
+remembers who may watch the video forgets it.
 
 While Redis is away every read is a miss (PostgreSQL answers), fills are skipped, and fences wait
 in the outbox, ahead of anything published after them.
@@ -21,6 +23,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from pubsub import keys
+from pubsub.bus import fence_notice
 from pubsub.cluster import is_cluster
 from pubsub.outbox import Outbox, nothing
 from storage.videos import COUNTERS
@@ -78,6 +81,15 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 
+# KEYS: entry. ARGV: fence ms, Redis channel, notice. The fence, then the notice, in one step.
+_FENCE_AND_TELL = """
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'fence', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+"""
+
 
 class VideoCache:
     """Video metadata and counters, cached per video."""
@@ -87,14 +99,26 @@ class VideoCache:
         self.outbox = outbox
         self._refill = client.register_script(_REFILL)
         self._counts = client.register_script(_COUNTS)
-        self._fence = client.register_script(_FENCE)
+        self._sharded = is_cluster(client)
+        # On a cluster the notice goes to the channel's shard after the fence, separately.
+        self._fence = client.register_script(_FENCE if self._sharded else _FENCE_AND_TELL)
 
     async def get(self, video_id: UUID) -> dict[str, Any] | None:
         """The cached video (meta with counters merged in), or None."""
         raw: dict[bytes | str, bytes | str] = await self.outbox.read(
             lambda: self.redis.hgetall(keys.video_cache(video_id)), _empty_hash
         )
-        if b"meta" not in raw:
+        return self.from_hash(raw)
+
+    @staticmethod
+    def queue_get(pipe: Any, video_id: UUID) -> None:
+        """Queue the read `get` does on a pipeline the caller runs (one reply, for `from_hash`)."""
+        pipe.hgetall(keys.video_cache(video_id))
+
+    @staticmethod
+    def from_hash(raw: Any) -> dict[str, Any] | None:
+        """The cached video from its hash as read, or None (not cached, or fenced)."""
+        if not raw or b"meta" not in raw:
             return None
         video: dict[str, Any] = orjson.loads(raw[b"meta"])
         for name in COUNTERS:
@@ -135,10 +159,20 @@ class VideoCache:
         )
 
     async def invalidate(self, video_id: UUID) -> None:
-        """The video's metadata changed: fence it so no reader caches the old row."""
-        await self.outbox.run(
-            lambda: self._fence(keys=[keys.video_cache(video_id)], args=[FENCE_MS])
-        )
+        """The video's metadata changed: fence it so no reader caches the old row, and tell its
+        channel's subscribers."""
+        entry = keys.video_cache(video_id)
+        channel = keys.redis_channel(keys.video_channel(video_id), self._sharded)
+        notice = fence_notice(video_id)
+
+        async def fence_and_tell() -> None:
+            if not self._sharded:
+                await self._fence(keys=[entry], args=[FENCE_MS, channel, notice])
+                return
+            await self._fence(keys=[entry], args=[FENCE_MS])
+            await self.redis.spublish(channel, notice)
+
+        await self.outbox.run(fence_and_tell)
 
 
 class ProfileCache:

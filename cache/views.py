@@ -23,6 +23,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 import redis.asyncio as aioredis
@@ -178,6 +179,11 @@ class ViewCounter:
 
         values: list[bytes | str | None] = await self.outbox.read(read, none_known)
         return {v: int(n) for v, n in zip(video_ids, values, strict=True) if n is not None}
+
+    def queue_live(self, pipe: Any, video_id: UUID) -> None:
+        """Queue the read of one video's live count on a pipeline the caller runs (one reply:
+        the count, or None when Redis does not know it)."""
+        pipe.get(keys.live_views(video_id, self._shard(video_id)))
 
     async def forget(self, video_id: UUID) -> None:
         """Views of this video went to PostgreSQL directly: rebuild its live count from there

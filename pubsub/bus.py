@@ -8,6 +8,10 @@ Two kinds of message travel on a channel (ARCHITECTURE.md, PROTOCOL.md):
   missed some recovers them by offset.
 - *state* events (`video_update`): absolute values that a newer one replaces, so they are not
   kept, they are published as `S <json>` and every web process coalesces them per channel.
+- *fence* notices, `F <json>`: a video's metadata (its visibility, say) changed, published by the
+  cache fence itself (`cache.reads.VideoCache.invalidate`), so a process that remembers who may
+  watch the video forgets it before anyone can read the new row. The JSON is an empty
+  `video_update`, which a process that does not know `F` merges as "nothing new".
 
 On a Redis Cluster the channel is a shard channel (SPUBLISH) named with the channel's hash tag, so
 the script's keys and its channel are in one slot and the message goes only to the shard that
@@ -38,6 +42,7 @@ Prepare = Callable[[Pipeline], Awaitable[object]]
 
 HISTORY_PREFIX = b"H "
 STATE_PREFIX = b"S "
+FENCE_PREFIX = b"F "
 POSITION_TTL = 30 * 86400  # a quiet channel keeps its epoch, so "nothing missed" still recovers
 
 # KEYS: position hash, history stream. ARGV: new epoch, frame without its closing brace,
@@ -67,6 +72,13 @@ def new_epoch() -> str:
 def now_ms() -> int:
     """Publish time carried as `ts` (milliseconds since the epoch)."""
     return int(time.time() * 1000)
+
+
+def fence_notice(video_id: object) -> bytes:
+    """The message telling a video channel's subscribers that the video's metadata changed."""
+    return FENCE_PREFIX + orjson.dumps(
+        {"type": "video_update", "video_id": str(video_id), "data": {}}
+    )
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,17 @@ class Outbox:
         self.fallbacks += 1
         return await fallback()
 
+    async def attempt(self, op: Callable[[], Awaitable[T]]) -> T:
+        """A read only Redis can answer: done now whatever the outbox holds, its failure raised
+        and noted as `read` notes one (reads skip Redis for a moment)."""
+        try:
+            result = await op()
+        except REDIS_DOWN as exc:
+            self._failed(exc)
+            raise
+        self._answered()
+        return result
+
     async def aclose(self, timeout: float = 2.0) -> None:
         """Give held writes a last chance, then stop."""
         if self._drainer is None:

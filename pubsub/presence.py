@@ -110,6 +110,11 @@ class Presence:
         value = await self._client.hget(keys.presence(channel), "_total")
         return int(value or 0)
 
+    @staticmethod
+    def queue_total(pipe: Any, channel: str) -> None:
+        """Queue `total`'s read on a pipeline the caller runs (one reply: `int(reply or 0)`)."""
+        pipe.hget(keys.presence(channel), "_total")
+
 
 def _viewer_event(channel: str) -> tuple[bytes, bytes]:
     kind, _, video_id = channel.partition(":")

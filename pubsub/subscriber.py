@@ -1,11 +1,18 @@
 """One Redis pub/sub connection per process; a channel is subscribed while anyone local needs it.
 
 `acquire` counts a local interest in a channel and returns once Redis has confirmed the
-subscription (so nothing published afterwards can be missed); `release` drops it and unsubscribes
-when the count reaches zero. Messages go to one callback with the protocol channel name and the
-raw payload; nothing the callback raises stops the reader. When the connection drops, the
-subscriber reconnects with backoff, subscribes again to everything still wanted, and calls
-`on_reconnect` so the caller can fetch what it missed.
+subscription (so nothing published afterwards can be missed; `hold` does the same without waiting
+for a channel confirmed already); `release` drops it and unsubscribes when the count reaches zero.
+Messages go to one callback with the protocol channel name and the raw payload; nothing the
+callback raises stops the reader. When the connection drops, the subscriber reconnects with
+backoff, subscribes again to everything still wanted, and calls `on_reconnect` so the caller can
+fetch what it missed.
+
+`synced` is a barrier: it returns once every message Redis published before it was called has
+been handed to the callback (a PING on the subscription's connection, whose answer comes after
+them). What a process learns from its channels (a video's metadata changed) is then at least as
+fresh as Redis was when the caller asked. One PING in flight serves everyone who asked before it
+was sent; those who ask meanwhile share the next.
 
 On a Redis Cluster (`ChannelSubscriber` given redis-py's cluster client) pub/sub is sharded: a
 channel is a shard channel hashed like its history keys, and the subscriber holds one connection
@@ -21,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -37,6 +45,7 @@ OnMessage = Callable[[str, bytes], None]
 OnReconnect = Callable[[], None]
 
 _DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+_PONGS = (b"PONG", "PONG")  # PING's answer outside subscribed mode
 
 
 class ChannelSubscriber:
@@ -64,6 +73,10 @@ class ChannelSubscriber:
         self._stopping = False
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # PINGs sent on the connection, oldest first: the barrier waiting for each (or None).
+        self._pongs: deque[asyncio.Future[bool] | None] = deque()
+        self._sync_sent: asyncio.Future[bool] | None = None  # the barrier PING in flight
+        self._sync_next: asyncio.Future[bool] | None = None  # the one sent when it returns
 
     async def start(self) -> None:
         """Connect and start reading."""
@@ -81,8 +94,78 @@ class ChannelSubscriber:
                 await self._task
         await self._close()
 
+    def hold(self, channel: str) -> bool:
+        """Count one more local interest in a channel whose subscription Redis has confirmed and
+        that is live now (True), without waiting; False (nothing counted) otherwise."""
+        count = self._refs.get(channel, 0)
+        if not count or not self._connected.is_set():
+            return False
+        waiter = self._confirmed.get(keys.redis_channel(channel, self.sharded).encode())
+        if waiter is None or not waiter.done() or waiter.cancelled():
+            return False
+        self._refs[channel] = count + 1
+        return True
+
+    async def synced(self, timeout: float = 2.0) -> bool:
+        """True once every message published on Redis before this call has been handed to the
+        callback; False when that cannot be told now (not connected, the connection dropped
+        meanwhile, no answer within `timeout`, or a sharded subscriber, which does not do this)."""
+        if self.sharded or self._connection is None or not self._connected.is_set():
+            return False
+        waiter = self._sync_next
+        if waiter is None:
+            loop = asyncio.get_running_loop()
+            waiter = loop.create_future()
+            # One deadline for everyone waiting on this barrier: unanswered by then, it is False.
+            loop.call_later(timeout, _settle, waiter, False)
+            if self._sync_sent is None:
+                self._send_sync(waiter)
+            else:
+                self._sync_next = waiter
+        return await asyncio.shield(waiter)  # a caller that gives up leaves it to the others
+
+    def _send_sync(self, waiter: asyncio.Future[bool]) -> None:
+        self._sync_sent = waiter
+        task = asyncio.ensure_future(self._ping(waiter))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _ping(self, waiter: asyncio.Future[bool] | None = None) -> None:
+        # Answers come in the order the PINGs were written, and each was written after it was
+        # counted here, so the n-th answer was written after the n-th waiter's callers asked.
+        if self._connection is None:
+            if waiter is not None:
+                _settle(waiter, False)
+            return
+        self._pongs.append(waiter)
+        with contextlib.suppress(*_DOWN):
+            await self._send("PING")
+
+    def _ponged(self) -> None:
+        if not self._pongs:
+            return
+        waiter = self._pongs.popleft()
+        if waiter is None:
+            return
+        _settle(waiter, True)
+        if waiter is self._sync_sent:
+            self._sync_sent = None
+            waiting, self._sync_next = self._sync_next, None
+            if waiting is not None:
+                self._send_sync(waiting)
+
+    def _unsynced(self) -> None:
+        """The connection is gone: no barrier waiting on it will be answered."""
+        for waiter in (*self._pongs, self._sync_sent, self._sync_next):
+            if waiter is not None:
+                _settle(waiter, False)
+        self._pongs.clear()
+        self._sync_sent = self._sync_next = None
+
     async def acquire(self, channel: str, timeout: float = 10.0) -> None:
         """Count one more local interest; return once the Redis subscription is confirmed."""
+        if self.hold(channel):
+            return
         count = self._refs.get(channel, 0)
         self._refs[channel] = count + 1
         name = keys.redis_channel(channel, self.sharded).encode()
@@ -168,7 +251,11 @@ class ChannelSubscriber:
         for name in wanted:
             if name not in self._confirmed or self._confirmed[name].done():
                 self._confirmed[name] = asyncio.get_running_loop().create_future()
-        await self._send("SUBSCRIBE", *wanted) if wanted else await self._send("PING")
+        if wanted:
+            await self._send("SUBSCRIBE", *wanted)
+        else:
+            self._pongs.append(None)
+            await self._send("PING")
         self._connected.set()
 
     async def _send(self, *args: bytes | str) -> None:
@@ -189,6 +276,8 @@ class ChannelSubscriber:
                 waiter = self._confirmed.get(response[1])
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
+            elif kind == b"pong" or response in _PONGS:
+                self._ponged()
 
     def _deliver(self, name: bytes, payload: bytes) -> None:
         """Hand one message to the callback; whatever it raises, the reader reads on."""
@@ -199,11 +288,17 @@ class ChannelSubscriber:
 
     async def _close(self) -> None:
         connection, self._connection = self._connection, None
+        self._unsynced()
         if connection is not None:
             with contextlib.suppress(Exception):
                 await connection.disconnect(nowait=True)
             with contextlib.suppress(Exception):
                 await self._client.connection_pool.release(connection)
+
+
+def _settle(waiter: asyncio.Future[bool], answer: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(answer)
 
 
 @contextlib.asynccontextmanager
@@ -222,8 +317,7 @@ async def _watchdog(subscriber: ChannelSubscriber) -> AsyncIterator[None]:
                 logger.warning("Redis pub/sub silent for 25 s; reconnecting")
                 await subscriber._close()
                 return
-            with contextlib.suppress(*_DOWN):
-                await subscriber._send("PING")
+            await subscriber._ping()
 
     task = asyncio.create_task(ping(), name="redis-subscriber-watchdog")
     try:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from reelwire.telemetry import REALTIME
 
 if TYPE_CHECKING:
     from realtime.coalescing import VideoState
+    from reelwire.domain.videos import Watchable
 
 logger = logging.getLogger(__name__)
 
@@ -30,19 +32,29 @@ logger = logging.getLogger(__name__)
 class ChannelFeed:
     """One channel as this process sees it: its local members, its position and its state.
 
-    `members` is membership's; `epoch`, `offset`, `floor`, `recovering` and `held` are history
-    recovery's (realtime.recovery); `video`, `timer` and `last_sent` are coalescing's
-    (realtime.coalescing).
+    `members` is membership's; `epoch`, `offset`, `floor`, `recovering`, `held` and `recent` are
+    history recovery's (realtime.recovery); `video`, `timer` and `last_sent` are coalescing's
+    (realtime.coalescing); `access`, `fences`, `joining` and `reading` are the hub's, for sockets
+    joining (realtime.hub).
+
+    What it knows is good while the channel stays subscribed: the position and `recent` because
+    every event published since reaches it, `access` (who may watch its video) because every
+    change of the video's metadata sends a fence notice on the channel (`fences` counts them).
     """
 
     __slots__ = (
+        "access",
         "epoch",
+        "fences",
         "floor",
         "held",
+        "joining",
         "last_sent",
         "members",
         "name",
         "offset",
+        "reading",
+        "recent",
         "recovering",
         "timer",
         "video",
@@ -56,9 +68,15 @@ class ChannelFeed:
         self.floor = 0  # offsets up to this were delivered by a recovery; later copies are dropped
         self.recovering = False
         self.held: list[tuple[str, int, bytes]] = []
+        # The last events delivered, (offset, frame, when), consecutive up to `offset`.
+        self.recent: deque[tuple[int, bytes, float]] = deque()
         self.video: VideoState | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.last_sent = -math.inf
+        self.access: Watchable | None = None
+        self.fences = 0
+        self.joining: list[tuple[Any, asyncio.Future[Any]]] = []  # (since, waiter)
+        self.reading = False
 
     def unwatched(self) -> None:
         """The last local member left: the channel is unsubscribed, so what it knew goes stale."""
@@ -66,9 +84,17 @@ class ChannelFeed:
             self.timer.cancel()
             self.timer = None
         self.epoch, self.offset, self.floor = None, 0, 0
+        self.recent.clear()
+        self.forget_access()
         if self.video is not None:
             # kept until its zero count is reported (see PresenceReporter.report)
             self.video.viewer_count = None
+
+    def forget_access(self) -> None:
+        """Who may watch the video is to be read again (its metadata changed, or notices about
+        it may have been missed); a read in flight is not to be remembered either."""
+        self.access = None
+        self.fences += 1
 
 
 class Channels:
@@ -105,6 +131,13 @@ class Channels:
         """Hold a reference on the channel's Redis subscription for this membership."""
         await self.subscriber.acquire(membership.channel)
         membership.acquired = True
+
+    def hold(self, membership: Membership) -> bool:
+        """`acquire` without waiting, for a channel subscribed and live already; False if not."""
+        if membership.acquired or self.subscriber.hold(membership.channel):
+            membership.acquired = True
+            return True
+        return False
 
     def remove(self, conn: Connection, channel: str) -> bool:
         """Take the socket out of the channel; False if it was not a member."""

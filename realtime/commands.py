@@ -64,9 +64,9 @@ async def subscribe(session: Session, body: SubscribeMessage) -> bytes | None:
     target = _channel_id(rest) if kind in ("video", "user") else None
     if target is None:
         raise ValidationFailed(f"Unknown channel {channel[:100]!r}")
-    counts = None
+    video = None
     if kind == "video":
-        counts = await videos.watch(session.services, target, principal)
+        video = target  # the hub checks who may watch it, with the channel's own read
     elif principal is None:
         raise Unauthorized("Authenticate to subscribe to a user channel")
     elif principal.user_id != target:
@@ -74,7 +74,7 @@ async def subscribe(session: Session, body: SubscribeMessage) -> bytes | None:
     hub.leave(conn, channel)  # subscribing again restarts it (for example to recover)
     events = _event_filter(body.events)
     since = Position(body.since.epoch, body.since.offset) if body.since else None
-    await hub.join(conn, channel, events=events, since=since, counts=counts, message_id=body.id)
+    await hub.join(conn, channel, events=events, since=since, video=video, message_id=body.id)
     return None
 
 

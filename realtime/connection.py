@@ -189,6 +189,9 @@ class Connection:
 
     async def finish(self) -> None:
         """Called by the handler as it returns: complete a close begun elsewhere, or close."""
+        if not self.closed and self.ws.closed and self._writer is None:
+            self.closed = True  # the peer closed it and was answered: nothing left to do
+            return
         if not self.closed:
             self.close(CloseCode.NORMAL, "")
         if self._writer is not None:

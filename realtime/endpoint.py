@@ -8,7 +8,8 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -30,7 +31,34 @@ logger = logging.getLogger(__name__)
 HUB = web.AppKey("hub", Hub)
 COMMAND_TABLE = web.AppKey("ws_commands", CommandTable)
 LIMITS = web.AppKey("ws_limits", Limits)
-HOLDERS = web.AppKey("ws_holders", collections.Counter)  # open sockets per client address
+
+
+class Holders:
+    """Open sockets per client address, and in all (counted as they change: summing the
+    addresses on every upgrade would cost more the more clients there are)."""
+
+    __slots__ = ("by_address", "total")
+
+    def __init__(self) -> None:
+        self.by_address: collections.Counter[str] = collections.Counter()
+        self.total = 0
+
+    def add(self, address: str) -> None:
+        """A socket of `address` opened."""
+        self.by_address[address] += 1
+        self.total += 1
+
+    def remove(self, address: str) -> None:
+        """A socket of `address` closed."""
+        self.total -= 1
+        left = self.by_address[address] - 1
+        if left > 0:
+            self.by_address[address] = left
+        else:
+            del self.by_address[address]
+
+
+HOLDERS = web.AppKey("ws_holders", Holders)
 
 
 def setup_realtime(app: web.Application) -> None:
@@ -41,7 +69,7 @@ def setup_realtime(app: web.Application) -> None:
     app[COMMAND_TABLE] = table
     app.router.add_get("/ws", websocket)
     setup_asyncapi(app)
-    app[HOLDERS] = collections.Counter()
+    app[HOLDERS] = Holders()
     app.cleanup_ctx.append(hub_ctx)
     app.on_shutdown.append(_close_sockets)
 
@@ -70,6 +98,7 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
         ),
         node=node_name(),
         load_counts=load_counts,
+        videos=_VideoWatch(ctx),
     )
     app[HUB] = hub
     app[LIMITS] = Limits(
@@ -82,6 +111,21 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await hub.stop()
     await ctx.outbox.aclose()
+
+
+class _VideoWatch:
+    """The domain's answers about a video channel's video, for the hub."""
+
+    def __init__(self, ctx: Services) -> None:
+        self._ctx = ctx
+
+    def trusted(self) -> bool:
+        return self._ctx.outbox.usable
+
+    async def read(
+        self, video_id: uuid.UUID, also: Callable[[Any], None]
+    ) -> tuple[videos.Watchable, list[Any]]:
+        return await videos.watchable(self._ctx, video_id, also)
 
 
 async def _close_sockets(app: web.Application) -> None:
@@ -111,25 +155,23 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         timeout=5.0,
     )
     await ws.prepare(request)
-    holders[address] += 1
+    holders.add(address)
     try:
         return await _serve_socket(request, ws, principal)
     finally:
-        holders[address] -= 1
-        if holders[address] <= 0:
-            del holders[address]
+        holders.remove(address)
 
 
-def _check_capacity(holders: collections.Counter[str], address: str, settings: Settings) -> None:
+def _check_capacity(holders: Holders, address: str, settings: Settings) -> None:
     """Refuse the upgrade, with a status that says why, when this process holds as many
     sockets as it can (503) or as many as one address may hold (429)."""
-    if holders.total() >= settings.max_sockets:
+    if holders.total >= settings.max_sockets:
         raise web.HTTPServiceUnavailable(
             text="this server holds as many sockets as it can; retry shortly",
             headers={"Retry-After": "5"},
         )
     per_address = settings.ws_max_sockets_per_address
-    if per_address and holders[address] >= per_address:
+    if per_address and holders.by_address[address] >= per_address:
         raise web.HTTPTooManyRequests(
             text=f"too many open sockets from one address (at most {per_address})",
             headers={"Retry-After": "30"},

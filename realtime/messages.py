@@ -1,8 +1,10 @@
 """Builders for the server's own messages (PROTOCOL.md), each returned as a ready frame.
 
 Each is built through its model in `realtime.schemas`, so what the server sends is what
-`/api/asyncapi.json` documents. Channel events are not built here: the operations publish them
-as JSON bytes and the hub fans those bytes out as they are.
+`/api/asyncapi.json` documents; the two every joining socket gets (`welcome`, `subscribed`) are
+built as their models would build them without the models, and a test holds them to that.
+Channel events are not built here: the operations publish them as JSON bytes and the hub fans
+those bytes out as they are.
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ def _frame(message: BaseModel) -> bytes:
 
 
 def welcome(session: str, node: str, heartbeat: int) -> bytes:
-    """The greeting sent as soon as a socket is open."""
+    """The greeting sent as soon as a socket is open (every socket gets one: built as its model
+    would build it, without the model; tests/test_realtime_joins.py checks they agree)."""
+    return encode({"type": "welcome", "session": session, "node": node, "heartbeat": heartbeat})
+
+
+def welcome_checked(session: str, node: str, heartbeat: int) -> bytes:
+    """`welcome` through its model."""
     return _frame(WelcomeMessage(type="welcome", session=session, node=node, heartbeat=heartbeat))
 
 
@@ -71,7 +79,38 @@ def unsubscribed(message_id: Any, channel: str) -> bytes:
 
 
 def subscribed(message_id: Any, channel: str, offset: int, epoch: str, recovered: bool) -> bytes:
-    """A subscription is live (or, unasked, that a channel's history was lost: reload it)."""
+    """A subscription is live (or, unasked, that a channel's history was lost: reload it).
+    Every joining socket gets one: built as its model would build it, without the model (the
+    `id` is the client's own, an int or a string, as `dispatch` took it; the model makes a bool
+    an int)."""
+    if isinstance(message_id, bool):
+        message_id = int(message_id)
+    if message_id is None:
+        return encode(
+            {
+                "type": "subscribed",
+                "channel": channel,
+                "offset": offset,
+                "epoch": epoch,
+                "recovered": recovered,
+            }
+        )
+    return encode(
+        {
+            "type": "subscribed",
+            "id": message_id,
+            "channel": channel,
+            "offset": offset,
+            "epoch": epoch,
+            "recovered": recovered,
+        }
+    )
+
+
+def subscribed_checked(
+    message_id: Any, channel: str, offset: int, epoch: str, recovered: bool
+) -> bytes:
+    """`subscribed` through its model."""
     return _frame(
         SubscribedMessage(
             type="subscribed",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from pubsub.presence import Presence
-from realtime.channels import ChannelFeed, Channels
+from realtime.channels import Channels
 
 
 class PresenceReporter:
@@ -29,12 +29,6 @@ class PresenceReporter:
     def refresh_all(self) -> None:
         """Report every video channel again on the next report (before their shares expire)."""
         self._dirty.update(n for n, f in self._channels.feeds.items() if f.video)
-
-    async def fill_viewers(self, feed: ChannelFeed) -> None:
-        """Start a video channel that knows no viewer count from the count over every process."""
-        assert feed.video is not None
-        total = await self._presence.total(feed.name)
-        feed.video.merge({"viewer_count": total}, viewers_if_unknown=True)
 
     async def report(self) -> None:
         """Report the changed counts; on failure they stay changed for the next attempt."""

@@ -1,30 +1,57 @@
 """History recovery: each channel's position, `since` on subscribe, and gaps.
 
 Every history event carries its channel's epoch and offset, and each channel remembers the
-highest offset it delivered. `HistoryRecovery` reads where a joining socket starts (and what it
-missed, with `since`); when an offset arrives past a gap, or after a Redis reconnect, it fetches
-what the channel missed from its history and delivers it before anything newer; when that history
-is gone it tells the members `subscribed {recovered: false}` so they reload over REST.
+highest offset it delivered. `HistoryRecovery` works out where a joining socket starts (and what
+it missed, with `since`): from what the channel knows already while it is watched here (its
+position, and the last events it delivered, `ChannelFeed.recent`), or from a read of its Redis
+history shared by every socket joining at the same moment. When an offset arrives past a gap, or
+after a Redis reconnect, it fetches what the channel missed from its history and delivers it before
+anything newer; when that history is gone it tells the members `subscribed {recovered: false}` so
+they reload over REST.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pubsub import history
-from pubsub.history import Position, Recovery
+from pubsub.history import Position
 from realtime import messages
 from realtime.channels import ChannelFeed, event_type, fan_out, send_failed
-from realtime.connection import Connection, Membership
-from realtime.wire import text_frame
+from realtime.connection import Membership
+from realtime.wire import payload_of, text_frame
 from reelwire.telemetry import REALTIME
 
 logger = logging.getLogger(__name__)
 
 RETRY_PAUSE = 0.5  # between attempts to read a history while Redis is away
+RECENT_EVENTS = 128  # events a watched channel keeps for sockets resuming from them
+RECENT_SECONDS = 60.0  # and for how long
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Where a joining socket starts: the channel's position, and what it missed since the
+    position it gave (as ready frames) when `recovered`."""
+
+    position: Position
+    recovered: bool
+    frames: Sequence[tuple[int, bytes]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRead:
+    """One read of a channel's history for the sockets joining it together: its position and
+    the events after the earliest offset any of them gave (as frames, up to the position)."""
+
+    position: Position
+    after: int | None
+    frames: Sequence[tuple[int, bytes]]
 
 
 class HistoryRecovery:
@@ -34,52 +61,120 @@ class HistoryRecovery:
         self, redis: Any, history_size: int, spawn: Callable[[Awaitable[Any]], None]
     ) -> None:
         self._redis = redis
-        self._history_size = history_size
+        self.history_size = history_size
         self._spawn = spawn
 
     # --- a socket joining ---------------------------------------------------------------------
 
-    async def starting_point(
-        self, channel: str, *, since: Position | None, via_feed: bool
-    ) -> Recovery | None:
-        """Where a joining socket starts: the channel's position, plus what it missed `since`.
-
-        None for a channel joined for feed:clips: nobody is told a position there, everything
-        from now on is new to the socket.
-        """
-        if via_feed:
+    @staticmethod
+    def local_start(feed: ChannelFeed, since: Position | None) -> Start | None:
+        """Where a socket joining a channel watched here starts, from what the channel knows; None
+        when only its Redis history can tell (it gave a position this process has not reached,
+        of another epoch, or older than the events kept in `recent`)."""
+        assert feed.epoch is not None
+        top = Position(feed.epoch, feed.offset)
+        if since is None:
+            return Start(top, False)
+        if since.epoch != feed.epoch or since.offset > feed.offset:
             return None
-        if since is not None:
-            return await history.since(
-                self._redis, channel, since.epoch, since.offset, self._history_size
-            )
-        return Recovery(await history.position(self._redis, channel), False)
+        if since.offset == feed.offset:
+            return Start(top, True)
+        recent = feed.recent
+        if not recent or recent[0][0] > since.offset + 1 or recent[-1][0] != feed.offset:
+            return None
+        skip = since.offset + 1 - recent[0][0]
+        frames = [(offset, frame) for offset, frame, _ in list(recent)[skip:]]
+        return Start(top, True, frames)
+
+    def queue_read(self, pipe: Any, channel: str, after: int | None) -> None:
+        """Queue a history read on the caller's pipeline: the position, and the events after
+        `after` when some joining socket gave a position."""
+        history.queue_position(pipe, channel)
+        if after is not None:
+            history.queue_after(pipe, channel, after, self.history_size)
+
+    @staticmethod
+    def replies(after: int | None) -> int:
+        """How many replies `queue_read` adds."""
+        return history.POSITION_COMMANDS + (after is not None)
+
+    @staticmethod
+    def read_from(replies: Sequence[Any], after: int | None) -> HistoryRead:
+        """The `HistoryRead` from the replies of `queue_read` (each frame built once, for every
+        socket that missed it)."""
+        position = history.position_from(replies)
+        frames: list[tuple[int, bytes]] = []
+        if after is not None:
+            entries = replies[history.POSITION_COMMANDS]
+            frames = [
+                (offset, text_frame(body))
+                for offset, body in history.frames_of(entries, position.offset)
+            ]
+        return HistoryRead(position, after, frames)
+
+    def start_from(self, read: HistoryRead, since: Position | None) -> Start:
+        """Where one of the sockets a shared read was made for starts."""
+        if since is None:
+            return Start(read.position, False)
+        assert read.after is not None and read.after <= since.offset
+        recovery = history.recovery_from(
+            read.position, since.epoch, since.offset, read.frames, self.history_size
+        )
+        return Start(recovery.position, recovery.recovered, recovery.frames)
+
+    @staticmethod
+    def learn(feed: ChannelFeed, read: HistoryRead) -> None:
+        """Keep the events a shared read brought in `recent`, where they join up with it."""
+        if feed.epoch != read.position.epoch or not read.frames:
+            return
+        recent = feed.recent
+        end = recent[0][0] - 1 if recent else feed.offset
+        older = [item for item in read.frames if item[0] <= end]
+        room = RECENT_EVENTS - len(recent)
+        if not older or older[-1][0] != end or room <= 0:
+            return
+        older = older[-room:]
+        if older[-1][0] - older[0][0] + 1 != len(older):
+            return
+        now = time.monotonic()
+        recent.extendleft((offset, frame, now) for offset, frame in reversed(older))
 
     @staticmethod
     def catch_up(
-        conn: Connection,
+        out: list[bytes],
         feed: ChannelFeed,
         membership: Membership,
-        recovery: Recovery,
+        start: Start,
         *,
         asked: bool,
         message_id: Any,
     ) -> int:
-        """Send the socket `subscribed` and the missed events; return the socket's position.
+        """Add `subscribed` and the missed events to what the socket is sent (`out`); return the
+        socket's position.
 
         `asked`: the client gave `since`, so `recovered` tells it whether the replay is whole.
         """
-        top = recovery.position
+        top = start.position
         if feed.epoch is None:
             feed.epoch, feed.offset = top.epoch, max(feed.offset, top.offset)
-        recovered = recovery.recovered and asked
+        recovered = start.recovered and asked
         if asked:
             REALTIME.client_recoveries += 1
-        conn.send(messages.subscribed(message_id, feed.name, top.offset, top.epoch, recovered))
-        for _offset, body in recovery.frames:
-            if membership.wants(event_type(body)):
-                conn.send(text_frame(body))
+        out.append(messages.subscribed(message_id, feed.name, top.offset, top.epoch, recovered))
+        events = membership.events
+        for _offset, frame in start.frames:
+            if events is None or event_type(payload_of(frame)) in events:
+                out.append(frame)
         return top.offset
+
+    @staticmethod
+    def forget_stale(feeds: Iterable[ChannelFeed]) -> None:
+        """Drop what channels keep in `recent` past RECENT_SECONDS."""
+        old = time.monotonic() - RECENT_SECONDS
+        for feed in feeds:
+            recent = feed.recent
+            while recent and recent[0][2] < old:
+                recent.popleft()
 
     # --- events from Redis --------------------------------------------------------------------
 
@@ -98,10 +193,21 @@ class HistoryRecovery:
         elif feed.epoch is not None:
             # The history was lost (Redis restarted empty): what came before is unknowable.
             self._history_lost(feed, Position(epoch, offset))
-        fan_out(feed, offset, text_frame(body), body)
+        self._deliver(feed, offset, body)
         # Delivered (to every member that could take it): only now is the offset passed.
         feed.epoch = epoch
         feed.offset = max(feed.offset, offset)
+
+    @staticmethod
+    def _deliver(feed: ChannelFeed, offset: int, body: bytes) -> None:
+        frame = text_frame(body)
+        fan_out(feed, offset, frame, body)
+        recent = feed.recent
+        if recent and recent[-1][0] != offset - 1:
+            recent.clear()
+        recent.append((offset, frame, time.monotonic()))
+        if len(recent) > RECENT_EVENTS:
+            recent.popleft()
 
     def on_reconnect(self, feed: ChannelFeed) -> None:
         """Redis pub/sub is back: fetch what the channel missed meanwhile."""
@@ -119,7 +225,7 @@ class HistoryRecovery:
                 assert feed.epoch is not None
                 try:
                     recovery = await history.since(
-                        self._redis, feed.name, feed.epoch, feed.offset, self._history_size
+                        self._redis, feed.name, feed.epoch, feed.offset, self.history_size
                     )
                     break
                 except Exception as exc:  # Redis away again: try until it answers or we stop
@@ -127,7 +233,7 @@ class HistoryRecovery:
                     await asyncio.sleep(RETRY_PAUSE)
             if recovery.recovered:
                 for offset, body in recovery.frames:
-                    fan_out(feed, offset, text_frame(body), body)
+                    self._deliver(feed, offset, body)
             else:
                 self._history_lost(feed, recovery.position)
             feed.epoch = recovery.position.epoch
@@ -149,3 +255,4 @@ class HistoryRecovery:
                 except Exception as exc:
                     send_failed(conn, exc)
         feed.epoch, feed.offset, feed.floor = position.epoch, position.offset, position.offset
+        feed.recent.clear()

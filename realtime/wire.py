@@ -32,6 +32,12 @@ def text_frame(payload: bytes) -> bytes:
     return _frame(_TEXT, payload)
 
 
+def payload_of(frame: bytes) -> bytes:
+    """The payload of a frame built here (unmasked)."""
+    size = frame[1]
+    return frame[2:] if size < 126 else frame[4:] if size == 126 else frame[10:]
+
+
 def encode(message: dict[str, Any]) -> bytes:
     """A message as a ready-to-write text frame."""
     return _frame(_TEXT, orjson.dumps(message))

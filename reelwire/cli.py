@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -203,6 +204,7 @@ def _serve(settings: Settings, *, migrate: bool, reuse_port: bool = False) -> in
         loop = _new_loop()
         app = create_app(resolved)
         drain_on_signals(app)
+        app.on_startup.append(_tune_gc_soon)
         web.run_app(
             app,
             handle_signals=False,  # drain_on_signals: uploads in flight finish first
@@ -218,6 +220,28 @@ def _serve(settings: Settings, *, migrate: bool, reuse_port: bool = False) -> in
             access_log=logging.getLogger("aiohttp.access"),
         )
     return 0
+
+
+GC_THRESHOLDS = (50_000, 20, 10)  # CPython's defaults: (700, 10, 10)
+GC_TUNE_AFTER = 1.0  # seconds after start-up: listening already, every resource open
+
+
+async def _tune_gc_soon(app: object) -> None:
+    asyncio.get_running_loop().call_later(GC_TUNE_AFTER, tune_gc)
+
+
+def tune_gc() -> None:
+    """The garbage collector, set for a server that holds thousands of sockets.
+
+    What is alive once the server has started (modules, models, pools) lives as long as the
+    process: it is moved out of the collector's sight. And each socket leaves a few hundred
+    objects behind for its lifetime, which the default thresholds (a young collection every 700
+    new objects) walk again and again as they age: a crowd of sockets connecting spent about a
+    quarter of its CPU in the collector. Young collections now come every 50,000 new objects
+    (a few milliseconds each), and cycles are still collected."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def wait_for_backends(settings: Settings, *, redis: bool = True) -> bool:

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import asyncpg
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -66,13 +67,20 @@ async def open_postgres(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         await pool.close()
 
 
+_timers: dict[object, Any] = {}  # command -> its histogram child: labels() costs a lookup
+
+
 def _timed(command: object, started: float) -> None:
-    name = command.decode() if isinstance(command, bytes) else str(command)
-    telemetry.redis_command_seconds.labels(name.upper()).observe(time.perf_counter() - started)
+    timer = _timers.get(command)
+    if timer is None:
+        name = command.decode() if isinstance(command, bytes) else str(command)
+        timer = _timers[command] = telemetry.redis_command_seconds.labels(name.upper())
+    timer.observe(time.perf_counter() - started)
 
 
 class TimedRedis(aioredis.Redis):
-    """redis-py's client, timing every command and script round trip for /metrics."""
+    """redis-py's client, timing every command, script and pipeline round trip for /metrics
+    (a pipeline counts once, as PIPELINE, or MULTI for a transaction)."""
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         started = time.perf_counter()
@@ -80,6 +88,24 @@ class TimedRedis(aioredis.Redis):
             return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
         finally:
             _timed(args[0], started)
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        return _TimedPipeline(
+            self.connection_pool, self.response_callbacks, transaction, shard_hint
+        )
+
+
+class _TimedPipeline(Pipeline):
+    """A pipeline of TimedRedis: its round trip is timed as one."""
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        if not self.command_stack:
+            return await super().execute(raise_on_error)
+        started = time.perf_counter()
+        try:
+            return await super().execute(raise_on_error)
+        finally:
+            _timed("MULTI" if self.is_transaction else "PIPELINE", started)
 
 
 class TimedRedisCluster(RedisCluster):

@@ -1,8 +1,18 @@
 """Fan-out benchmark: Reelwire's /ws against the floor and python-socketio.
 
 Everything in one run. The server under test runs pinned to CPU 0; the viewers, the publisher,
-PostgreSQL and Redis are pinned to CPU 1, so the server's CPU time is its own. Measured:
+PostgreSQL and Redis are pinned to CPU 1, so the server's CPU time is its own; every figure is
+printed with the machine's one-minute load average when its measurement started. Measured:
 
+0. connect   what a socket costs the server to get going, apart from what it costs while it
+             watches: N sockets (each its own user, a Bearer token on the upgrade) connect and
+             subscribe to one video at once, then close; then they resubscribe after a drop, with
+             `since`, having missed a few events. Server CPU per socket for connect + auth +
+             subscribe, for the close, and for a reconnect with `since` (replay included), for
+             Reelwire and the floor (which has no auth and no `since`: connect + subscribe and
+             close only), and for `--before DIR` (a checkout of an earlier commit, e.g. a git
+             worktree: its `reelwire serve` measured the same way in the same run). The machine's
+             load average is printed beside every figure.
 1. compare   V viewers on one video, R events/s for T s, one server process each for Reelwire,
              the floor (scripts/bench_fanout_floor.py: aiohttp + redis-py, one subscription per
              channel, the same text written to every socket) and python-socketio with
@@ -15,7 +25,8 @@ PostgreSQL and Redis are pinned to CPU 1, so the server's CPU time is its own. M
              publish, at the full rate: video_update messages per viewer per second, and the
              last counts each viewer saw against PostgreSQL (or against the last published).
 
-Prints a table and one JSON line. Targets: Reelwire <= 1.25x the floor's CPU per message and
+Prints a table and one JSON line. Targets: connect + auth + subscribe <= 0.5 ms of server CPU per
+socket; Reelwire <= 1.25x the floor's CPU per message and
 >= 4x better than python-socketio; scale p99 <= 150 ms with nothing lost; idle <= 25 KB per
 socket; hot <= 10 updates/s per viewer with final counts equal to the database.
 """
@@ -179,6 +190,7 @@ async def run_fanout(spec: dict[str, Any]) -> dict[str, Any]:
     pids = family(spec["server_pid"])
     rate, seconds = spec["rate"], spec["seconds"]
     totals.reset()
+    load = load_average()
     cpu_before, started = cpu_seconds(pids), time.monotonic()
     sent = 0
     while sent < rate * seconds:
@@ -209,7 +221,224 @@ async def run_fanout(spec: dict[str, Any]) -> dict[str, Any]:
         "seconds": round(elapsed, 2),
         "cpu_us_per_message": round(cpu / max(1, totals.events) * 1e6, 3),
         "latency_ms": totals.latency.summary(),
+        "load": load,
     }
+
+
+def load_average() -> float:
+    """The machine's one-minute load average."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+class Joiner(asyncio.Protocol):
+    """A bare WebSocket client for the connect measurement: the upgrade (with a Bearer token),
+    one subscribe (with `since` when it has a position), the answer, and the last offset seen."""
+
+    def __init__(self, host: str, channel: str, token: str | None, since: Any) -> None:
+        self.host, self.channel, self.token, self.since = host, channel, token, since
+        self.transport: Any = None
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.answered = asyncio.get_running_loop().create_future()
+        self.reached: asyncio.Future[None] | None = None
+        self.want = 0
+        self.offset: int | None = None
+        self.epoch: str | None = None
+        self.recovered: bool | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        import base64
+
+        self.transport = transport
+        key = base64.b64encode(os.urandom(16)).decode()
+        auth = f"Authorization: Bearer {self.token}\r\n" if self.token else ""
+        transport.write(  # type: ignore[attr-defined]
+            (
+                f"GET /ws HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                f"Sec-WebSocket-Version: 13\r\n{auth}\r\n"
+            ).encode()
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answered.done():
+            self.answered.set_exception(ConnectionError(f"connection lost: {exc}"))
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if not self.upgraded:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = bytes(self.buffer[: self.buffer.find(b"\r\n")])
+            del self.buffer[: end + 4]
+            if b" 101 " not in status:
+                self.answered.set_exception(ConnectionError(status.decode(errors="replace")))
+                self.transport.close()
+                return
+            self.upgraded = True
+            message: dict[str, Any] = {"type": "subscribe", "channel": self.channel}
+            if self.since is not None:
+                message["since"] = self.since
+            self.send(orjson_dumps(message))
+        buffer, pos = self.buffer, 0
+        while len(buffer) - pos >= 2:
+            length, head = buffer[pos + 1] & 0x7F, 2
+            if length == 126:
+                if len(buffer) - pos < 4:
+                    break
+                length, head = (buffer[pos + 2] << 8) | buffer[pos + 3], 4
+            end = pos + head + length
+            if end > len(buffer):
+                break
+            if buffer[pos] & 0x0F == 0x1:
+                self.on_text(bytes(buffer[pos + head : end]))
+            pos = end
+        del buffer[:pos]
+
+    def on_text(self, payload: bytes) -> None:
+        if payload.startswith((b'{"type":"subscribed"', b'{"type":"error"')):
+            message = json.loads(payload)
+            if message["type"] == "error":
+                self.answered.set_exception(ConnectionError(json.dumps(message)))
+                return
+            self.epoch, self.recovered = message.get("epoch"), message.get("recovered")
+            if self.offset is None and message.get("offset") is not None:
+                self.offset = message["offset"]
+            if not self.answered.done():
+                self.answered.set_result(None)
+            return
+        if payload.startswith(b'{"type":"new_comment"'):
+            at = payload.rfind(b'"offset":')
+            if at > 0:
+                end = at + 9
+                while payload[end] in b"0123456789":
+                    end += 1
+                self.offset = int(payload[at + 9 : end])
+                reached = self.reached
+                if reached is not None and self.offset >= self.want and not reached.done():
+                    reached.set_result(None)
+
+    def until(self, offset: int) -> asyncio.Future[None]:
+        """Resolved once an event with `offset` (or later) arrived."""
+        self.want = offset
+        self.reached = asyncio.get_running_loop().create_future()
+        if self.offset is not None and self.offset >= offset:
+            self.reached.set_result(None)
+        return self.reached
+
+    def send(self, payload: bytes) -> None:
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
+        size = len(payload)
+        short = size < 126
+        head = bytes([0x81, 0x80 | size] if short else [0x81, 0xFE, size >> 8, size & 255])
+        self.transport.write(head + mask + masked)
+
+
+def orjson_dumps(message: Any) -> bytes:
+    import orjson
+
+    return orjson.dumps(message)
+
+
+async def join_all(
+    spec: dict[str, Any], channel: str, sinces: list[Any] | None = None
+) -> list[Joiner]:
+    """Every socket connected, authenticated and subscribed (`at_once` opening at a time)."""
+    loop = asyncio.get_running_loop()
+    gate = asyncio.Semaphore(200)
+    tokens = spec["tokens"]
+    host = f"127.0.0.1:{spec['port']}"
+
+    async def one(n: int) -> Joiner:
+        async with gate:
+            since = sinces[n] if sinces else None
+            token = tokens[n % len(tokens)] if tokens else None
+            _, joiner = await loop.create_connection(
+                lambda: Joiner(host, channel, token, since), "127.0.0.1", spec["port"]
+            )
+            await asyncio.wait_for(joiner.answered, 60)
+            return joiner
+
+    return list(await asyncio.gather(*(one(n) for n in range(spec["viewers"]))))
+
+
+async def settle(pids: list[int], idle_rate: float, started: float, timeout: float = 20) -> float:
+    """Wait until the server is idle again (its CPU over 200 ms no more than its idle rate
+    allows, plus 2 ms); the CPU it spent since `started` beyond its idle rate."""
+    first = time.monotonic()
+    last = cpu_seconds(pids)
+    while time.monotonic() - first < timeout:
+        await asyncio.sleep(0.2)
+        now = cpu_seconds(pids)
+        if now - last <= idle_rate * 0.2 + 0.002:
+            break
+        last = now
+    return cpu_seconds(pids)
+
+
+async def run_connect(spec: dict[str, Any]) -> dict[str, Any]:
+    """connect + auth + subscribe, close, and (for Reelwire) a reconnect with `since`."""
+    pids = family(spec["server_pid"])
+    channel, count = spec["channel"], spec["viewers"]
+    history = spec["impl"] != "floor"
+    publish = await publisher(spec) if history else None
+    # Warm up (imports, caches, the video in Redis), then the idle rate of the server.
+    warm = await join_all({**spec, "viewers": 50}, channel)
+    for joiner in warm:
+        joiner.transport.close()
+    await asyncio.sleep(1.5)
+    before = cpu_seconds(pids)
+    await asyncio.sleep(2)
+    idle_rate = (cpu_seconds(pids) - before) / 2
+    result: dict[str, Any] = {"impl": spec["impl"], "sockets": count, "idle_cpu_per_s": idle_rate}
+
+    def per_socket(cpu: float, seconds: float) -> float:
+        return round(max(0.0, cpu - idle_rate * seconds) / count * 1e3, 3)
+
+    load = load_average()
+    cpu0, t0 = cpu_seconds(pids), time.monotonic()
+    joiners = await join_all(spec, channel)
+    elapsed = time.monotonic() - t0
+    cpu = cpu_seconds(pids) - cpu0
+    result["connect_ms_per_socket"] = per_socket(cpu, elapsed)
+    result["connect_seconds"] = round(elapsed, 2)
+    result["connect_load"] = load
+    await asyncio.sleep(1)  # presence and snapshots settle
+
+    if publish is not None:  # events everybody sees, so each has a position to resume from
+        for n in range(5):
+            await publish(event(spec["video"], n))
+        await asyncio.wait_for(asyncio.gather(*(j.until(5) for j in joiners)), 60)
+
+    load = load_average()
+    cpu0, t0 = cpu_seconds(pids), time.monotonic()
+    for joiner in joiners:
+        joiner.transport.close()
+    done = await settle(pids, idle_rate, t0)
+    result["close_ms_per_socket"] = per_socket(done - cpu0, time.monotonic() - t0)
+    result["close_load"] = load
+
+    if publish is not None:
+        for n in range(5, 10):  # missed while away
+            await publish(event(spec["video"], n))
+        await asyncio.sleep(0.5)
+        sinces = [{"offset": j.offset, "epoch": j.epoch} for j in joiners]
+        load = load_average()
+        cpu0, t0 = cpu_seconds(pids), time.monotonic()
+        back = await join_all(spec, channel, sinces)
+        await asyncio.wait_for(asyncio.gather(*(j.until(10) for j in back)), 60)
+        elapsed = time.monotonic() - t0
+        cpu = cpu_seconds(pids) - cpu0
+        result["reconnect_ms_per_socket"] = per_socket(cpu, elapsed)
+        result["reconnect_seconds"] = round(elapsed, 2)
+        result["reconnect_load"] = load
+        result["recovered"] = sum(1 for j in back if j.recovered)
+        for joiner in back:
+            joiner.transport.close()
+        await settle(pids, idle_rate, time.monotonic())
+    return result
 
 
 async def run_idle(spec: dict[str, Any]) -> dict[str, Any]:
@@ -217,6 +446,7 @@ async def run_idle(spec: dict[str, Any]) -> dict[str, Any]:
 
     pids = family(spec["server_pid"])
     await asyncio.sleep(1)
+    load = load_average()
     before = rss_bytes(pids)
     totals = Totals()
     viewers = await connect_all(spec, totals, spec["channels"])
@@ -230,6 +460,7 @@ async def run_idle(spec: dict[str, Any]) -> dict[str, Any]:
         "rss_before_mb": round(before / 2**20, 1),
         "rss_after_mb": round(after / 2**20, 1),
         "kb_per_socket": round((after - before) / max(1, totals.connected) / 1024, 2),
+        "load": load,
     }
 
 
@@ -259,6 +490,7 @@ async def run_hot(spec: dict[str, Any]) -> dict[str, Any]:
     done = {"likes": 0, "views": 0, "errors": 0}
     async with open_services(settings) as ctx:
         totals.reset()
+        load = load_average()
         started = time.monotonic()
         end = started + spec["seconds"]
         gate = asyncio.Semaphore(96)
@@ -353,13 +585,19 @@ async def run_hot(spec: dict[str, Any]) -> dict[str, Any]:
         "db_view_count_after_flush": row["view_count"],
         "live_view_count": live_views,
         "viewers_whose_last_update_equals_db": f"{agree}/{len(seen)}",
+        "load": load,
     }
 
 
 def load_main(spec_json: str) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
-    spec = json.loads(spec_json)
-    runner = {"fanout": run_fanout, "idle": run_idle, "hot": run_hot}[spec["kind"]]
+    spec = json.loads(sys.stdin.read() if spec_json == "-" else spec_json)
+    runner = {
+        "connect": run_connect,
+        "fanout": run_fanout,
+        "idle": run_idle,
+        "hot": run_hot,
+    }[spec["kind"]]
     import uvloop
 
     print(json.dumps(uvloop.run(runner(spec))))
@@ -368,16 +606,25 @@ def load_main(spec_json: str) -> None:
 # --- orchestration ----------------------------------------------------------------------
 
 
-def start(kind: str, port: int, env: dict[str, str], processes: int = 1) -> subprocess.Popen[bytes]:
+def start(
+    kind: str,
+    port: int,
+    env: dict[str, str],
+    processes: int = 1,
+    root: Path = ROOT,
+) -> subprocess.Popen[bytes]:
+    """A server under test on CPU 0; Reelwire from `root` (another checkout for "before")."""
     python = sys.executable
+    env = {**env, "PORT": str(port)}
     if kind == "reelwire":
         argv = [python, "-m", "reelwire", "serve", "--processes", str(processes)]
         if processes == 1:
             argv.append("--reuse-port")
+        env["PYTHONPATH"] = str(root)  # its own packages, not this checkout's
     else:
         script = f"bench_fanout_{kind}.py"
         argv = [python, str(ROOT / "scripts" / script), str(port), env["REDIS_URL"]]
-    proc = subprocess.Popen(pinned(0, argv), env={**env, "PORT": str(port)}, cwd=ROOT)
+    proc = subprocess.Popen(pinned(0, argv), env=env, cwd=root)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -402,8 +649,10 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def run_load(spec: dict[str, Any]) -> dict[str, Any]:
+    # On stdin: the connect measurement's tokens do not fit on a command line.
     out = subprocess.run(
-        pinned(1, [sys.executable, __file__, "--load", json.dumps(spec)]),
+        pinned(1, [sys.executable, __file__, "--load", "-"]),
+        input=json.dumps(spec),
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -414,6 +663,22 @@ def run_load(spec: dict[str, Any]) -> dict[str, Any]:
     sys.stderr.write(out.stderr[-2000:])
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
+
+
+def mint_tokens(user_ids: list[str]) -> list[str]:
+    """An access token for each user, as the server would issue it (same secret)."""
+    from datetime import timedelta
+
+    from reelwire.domain.tokens import ACCESS, TokenCodec
+
+    codec = TokenCodec(
+        SECRET,
+        issuer="reelwire",
+        audience="reelwire-api",
+        access_ttl=timedelta(hours=1),
+        refresh_ttl=timedelta(days=1),
+    )
+    return [codec.issue(ACCESS, uuid.UUID(u), uuid.uuid4()).token for u in user_ids]
 
 
 async def seed(database_url: str, videos: int, fans: int) -> tuple[list[str], list[str]]:
@@ -461,15 +726,24 @@ def main() -> None:
     parser.add_argument("--hot-viewers", type=int, default=500)
     parser.add_argument("--likes-per-s", type=float, default=2000)
     parser.add_argument("--views-per-s", type=float, default=5000)
+    parser.add_argument("--connect-sockets", type=int, default=2000, help="connect: sockets")
     parser.add_argument(
-        "--only", nargs="*", choices=["compare", "scale", "idle", "hot"], help="a subset"
+        "--before",
+        type=Path,
+        help="connect: also measure `reelwire serve` from this checkout (an earlier commit)",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        choices=["connect", "compare", "scale", "idle", "hot"],
+        help="a subset",
     )
     parser.add_argument("--load", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
         load_main(args.load)
         return
-    only = set(args.only or ["compare", "scale", "idle", "hot"])
+    only = set(args.only or ["connect", "compare", "scale", "idle", "hot"])
 
     from reelwire.embedded import EmbeddedPostgres, EmbeddedRedis
     from storage.migrate import migrate_url
@@ -488,7 +762,7 @@ def main() -> None:
             if redis._proc is not None:
                 pin_existing(1, redis._proc.pid)
             asyncio.run(migrate_url(postgres.url))
-            videos, fans = asyncio.run(seed(postgres.url, 101, 200))
+            videos, fans = asyncio.run(seed(postgres.url, 101, max(200, args.connect_sockets)))
             env = {
                 **os.environ,
                 "REELWIRE_HOME": str(root / "home"),
@@ -515,6 +789,32 @@ def main() -> None:
                 "socketio": "/socket.io/?EIO=4&transport=websocket",
             }
             dialects = {"reelwire": "reelwire", "floor": "plain", "socketio": "socketio"}
+            if "connect" in only:
+                tokens = mint_tokens(fans[: args.connect_sockets])
+                contenders: list[tuple[str, str, Path]] = [("floor", "floor", ROOT)]
+                if args.before is not None:
+                    contenders.append(("before", "reelwire", args.before.resolve()))
+                contenders.append(("reelwire", "reelwire", ROOT))
+                for n, (label, impl, root) in enumerate(contenders):
+                    port = free_port()
+                    server = start(impl, port, env, root=root)
+                    try:
+                        fresh = videos[3 + n]  # a channel of its own: offsets from 1
+                        spec = {
+                            **common,
+                            "video": fresh,
+                            "channel": f"video:{fresh}",
+                            "kind": "connect",
+                            "impl": label,
+                            "port": port,
+                            "viewers": args.connect_sockets,
+                            "tokens": tokens if impl == "reelwire" else [],
+                            "server_pid": server.pid,
+                        }
+                        results[f"connect_{label}"] = run_load(spec)
+                    finally:
+                        stop(server)
+                    print(label, results[f"connect_{label}"], file=sys.stderr)
             if "compare" in only:
                 for impl in ("floor", "reelwire", "socketio"):
                     port = free_port()
@@ -587,7 +887,7 @@ def main() -> None:
                         "path": "/ws",
                         "dialect": "reelwire",
                         "viewers": args.hot_viewers,
-                        "fans": fans,
+                        "fans": fans[:200],
                         "likes_per_s": args.likes_per_s,
                         "views_per_s": args.views_per_s,
                         "server_pid": server.pid,
@@ -604,12 +904,29 @@ def main() -> None:
 
 def report(results: dict[str, Any]) -> None:
     print()
+    connects = [(k[8:], v) for k, v in results.items() if k.startswith("connect_")]
+    if connects:
+        sockets = connects[0][1]["sockets"]
+        print(
+            f"connect cost: {sockets} sockets (each its own user) on one video, one process; "
+            "server CPU ms per socket (load average when measured)"
+        )
+        print(f"{'server':<10}{'connect+auth+subscribe':<26}{'close':<26}{'reconnect with since'}")
+        for label, r in connects:
+
+            def cell(name: str, r: dict[str, Any] = r) -> str:
+                if f"{name}_ms_per_socket" not in r:
+                    return "-"
+                return f"{r[f'{name}_ms_per_socket']:.3f} (load {r[f'{name}_load']:.2f})"
+
+            print(f"{label:<10}{cell('connect'):<26}{cell('close'):<26}{cell('reconnect')}")
+        print()
     floor = results.get("compare_floor")
     if floor:
         print(f"fan-out: {floor['viewers']} viewers, one video, one server process on CPU 0")
         print(
             f"{'server':<12}{'CPU us/msg':>12}{'vs floor':>10}{'delivered':>12}{'lost':>8}"
-            f"{'p50 ms':>9}{'p99 ms':>9}"
+            f"{'p50 ms':>9}{'p99 ms':>9}{'load':>7}"
         )
         for impl in ("floor", "reelwire", "socketio"):
             r = results.get(f"compare_{impl}")
@@ -619,6 +936,7 @@ def report(results: dict[str, Any]) -> None:
             print(
                 f"{impl:<12}{r['cpu_us_per_message']:>12.2f}{ratio:>9.2f}x{r['delivered']:>12}"
                 f"{r['lost']:>8}{r['latency_ms']['p50']:>9}{r['latency_ms']['p99']:>9}"
+                f"{r['load']:>7.2f}"
             )
         ours, theirs = results.get("compare_reelwire"), results.get("compare_socketio")
         if ours and theirs:
@@ -628,13 +946,14 @@ def report(results: dict[str, Any]) -> None:
         r = results["scale"]
         print(
             f"scale: {r['connected']} viewers, 2 processes, {r['published']} events: "
-            f"p50 {r['latency_ms']['p50']} p99 {r['latency_ms']['p99']} ms, lost {r['lost']}"
+            f"p50 {r['latency_ms']['p50']} p99 {r['latency_ms']['p99']} ms, lost {r['lost']} "
+            f"(load {r['load']:.2f})"
         )
     if "idle" in results:
         r = results["idle"]
         print(
             f"idle: {r['sockets']} sockets, {r['kb_per_socket']} KB each "
-            f"(RSS {r['rss_before_mb']} -> {r['rss_after_mb']} MB)"
+            f"(RSS {r['rss_before_mb']} -> {r['rss_after_mb']} MB; load {r['load']:.2f})"
         )
     for mode, how in (("ops", "through the domain operations"), ("bus", "as published events")):
         r = results.get(f"hot_{mode}")
@@ -643,7 +962,7 @@ def report(results: dict[str, Any]) -> None:
                 f"hot video, {how}: {r['likes_per_s']} likes/s + {r['views_per_s']} views/s "
                 f"-> {r['updates_per_viewer_per_s']} updates/s per viewer; last update = "
                 f"{'database' if mode == 'ops' else 'last published'} for "
-                f"{r['viewers_whose_last_update_equals_db']} viewers"
+                f"{r['viewers_whose_last_update_equals_db']} viewers (load {r['load']:.2f})"
             )
     print(json.dumps(results))
 

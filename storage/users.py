@@ -97,6 +97,15 @@ async def standing(conn: asyncpg.Connection, user_id: UUID) -> str | None:
     return None if disabled is None else "disabled" if disabled else "active"
 
 
+async def standings(conn: asyncpg.Connection, user_ids: list[UUID]) -> dict[UUID, str]:
+    """`standing` of many users in one query; accounts that do not exist are left out."""
+    rows = await conn.fetch(
+        "SELECT id, disabled_at IS NOT NULL AS disabled FROM users WHERE id = ANY($1::uuid[])",
+        user_ids,
+    )
+    return {row["id"]: "disabled" if row["disabled"] else "active" for row in rows}
+
+
 async def set_disabled(conn: asyncpg.Connection, user_id: UUID, disabled: bool) -> bool:
     """Disable or enable an account; False when there is no such account."""
     return bool(

@@ -329,3 +329,70 @@ async def test_passwords_are_stored_as_argon2_hashes(api: Api, db: Any) -> None:
     stored = await db.fetchval("SELECT password_hash FROM users WHERE username = 'tia'")
     assert stored.startswith("$argon2id$")
     assert "Passw0rd!" not in stored
+
+
+def test_our_own_tokens_are_read_without_pyjwt_and_never_more_leniently() -> None:
+    """TokenCodec reads tokens shaped as it writes them itself (a reconnect storm verifies
+    thousands a second); whatever it accepts that way, PyJWT accepts with the same claims, and
+    anything else is left to PyJWT."""
+    from datetime import timedelta
+    from uuid import uuid4
+
+    from reelwire.domain.errors import Unauthorized
+    from reelwire.domain.tokens import ACCESS, TokenCodec
+
+    codec = TokenCodec(
+        TEST_SECRET,
+        issuer="reelwire",
+        audience="reelwire-api",
+        access_ttl=timedelta(minutes=15),
+        refresh_ttl=timedelta(days=7),
+    )
+    good = codec.issue(ACCESS, uuid4(), uuid4(), {"role": "admin"}).token
+    claims = _claims(good)
+    now = int(time.time())
+    forged = {
+        "good": good,
+        "re-signed": _forge(claims),
+        "expired": _forge(claims | {"exp": now - 6}),
+        "expired within the leeway": _forge(claims | {"exp": now - 3}),
+        "issued in the future": _forge(claims | {"iat": now + 60}),
+        "not before later": _forge(claims | {"nbf": now + 60}),
+        "not before now": _forge(claims | {"nbf": now}),
+        "another issuer": _forge(claims | {"iss": "else"}),
+        "another audience": _forge(claims | {"aud": "else"}),
+        "audiences": _forge(claims | {"aud": ["else", "reelwire-api"]}),
+        "float expiry": _forge(claims | {"exp": now + 60.5}),
+        "numeric subject": _forge(claims | {"sub": 5}),
+        "numeric jti": _forge(claims | {"jti": 5}),
+        "a refresh type": _forge(claims | {"typ": "refresh"}),
+        "another key": _forge(claims, key="another-secret-that-is-also-long-enough-xx"),
+        "HS512": _forge(claims, alg="HS512"),
+        "tampered": good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB"),
+        "four parts": good + ".x",
+        **{
+            f"without {name}": _forge({k: v for k, v in claims.items() if k != name})
+            for name in claims
+        },
+    }
+    slow = TokenCodec(
+        TEST_SECRET,
+        issuer="reelwire",
+        audience="reelwire-api",
+        access_ttl=timedelta(minutes=15),
+        refresh_ttl=timedelta(days=7),
+    )
+    slow._decode_ours = lambda token, token_type: None  # type: ignore[method-assign]
+    fast_ones = set()
+    for name, token in forged.items():
+        fast = codec._decode_ours(token, ACCESS)
+        try:
+            judged = slow._decode(token, ACCESS)
+        except Unauthorized:
+            judged = None
+        if fast is not None:
+            fast_ones.add(name)
+            assert judged == fast, name
+    valid = {"good", "re-signed", "expired within the leeway", "not before now"}
+    optional = {"without role", "without user_id"}  # claims no check requires
+    assert fast_ones == valid | optional

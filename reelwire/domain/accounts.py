@@ -145,8 +145,8 @@ async def require_account(ctx: Services, user_id: UUID, *, fresh: bool = False) 
     sending many requests."""
     if not fresh and ctx.tokens.account_recently_seen(user_id):
         return
-    async with ctx.db.acquire() as conn:
-        standing = await user_rows.standing(conn, user_id)
+    # Asked together with whoever else asks at this moment (a crowd of sockets connecting).
+    standing = await ctx.standings.get(user_id, lambda ids: _standings(ctx, ids))
     ctx.tokens.account_seen(user_id, standing == "active")
     if standing is None:
         raise Unauthorized(ACCOUNT_GONE)
@@ -250,16 +250,32 @@ async def _deny_access_tokens(ctx: Services, family: UUID) -> None:
     await ctx.outbox.run(lambda: ctx.redis.set(keys.revoked_session(family), 1, ex=ttl))
 
 
+async def _standings(ctx: Services, user_ids: list[UUID]) -> dict[UUID, str]:
+    async with ctx.db.acquire() as conn:
+        return await user_rows.standings(conn, user_ids)
+
+
 async def _logged_out(ctx: Services, family: UUID) -> bool:
-    """Whether the session was revoked: Redis' deny entry, or PostgreSQL while Redis is away."""
+    """Whether the session was revoked: Redis' deny entry (asked together with whoever else
+    asks at this moment), or PostgreSQL while Redis is away."""
+
+    async def from_redis() -> bool:
+        return bool(await ctx.logged_out.get(family, lambda families: _denied(ctx, families)))
 
     async def from_postgres() -> bool:
         async with ctx.db.acquire() as conn:
             return await token_rows.is_revoked(conn, family)
 
-    return bool(
-        await ctx.outbox.read(lambda: ctx.redis.exists(keys.revoked_session(family)), from_postgres)
-    )
+    return await ctx.outbox.read(from_redis, from_postgres)
+
+
+async def _denied(ctx: Services, families: list[UUID]) -> dict[UUID, bool]:
+    """Which of these sessions have a deny entry, in one round trip."""
+    async with ctx.redis.pipeline(transaction=False) as pipe:
+        for family in families:
+            pipe.exists(keys.revoked_session(family))
+        found = await pipe.execute()
+    return {family: bool(n) for family, n in zip(families, found, strict=True)}
 
 
 def _auth_body(message: str, row: asyncpg.Record, pair: _Pair) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from uuid import UUID
 
@@ -16,6 +16,7 @@ from cache.views import ViewCounter
 from pubsub.bus import EventBus
 from pubsub.outbox import Outbox
 from reelwire.domain.passwords import Passwords
+from reelwire.domain.together import Together
 from reelwire.domain.tokens import TokenCodec
 from reelwire.settings import Settings
 from storage.blobs import BlobStore
@@ -40,6 +41,10 @@ class Services:
     clip_feed_cache: ClipFeedCache
     limiter: RateLimiter
     bus: EventBus
+    # What a crowd of sockets asks at once, asked together (reelwire.domain.together): whether
+    # a session is logged out, and how an account stands.
+    logged_out: Together[UUID, bool] = field(default_factory=Together)
+    standings: Together[UUID, str] = field(default_factory=Together)
 
     @property
     def spool_dir(self) -> Path:

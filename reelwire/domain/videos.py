@@ -4,6 +4,7 @@ WebSocket alike; each publishes its event after its transaction commits."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -11,6 +12,7 @@ from uuid import UUID
 import asyncpg
 import orjson
 
+from cache.reads import VideoCache
 from cache.views import ViewBatch, ViewCountUnsettled
 from pubsub import keys
 from pubsub.outbox import nothing
@@ -24,7 +26,7 @@ from reelwire.domain.paging import (
     next_cursor,
     pagination,
 )
-from reelwire.domain.visibility import may_see_row, may_see_video
+from reelwire.domain.visibility import may_see, may_see_row, may_see_video
 from storage import videos as video_rows
 from storage.videos import COUNTERS
 
@@ -61,12 +63,17 @@ async def load(ctx: Services, video_id: UUID) -> dict[str, Any] | None:
     """The rendered video (without viewer-specific fields), from the cache or PostgreSQL."""
     video = await ctx.video_cache.get(video_id)
     if video is None:
-        async with ctx.db.acquire() as conn:
-            row = await video_rows.get(conn, video_id)
-        if row is None:
-            return None
-        video = present.video(row, ctx.blobs)
-        await ctx.video_cache.put(video_id, video)
+        video = await _load_and_cache(ctx, video_id)
+    return video
+
+
+async def _load_and_cache(ctx: Services, video_id: UUID) -> dict[str, Any] | None:
+    async with ctx.db.acquire() as conn:
+        row = await video_rows.get(conn, video_id)
+    if row is None:
+        return None
+    video = present.video(row, ctx.blobs)
+    await ctx.video_cache.put(video_id, video)
     return video
 
 
@@ -81,11 +88,59 @@ async def visible(ctx: Services, video_id: UUID, viewer: Principal | None) -> di
 LIVE_FIELDS = ("view_count", *COUNTERS, "counts_version")
 
 
-async def watch(ctx: Services, video_id: UUID, viewer: Principal | None) -> dict[str, Any]:
-    """The live counters of a video `viewer` may see: what a `video:{id}` channel starts from."""
-    video = await visible(ctx, video_id, viewer)
-    await _with_live_views(ctx, [video])
-    return {name: video[name] for name in LIVE_FIELDS}
+@dataclass(frozen=True)
+class Watchable:
+    """What a `video:{id}` channel needs of its video: whether there is one, who may watch it,
+    and its live counters (what the channel starts from)."""
+
+    exists: bool
+    visibility: str = "public"
+    owner_id: str = ""
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    def check(self, viewer: Principal | None) -> None:
+        """NotFound unless `viewer` may watch (a private video does not exist to others)."""
+        if not self.exists or not may_see(self.visibility, self.owner_id, viewer):
+            raise NotFound(VIDEO_NOT_FOUND)
+
+
+Also = Callable[[Any], None]  # queues the caller's own reads on the same Redis pipeline
+
+
+async def watchable(
+    ctx: Services, video_id: UUID, also: Also | None = None
+) -> tuple[Watchable, list[Any]]:
+    """The video's `Watchable` and the replies to the commands `also` queued, read together:
+    one Redis round trip while the video is cached (a miss reads PostgreSQL and refills).
+
+    `also`'s commands go to Redis whatever the outbox says, and their failure is raised; the video
+    itself is read from PostgreSQL while the outbox says a fence may not have landed yet.
+    """
+    cached = ctx.outbox.usable
+
+    async def read() -> list[Any]:
+        async with ctx.redis.pipeline(transaction=False) as pipe:
+            if cached:
+                VideoCache.queue_get(pipe, video_id)
+                ctx.views.queue_live(pipe, video_id)
+            if also is not None:
+                also(pipe)
+            return list(await pipe.execute())
+
+    replies = await ctx.outbox.attempt(read) if cached or also is not None else []
+    video, live = None, None
+    if cached:
+        video, live, replies = VideoCache.from_hash(replies[0]), replies[1], replies[2:]
+    if video is None:
+        video = await _load_and_cache(ctx, video_id)
+        if video is not None and not cached:
+            await _with_live_views(ctx, [video])
+    if video is None:
+        return Watchable(False), replies
+    counts = {name: video[name] for name in LIVE_FIELDS}
+    if live is not None and int(live) > counts["view_count"]:
+        counts["view_count"] = int(live)
+    return Watchable(True, video["visibility"], str(video["author"]["id"]), counts), replies
 
 
 async def live_counts(ctx: Services, video_id: UUID) -> dict[str, Any] | None:
