@@ -104,6 +104,7 @@ async def test_killed_ffmpeg_is_retried_and_the_video_ends_ready(
     rig: WorkerRig,
     media: Media,
     db: Any,
+    backends: Backends,
 ) -> None:
     api, token, log = rig.api, rig.token, rig.log
     worker = rig.start()
@@ -133,6 +134,7 @@ async def test_killed_ffmpeg_is_retried_and_the_video_ends_ready(
         if shown["status"] == "pending":
             assert shown["playable"] is False and shown["playback_url"] is None
             assert "killed by signal 9" in shown["error"]
+        await make_retries_due(backends)  # the 5 s backoff is not what this test is about
         video = await wait_for(api, video_id, token, timeout=120)
         assert video["status"] == "ready", log.read_text()
         assert worker.poll() is None, "the worker itself survives"
