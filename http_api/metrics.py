@@ -72,6 +72,8 @@ class HttpMetrics:
     requests: Counter
     latency: Histogram
     queue: QueueGauges
+    # (method, route, status) -> the two series' children: labels() is a lookup under a lock.
+    children: dict[tuple[str, str, int], tuple[Any, Any]] = field(default_factory=dict)
 
     @classmethod
     def create(cls) -> HttpMetrics:
@@ -129,8 +131,15 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     response = await handler(request)
     metrics = request.app[METRICS]
     route = route_label(request)
-    metrics.requests.labels(request.method, route, str(response.status)).inc()
-    metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
+    key = (request.method, route, response.status)
+    series = metrics.children.get(key)
+    if series is None:
+        series = metrics.children[key] = (
+            metrics.requests.labels(request.method, route, str(response.status)),
+            metrics.latency.labels(request.method, route),
+        )
+    series[0].inc()
+    series[1].observe(time.perf_counter() - started)
     return response
 
 

@@ -1,5 +1,5 @@
 """Coalescing of `video_update`: one merged state per video channel, sent at most every
-COALESCE_MS.
+COALESCE_MS (a change of `viewer_count` alone at most every VIEWERS_EVERY).
 
 `VideoState` folds every event and snapshot about a video into its latest values (counters by
 `counts_version`, views by maximum, viewers by latest); `Coalescer` sends a channel's state to
@@ -28,6 +28,11 @@ logger = logging.getLogger(__name__)
 VIDEO_FIELDS = ("view_count", *COUNTERS, "viewer_count")
 
 LoadCounts = Callable[[UUID], Awaitable[dict[str, Any] | None]]
+
+# A change of the viewer count alone (the presence reports of every process, summed) is sent at
+# most this often: while a crowd of sockets joins, it changes on every report, and each change
+# is a frame to every socket watching the video.
+VIEWERS_EVERY = 1.0
 
 
 class VideoState:
@@ -96,6 +101,7 @@ class Coalescer:
 
     def __init__(self, coalesce_ms: int, load_counts: LoadCounts) -> None:
         self._coalesce = coalesce_ms / 1000
+        self._viewers_every = max(self._coalesce, VIEWERS_EVERY)
         self._load_counts = load_counts
 
     @staticmethod
@@ -108,21 +114,29 @@ class Coalescer:
     def on_update(self, feed: ChannelFeed, event: dict[str, Any]) -> None:
         """A `video_update` event from Redis: merge it, and send the state if it changed."""
         assert feed.video is not None
-        if feed.video.merge(event.get("data") or {}, event.get("ts", 0)) and feed.timer is None:
-            self.schedule(feed)
-        else:  # nothing new, or folded into the frame the window will send
+        data = event.get("data") or {}
+        viewers_only = data.keys() == {"viewer_count"}  # presence: every process's count summed
+        if not feed.video.merge(data, event.get("ts", 0)) or not self.schedule(
+            feed, viewers_only=viewers_only
+        ):  # nothing new, or folded into the frame the window will send
             REALTIME.coalesced += 1
 
-    def schedule(self, feed: ChannelFeed) -> None:
-        """Send the channel's state now, or at the end of its coalescing window."""
-        if feed.timer is not None:
-            return
+    def schedule(self, feed: ChannelFeed, *, viewers_only: bool = False) -> bool:
+        """Send the channel's state now, or at the end of its coalescing window (a change of
+        `viewer_count` alone: of VIEWERS_EVERY); False when a send already due by then will
+        carry it."""
         loop = asyncio.get_running_loop()
-        wait = feed.last_sent + self._coalesce - loop.time()
-        if wait <= 0:
+        due = feed.last_sent + (self._viewers_every if viewers_only else self._coalesce)
+        if feed.timer is not None:
+            if feed.timer.when() <= due:
+                return False
+            feed.timer.cancel()
+            feed.timer = None
+        if due <= loop.time():
             self._send_state(feed)
         else:
-            feed.timer = loop.call_later(wait, self._send_state, feed)
+            feed.timer = loop.call_at(due, self._send_state, feed)
+        return True
 
     def _send_state(self, feed: ChannelFeed) -> None:
         feed.timer = None

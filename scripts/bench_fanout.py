@@ -665,6 +665,59 @@ def run_load(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def measure_connects(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    common: dict[str, Any],
+    videos: list[str],
+    fans: list[str],
+) -> dict[str, Any]:
+    """The connect measurement, `--connect-rounds` times over: each round starts every contender
+    afresh (in turn, so a drift of the machine touches them alike), with sockets of users it has
+    not seen and a channel of its own; each figure is the median of the rounds."""
+    contenders: list[tuple[str, str, Path]] = [("floor", "floor", ROOT)]
+    if args.before is not None:
+        contenders.append(("before", "reelwire", args.before.resolve()))
+    contenders.append(("reelwire", "reelwire", ROOT))
+    count = args.connect_sockets
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in contenders}
+    fresh = iter(videos[3:])
+    for round_ in range(args.connect_rounds):
+        tokens = mint_tokens(fans[round_ * count : (round_ + 1) * count])
+        for label, impl, root in contenders:
+            port = free_port()
+            server = start(impl, port, env, root=root)
+            try:
+                video = next(fresh)  # a channel of its own: offsets from 1
+                spec = {
+                    **common,
+                    "video": video,
+                    "channel": f"video:{video}",
+                    "kind": "connect",
+                    "impl": label,
+                    "port": port,
+                    "viewers": count,
+                    "tokens": tokens if impl == "reelwire" else [],
+                    "server_pid": server.pid,
+                }
+                runs[label].append(run_load(spec))
+            finally:
+                stop(server)
+            print(label, runs[label][-1], file=sys.stderr)
+    found: dict[str, Any] = {}
+    for label, rounds in runs.items():
+        summary: dict[str, Any] = {"impl": label, "sockets": count, "rounds": rounds}
+        for figure in ("connect", "close", "reconnect"):
+            key = f"{figure}_ms_per_socket"
+            measured = sorted((r[key], r[f"{figure}_load"]) for r in rounds if key in r)
+            if measured:
+                median, load = measured[len(measured) // 2]
+                summary[key], summary[f"{figure}_load"] = median, load
+                summary[f"{figure}_spread"] = (measured[0][0], measured[-1][0])
+        found[f"connect_{label}"] = summary
+    return found
+
+
 def mint_tokens(user_ids: list[str]) -> list[str]:
     """An access token for each user, as the server would issue it (same secret)."""
     from datetime import timedelta
@@ -726,7 +779,10 @@ def main() -> None:
     parser.add_argument("--hot-viewers", type=int, default=500)
     parser.add_argument("--likes-per-s", type=float, default=2000)
     parser.add_argument("--views-per-s", type=float, default=5000)
-    parser.add_argument("--connect-sockets", type=int, default=2000, help="connect: sockets")
+    parser.add_argument("--connect-sockets", type=int, default=3000, help="connect: sockets")
+    parser.add_argument(
+        "--connect-rounds", type=int, default=3, help="connect: rounds (figures are medians)"
+    )
     parser.add_argument(
         "--before",
         type=Path,
@@ -762,7 +818,13 @@ def main() -> None:
             if redis._proc is not None:
                 pin_existing(1, redis._proc.pid)
             asyncio.run(migrate_url(postgres.url))
-            videos, fans = asyncio.run(seed(postgres.url, 101, max(200, args.connect_sockets)))
+            videos, fans = asyncio.run(
+                seed(
+                    postgres.url,
+                    101 + 3 * args.connect_rounds,
+                    max(200, args.connect_sockets * args.connect_rounds),
+                )
+            )
             env = {
                 **os.environ,
                 "REELWIRE_HOME": str(root / "home"),
@@ -790,31 +852,7 @@ def main() -> None:
             }
             dialects = {"reelwire": "reelwire", "floor": "plain", "socketio": "socketio"}
             if "connect" in only:
-                tokens = mint_tokens(fans[: args.connect_sockets])
-                contenders: list[tuple[str, str, Path]] = [("floor", "floor", ROOT)]
-                if args.before is not None:
-                    contenders.append(("before", "reelwire", args.before.resolve()))
-                contenders.append(("reelwire", "reelwire", ROOT))
-                for n, (label, impl, root) in enumerate(contenders):
-                    port = free_port()
-                    server = start(impl, port, env, root=root)
-                    try:
-                        fresh = videos[3 + n]  # a channel of its own: offsets from 1
-                        spec = {
-                            **common,
-                            "video": fresh,
-                            "channel": f"video:{fresh}",
-                            "kind": "connect",
-                            "impl": label,
-                            "port": port,
-                            "viewers": args.connect_sockets,
-                            "tokens": tokens if impl == "reelwire" else [],
-                            "server_pid": server.pid,
-                        }
-                        results[f"connect_{label}"] = run_load(spec)
-                    finally:
-                        stop(server)
-                    print(label, results[f"connect_{label}"], file=sys.stderr)
+                results.update(measure_connects(args, env, common, videos, fans))
             if "compare" in only:
                 for impl in ("floor", "reelwire", "socketio"):
                     port = free_port()
@@ -863,7 +901,7 @@ def main() -> None:
                         "path": "/ws",
                         "dialect": "reelwire",
                         "viewers": args.idle_sockets,
-                        "channels": [f"video:{v}" for v in videos[1:]],
+                        "channels": [f"video:{v}" for v in videos[1:101]],
                         "server_pid": server.pid,
                     }
                     results["idle"] = run_load(spec)
@@ -907,19 +945,23 @@ def report(results: dict[str, Any]) -> None:
     connects = [(k[8:], v) for k, v in results.items() if k.startswith("connect_")]
     if connects:
         sockets = connects[0][1]["sockets"]
+        rounds = len(connects[0][1]["rounds"])
         print(
             f"connect cost: {sockets} sockets (each its own user) on one video, one process; "
-            "server CPU ms per socket (load average when measured)"
+            f"server CPU ms per socket, median [range] of {rounds} rounds (load average when "
+            "the median run was measured)"
         )
-        print(f"{'server':<10}{'connect+auth+subscribe':<26}{'close':<26}{'reconnect with since'}")
+        print(f"{'server':<10}{'connect+auth+subscribe':<36}{'close':<36}{'reconnect with since'}")
         for label, r in connects:
 
             def cell(name: str, r: dict[str, Any] = r) -> str:
                 if f"{name}_ms_per_socket" not in r:
                     return "-"
-                return f"{r[f'{name}_ms_per_socket']:.3f} (load {r[f'{name}_load']:.2f})"
+                low, high = r[f"{name}_spread"]
+                median, load = r[f"{name}_ms_per_socket"], r[f"{name}_load"]
+                return f"{median:.3f} [{low:.3f}-{high:.3f}] (load {load:.2f})"
 
-            print(f"{label:<10}{cell('connect'):<26}{cell('close'):<26}{cell('reconnect')}")
+            print(f"{label:<10}{cell('connect'):<36}{cell('close'):<36}{cell('reconnect')}")
         print()
     floor = results.get("compare_floor")
     if floor:
