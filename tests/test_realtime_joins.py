@@ -299,3 +299,27 @@ def test_the_messages_every_joining_socket_gets_are_what_their_models_make(
     assert messages.welcome("ab" * 16, "host:1", 25) == messages.welcome_checked(
         "ab" * 16, "host:1", 25
     )
+
+
+async def test_viewer_count_changes_alone_go_out_at_most_once_a_second(
+    api: Api, catalog: Catalog
+) -> None:
+    owner = await api.register()
+    video = await catalog.video(owner["id"])
+    channel = f"video:{video}"
+    watcher, *joining = await crowd(api, 21)
+    assert (await watcher.reply(watcher.send("subscribe", channel=channel)))["type"] == (
+        "subscribed"
+    )
+    await watcher.wait_for(lambda m: m["type"] == "video_update")
+    seen = len(watcher.messages)
+    # A crowd trickling in for 5 s: the count changes on every presence report (2 a second),
+    # which went out as 10 or 11 updates; at most one a second now (and the last one).
+    for member in joining:
+        member.send("subscribe", channel=channel)
+        await asyncio.sleep(0.25)
+    final = await watcher.wait_for(
+        lambda m: m["type"] == "video_update" and m["data"]["viewer_count"] == 21
+    )
+    updates = [m for m in watcher.messages[seen:] if m["type"] == "video_update"]
+    assert updates[-1] is final and len(updates) <= 7, [m["data"]["viewer_count"] for m in updates]
