@@ -31,6 +31,29 @@ async def lock_family(conn: asyncpg.Connection, family: UUID) -> asyncpg.Record 
     )
 
 
+async def sessions(
+    conn: asyncpg.Connection, pairs: list[tuple[UUID, UUID]]
+) -> dict[tuple[UUID, UUID], tuple[str | None, bool]]:
+    """For each (user, session): how the account stands ('active', 'disabled', or None when
+    there is no such account) and whether the session was revoked, in one query."""
+    rows = await conn.fetch(
+        """SELECT k.user_id, k.family,
+                  (SELECT disabled_at IS NOT NULL FROM users WHERE id = k.user_id) AS disabled,
+                  EXISTS (SELECT 1 FROM refresh_token_families
+                          WHERE id = k.family AND revoked_at IS NOT NULL) AS revoked
+           FROM unnest($1::uuid[], $2::uuid[]) AS k(user_id, family)""",
+        [user for user, _ in pairs],
+        [family for _, family in pairs],
+    )
+    return {
+        (row["user_id"], row["family"]): (
+            None if row["disabled"] is None else "disabled" if row["disabled"] else "active",
+            bool(row["revoked"]),
+        )
+        for row in rows
+    }
+
+
 async def is_revoked(conn: asyncpg.Connection, family: UUID) -> bool:
     """Whether the session was logged out (or revoked for reuse)."""
     return bool(

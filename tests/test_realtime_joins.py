@@ -323,3 +323,34 @@ async def test_viewer_count_changes_alone_go_out_at_most_once_a_second(
     )
     updates = [m for m in watcher.messages[seen:] if m["type"] == "video_update"]
     assert updates[-1] is final and len(updates) <= 7, [m["data"]["viewer_count"] for m in updates]
+
+
+async def test_a_crowd_of_users_connecting_checks_their_sessions_in_postgresql_only(
+    quiet: Api,
+) -> None:
+    """Sessions of accounts not seen lately are checked (logged out? account still there?) by
+    one PostgreSQL query for the sockets connecting together, with no Redis round trip."""
+    from reelwire.domain.tokens import ACCOUNT_CHECK_SECONDS
+
+    users = [await quiet.register() for _ in range(30)]
+    gone = users.pop()
+    resp = await quiet.client.post("/api/auth/logout", headers=quiet.auth(gone["token"]))
+    assert resp.status == 200
+    await asyncio.sleep(ACCOUNT_CHECK_SECONDS + 0.1)  # nobody was seen lately
+    server = quiet.client.server
+
+    before = round_trips()
+    members = await gather(
+        str(server.host),
+        int(server.port),
+        len(users),
+        headers=lambda n: quiet.auth(users[n]["token"]),
+    )
+    assert round_trips() - before == 0
+    for member, user in zip(members, users, strict=True):
+        answer = await member.reply(member.send("subscribe", channel=f"user:{user['id']}"))
+        assert answer["type"] == "subscribed"
+    with pytest.raises(ConnectionError, match="401"):
+        await gather(
+            str(server.host), int(server.port), 1, headers=lambda n: quiet.auth(gone["token"])
+        )

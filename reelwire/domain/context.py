@@ -42,9 +42,10 @@ class Services:
     limiter: RateLimiter
     bus: EventBus
     # What a crowd of sockets asks at once, asked together (reelwire.domain.together): whether
-    # a session is logged out, and how an account stands.
+    # a session is logged out, how an account stands, and both at once.
     logged_out: Together[UUID, bool] = field(default_factory=Together)
     standings: Together[UUID, str] = field(default_factory=Together)
+    sessions: Together[tuple[UUID, UUID], tuple[str | None, bool]] = field(default_factory=Together)
 
     @property
     def spool_dir(self) -> Path:
