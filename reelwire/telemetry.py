@@ -97,7 +97,7 @@ db_acquire_seconds = Histogram(
 )
 redis_command_seconds = Histogram(
     "reelwire_redis_command_seconds",
-    "Round trip of one Redis command or script, by command (pipelines not included)",
+    "Round trip of one Redis command, script or pipeline (PIPELINE, or MULTI for a transaction)",
     ["command"],
     registry=INSTRUMENTS,
     buckets=_ROUND_TRIP,
