@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from benchlib import free_port, pinned  # noqa: E402
+from benchlib import free_port, mint_tokens, pinned  # noqa: E402
 
 SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"
 
@@ -270,27 +270,12 @@ async def prepare(url: str, database_url: str) -> dict[str, Any]:
         ]
     finally:
         await conn.close()
-    return {"tokens": tokens, "hot": hot, "spread": spread, "viewer_tokens": mint(viewers)}
-
-
-def mint(user_ids: list[Any]) -> list[str]:
-    """Access tokens for seeded users, signed as the server signs them (no password hashing
-    for 2,000 logins)."""
-    import uuid
-    from datetime import timedelta
-
-    from reelwire.domain.tokens import ACCESS, TokenCodec
-
-    service = TokenCodec(
-        SECRET,
-        issuer="reelwire",
-        audience="reelwire-api",
-        access_ttl=timedelta(hours=1),
-        refresh_ttl=timedelta(days=1),
-    )
-    return [
-        service.issue(ACCESS, user_id, uuid.uuid4(), {"role": "user"}).token for user_id in user_ids
-    ]
+    return {
+        "tokens": tokens,
+        "hot": hot,
+        "spread": spread,
+        "viewer_tokens": mint_tokens(SECRET, viewers),
+    }
 
 
 async def like_totals(database_url: str, videos: list[str]) -> int:

@@ -100,7 +100,7 @@ async def run_setup(spec: dict[str, Any]) -> dict[str, Any]:
     import redis.asyncio as aioredis
     from redis.asyncio.cluster import RedisCluster
 
-    from loadtest.tester import Target, Totals, open_viewer
+    from loadtest import Target, Totals, open_viewer
     from pubsub import keys
     from pubsub.bus import EventBus
     from pubsub.outbox import Outbox

@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from benchlib import free_port, pinned  # noqa: E402
+from benchlib import free_port, mint_tokens, pinned  # noqa: E402
 
 SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -683,7 +683,7 @@ def measure_connects(
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in contenders}
     fresh = iter(videos[3:])
     for round_ in range(args.connect_rounds):
-        tokens = mint_tokens(fans[round_ * count : (round_ + 1) * count])
+        tokens = mint_tokens(SECRET, fans[round_ * count : (round_ + 1) * count])
         for label, impl, root in contenders:
             port = free_port()
             server = start(impl, port, env, root=root)
@@ -716,22 +716,6 @@ def measure_connects(
                 summary[f"{figure}_spread"] = (measured[0][0], measured[-1][0])
         found[f"connect_{label}"] = summary
     return found
-
-
-def mint_tokens(user_ids: list[str]) -> list[str]:
-    """An access token for each user, as the server would issue it (same secret)."""
-    from datetime import timedelta
-
-    from reelwire.domain.tokens import ACCESS, TokenCodec
-
-    codec = TokenCodec(
-        SECRET,
-        issuer="reelwire",
-        audience="reelwire-api",
-        access_ttl=timedelta(hours=1),
-        refresh_ttl=timedelta(days=1),
-    )
-    return [codec.issue(ACCESS, uuid.UUID(u), uuid.uuid4()).token for u in user_ids]
 
 
 async def seed(database_url: str, videos: int, fans: int) -> tuple[list[str], list[str]]:
