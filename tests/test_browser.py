@@ -411,14 +411,26 @@ async def test_the_app_and_docs_on_the_api_origin_load_clean(
     await rig.shot(page, "home-same-origin")
     await page.goto(f"{rig.api}/#/watch/{video}")
     await page.wait_for_selector(tid("video-player"))
-    await page.evaluate(
-        "() => { const v = document.querySelector('[data-testid=\"video-player\"]');"
-        " v.muted = true; v.play().catch(() => {}); }"
-    )
-    await page.wait_for_function(
-        "() => document.querySelector('[data-testid=\"video-player\"]').currentTime > 1.5",
-        timeout=30_000,
-    )
+    # As a viewer does: press play once the player shows a picture (the element is on the page
+    # before hls.js has attached to it, and a play() then can be undone by the attach).
+    try:
+        await page.wait_for_function(
+            """() => {
+              const v = document.querySelector('[data-testid="video-player"]');
+              if (v.paused && v.readyState >= 2) { v.muted = true; v.play().catch(() => {}); }
+              return v.currentTime > 1.5;
+            }""",
+            timeout=30_000,
+        )
+    except Exception:
+        await rig.shot(page, "watch-same-origin-failed")
+        state = await page.evaluate(
+            "() => { const v = document.querySelector('[data-testid=\"video-player\"]');"
+            " return {src: v.currentSrc, ready: v.readyState, net: v.networkState, paused: v.paused,"
+            " t: v.currentTime, err: v.error && v.error.message,"
+            " status: document.querySelector('[data-testid=\"player-status\"]').textContent}; }"
+        )
+        raise AssertionError(f"the video did not play: {state}, console: {page.console_errors}")
     await rig.shot(page, "watch-same-origin")
     await page.goto(rig.api + "/#/login")
     await page.wait_for_selector(tid("login-form"))
