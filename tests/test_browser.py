@@ -422,15 +422,17 @@ async def test_the_app_and_docs_on_the_api_origin_load_clean(
             }""",
             timeout=30_000,
         )
-    except Exception:
+    except Exception as exc:
         await rig.shot(page, "watch-same-origin-failed")
         state = await page.evaluate(
             "() => { const v = document.querySelector('[data-testid=\"video-player\"]');"
-            " return {src: v.currentSrc, ready: v.readyState, net: v.networkState, paused: v.paused,"
-            " t: v.currentTime, err: v.error && v.error.message,"
+            " return {src: v.currentSrc, ready: v.readyState, net: v.networkState,"
+            " paused: v.paused, t: v.currentTime, err: v.error && v.error.message,"
             " status: document.querySelector('[data-testid=\"player-status\"]').textContent}; }"
         )
-        raise AssertionError(f"the video did not play: {state}, console: {page.console_errors}")
+        raise AssertionError(
+            f"the video did not play: {state}, console: {page.console_errors}"
+        ) from exc
     await rig.shot(page, "watch-same-origin")
     await page.goto(rig.api + "/#/login")
     await page.wait_for_selector(tid("login-form"))
