@@ -165,13 +165,19 @@ class Engager:
     # --- rates and bursts ---------------------------------------------------------------------
 
     async def run(
-        self, stop: asyncio.Event, rates: dict[str, float], per_viewer: dict[str, float]
+        self,
+        stop: asyncio.Event,
+        rates: dict[str, float],
+        per_viewer: dict[str, float],
+        *,
+        phase: float = 0.0,
     ) -> None:
         """Send actions at `rates` (per second, for this process) plus `per_viewer` (per
-        minute per live viewer of this process) until `stop`."""
+        minute per live viewer of this process) until `stop`; `phase` (0 to 1) of an action
+        is owed from the start, so processes sharing a rate take turns."""
         if not any(rates.values()) and not any(per_viewer.values()):
             return
-        owed = dict.fromkeys(KINDS, 0.0)
+        owed = dict.fromkeys(KINDS, phase)
         last = time.monotonic()
         while not stop.is_set():
             await asyncio.sleep(0.02)

@@ -79,6 +79,8 @@ LABELS = {
     "workers": "Load processes",
     "lost": "Lost (gaps and viewers not back)",
     "server": "Server",
+    "loader_lag_ms": "Load processes: how late their loops ran",
+    "loader_cpu": "Load processes: CPU",
     "server_metrics": "Server metrics",
     "players": "Players",
     "incident": "Incident",

@@ -66,6 +66,7 @@ def summary(
         "burst": merged.burst,
         "server": scrape.summarise(server),
         "loader_lag_ms": merged.lag.summary(),
+        "loader_cpu": _loader_cpu(merged, counts.get("messages", 0)),
         "seconds": round(merged.seconds_run, 1),
     }
     if server_problem and out["server"] is None:
@@ -86,6 +87,17 @@ def summary(
         out["before_event"] = _window(merged.seconds, plan.ramp, math.floor(event))
         out["during_event"] = _window(merged.seconds, math.floor(event), event + length)
     return out
+
+
+def _loader_cpu(merged: Any, messages: int) -> dict[str, Any]:
+    """What the load processes themselves used: beside the server's CPU it says how much of
+    the machine was left to the server, and what receiving one message costs a client here."""
+    seconds = max(merged.seconds_run, 1e-9)
+    return {
+        "cpu_s": round(merged.cpu_s, 1),
+        "cpu_percent_mean": round(100 * merged.cpu_s / seconds, 1),
+        "us_per_message": round(1e6 * merged.cpu_s / messages, 1) if messages else None,
+    }
 
 
 def lag_warning(summary: dict[str, Any]) -> str | None:

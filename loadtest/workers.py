@@ -105,6 +105,7 @@ class Run:
     timeline: list[Sample] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     start: float = 0.0  # monotonic time of the shared start
+    cpu_at_start: float = 0.0  # this process's CPU time at the shared start
     burst: dict[str, Any] | None = None
     last: Second = field(default_factory=Second)  # counters at the previous sample
     lag: Histogram = field(default_factory=Histogram)  # ms the event loop was late
@@ -208,6 +209,7 @@ async def run_worker(plan: dict[str, Any], on_sample: Callable[[Sample], None]) 
     # Everyone starts at the same moment, whatever each process's start-up took.
     run.start = time.monotonic() + (plan["start_at"] - time.time())
     await asyncio.sleep(max(0.0, run.start - time.monotonic()))
+    run.cpu_at_start = time.process_time()
     sampler = asyncio.create_task(_sample_every_second(run, on_sample))
     tasks.append(asyncio.create_task(_measure_lag(run, stop)))
     rates = {
@@ -219,7 +221,10 @@ async def run_worker(plan: dict[str, Any], on_sample: Callable[[Sample], None]) 
         "likes": options.likes_per_viewer_min,
         "comments": options.comments_per_viewer_min,
     }
-    tasks.append(asyncio.create_task(engager.run(stop, rates, per_viewer)))
+    # Each process acts on its own beat, a 1/N of a period after the one before: N processes
+    # at 1/N of the rate each would otherwise all act at the same moments.
+    phase = index / workers
+    tasks.append(asyncio.create_task(engager.run(stop, rates, per_viewer, phase=phase)))
     if plan_schedule.event is not None:
         tasks.append(
             asyncio.create_task(_event(run, plan_schedule.event, stop, rng, engager, index))
@@ -381,6 +386,7 @@ def _result(
         "events": run.events,
         "files": None if files is None else vars(files),
         "seconds": round(run.at(), 3),
+        "cpu_s": round(time.process_time() - run.cpu_at_start, 3),
     }
     if run.burst is not None:
         book = engager.burst_actions
@@ -532,6 +538,7 @@ class Merged:
     seconds: list[dict[str, Any]]  # per second: summed counts and merged histograms
     events: list[dict[str, Any]]
     seconds_run: float
+    cpu_s: float = 0.0  # of every load process, over the run
 
 
 def merge(results: list[dict[str, Any]]) -> Merged:
@@ -562,6 +569,7 @@ def merge(results: list[dict[str, Any]]) -> Merged:
         seconds=merge_seconds([r["timeline"] for r in results]),
         events=_merge_events([e for r in results for e in r["events"]]),
         seconds_run=max((r["seconds"] for r in results), default=0.0),
+        cpu_s=sum(r.get("cpu_s", 0.0) for r in results),
     )
 
 

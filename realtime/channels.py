@@ -44,9 +44,12 @@ class ChannelFeed:
 
     __slots__ = (
         "access",
+        "batch",
+        "delay",
         "epoch",
         "fences",
         "floor",
+        "flushing",
         "held",
         "joining",
         "last_sent",
@@ -56,12 +59,22 @@ class ChannelFeed:
         "reading",
         "recent",
         "recovering",
+        "ride",
         "timer",
         "video",
     )
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, delay: float = 0.0) -> None:
         self.name = name
+        # Frames waiting for the channel's next write: (offset, frame, body, state); `body` the
+        # event's JSON (None for a video state), `state` a coalesced video_update, which members
+        # still catching up do not buffer (they are sent the state once caught up).
+        self.batch: list[tuple[int, bytes, bytes | None, bool]] = []
+        self.delay = delay  # how long frames wait for company (seconds; 0: the loop's turn)
+        self.flushing: asyncio.Handle | None = None
+        # Called with the feed when a write goes out: a coalesced video state that is waiting
+        # for its window rides along instead of costing a write of its own (coalescing's).
+        self.ride: Callable[[ChannelFeed], None] | None = None
         self.members: dict[Connection, Membership] = {}
         self.epoch: str | None = None
         self.offset = 0  # highest offset delivered
@@ -80,6 +93,10 @@ class ChannelFeed:
 
     def unwatched(self) -> None:
         """The last local member left: the channel is unsubscribed, so what it knew goes stale."""
+        if self.flushing is not None:
+            self.flushing.cancel()
+            self.flushing = None
+        self.batch.clear()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -105,8 +122,10 @@ class Channels:
         redis: Any,
         on_message: Callable[[str, bytes], None],
         on_reconnect: Callable[[], None],
+        write_delay: float = 0.0,
     ) -> None:
         self.feeds: dict[str, ChannelFeed] = {}
+        self.write_delay = write_delay
         self.subscriber = ChannelSubscriber(redis, on_message, on_reconnect)
 
     async def start(self) -> None:
@@ -123,7 +142,7 @@ class Channels:
         conn.memberships[channel] = membership
         feed = self.feeds.get(channel)
         if feed is None:
-            feed = self.feeds[channel] = ChannelFeed(channel)
+            feed = self.feeds[channel] = ChannelFeed(channel, self.write_delay)
         feed.members[conn] = membership
         return feed
 
@@ -167,30 +186,79 @@ class Channels:
             del self.feeds[channel]
 
 
-def fan_out(feed: ChannelFeed, offset: int, frame: bytes, body: bytes) -> None:
-    """One frame to every member; a member that fails costs only itself, never the rest.
+# A channel's video state in a batch: its frame is made as the write goes out, so it carries
+# the latest counters.
+STATE_ENTRY: tuple[int, bytes, bytes | None, bool] = (0, b"", None, True)
 
-    A member still catching up buffers it. No send changes `feed.members` synchronously (a
-    dropped socket detaches from its own handler task), so the members are iterated without a
-    copy.
+
+def fan_out(feed: ChannelFeed, offset: int, frame: bytes, body: bytes) -> None:
+    """One frame for every member, in the channel's next write (see `flush`)."""
+    queue(feed, (offset, frame, body, False))
+
+
+def queue(feed: ChannelFeed, entry: tuple[int, bytes, bytes | None, bool]) -> None:
+    """Add a frame to the channel's next write, and see that the write happens."""
+    feed.batch.append(entry)
+    if feed.flushing is None:
+        loop = asyncio.get_running_loop()
+        if feed.delay > 0:
+            feed.flushing = loop.call_later(feed.delay, flush, feed)
+        else:
+            feed.flushing = loop.call_soon(flush, feed)
+
+
+def flush(feed: ChannelFeed) -> None:
+    """Write the channel's waiting frames, each member's in one write; a member that fails
+    costs only itself, never the rest.
+
+    Call it before anything that depends on what members were sent so far (a socket catching
+    up, a notice that must follow the events before it). A member still catching up buffers the
+    events; one whose filter passes only some of them gets those. No send changes
+    `feed.members` synchronously (a dropped socket detaches from its own handler task), so the
+    members are iterated without a copy.
     """
-    kind: str | None = None
-    sent = 0
+    if feed.flushing is not None:
+        feed.flushing.cancel()
+        feed.flushing = None
+    if feed.ride is not None and feed.batch and feed.members:
+        feed.ride(feed)
+    batch = feed.batch
+    if not batch:
+        return
+    feed.batch = []
+    if feed.video is not None:
+        state = feed.video.frame(feed.offset)
+        batch = [(0, state, None, True) if entry[3] else entry for entry in batch]
+    else:
+        batch = [entry for entry in batch if not entry[3]]
+        if not batch:
+            return
+    frame = batch[0][1] if len(batch) == 1 else b"".join(entry[1] for entry in batch)
+    kinds: list[str] | None = None
+    sent = writes = 0
     for conn, membership in feed.members.items():
         try:
             if membership.pending is not None:
-                membership.pending.append((offset, frame))
+                membership.pending.extend((o, f) for o, f, _, state in batch if not state)
                 continue
-            if membership.events is not None:
-                if kind is None:
-                    kind = event_type(body)
-                if kind not in membership.events:
-                    continue
-            conn.send(frame)
-            sent += 1
+            if membership.events is None:
+                conn.send(frame)
+                sent += len(batch)
+                writes += 1
+                continue
+            if kinds is None:
+                kinds = [
+                    "video_update" if body is None else event_type(body) for _, _, body, _ in batch
+                ]
+            mine = [e[1] for e, kind in zip(batch, kinds, strict=True) if kind in membership.events]
+            if mine:
+                conn.send(mine[0] if len(mine) == 1 else b"".join(mine))
+                sent += len(mine)
+                writes += 1
         except Exception as exc:
             send_failed(conn, exc)
     REALTIME.delivered += sent
+    REALTIME.writes += writes
 
 
 def send_failed(conn: Connection, exc: Exception) -> None:

@@ -1,5 +1,6 @@
 """Coalescing of `video_update`: one merged state per video channel, sent at most every
-COALESCE_MS (a change of `viewer_count` alone at most every VIEWERS_EVERY).
+COALESCE_MS (a change of `viewer_count` alone at most every VIEWERS_EVERY), or sooner along
+with any other frame the channel's members are being written (it then costs no write).
 
 `VideoState` folds every event and snapshot about a video into its latest values (counters by
 `counts_version`, views by maximum, viewers by latest); `Coalescer` sends a channel's state to
@@ -17,7 +18,7 @@ from uuid import UUID
 
 import orjson
 
-from realtime.channels import ChannelFeed, send_failed
+from realtime.channels import STATE_ENTRY, ChannelFeed, queue
 from realtime.wire import text_frame
 from reelwire.telemetry import REALTIME
 from storage.videos import COUNTERS
@@ -109,6 +110,7 @@ class Coalescer:
         """A socket joined a video channel with the video's counters: start from them."""
         if feed.video is None:
             feed.video = VideoState(feed.name.partition(":")[2])
+            feed.ride = Coalescer._ride
         feed.video.merge(counts)
 
     def on_update(self, feed: ChannelFeed, event: dict[str, Any]) -> None:
@@ -141,17 +143,20 @@ class Coalescer:
     def _send_state(self, feed: ChannelFeed) -> None:
         feed.timer = None
         feed.last_sent = asyncio.get_running_loop().time()
-        assert feed.video is not None
-        frame = feed.video.frame(feed.offset)
-        sent = 0
-        for conn, membership in feed.members.items():
-            if membership.pending is None and membership.wants("video_update"):
-                try:
-                    conn.send(frame)
-                    sent += 1
-                except Exception as exc:
-                    send_failed(conn, exc)
-        REALTIME.delivered += sent
+        if not any(entry[3] for entry in feed.batch):  # one state a write, made as it goes out
+            queue(feed, STATE_ENTRY)
+
+    @staticmethod
+    def _ride(feed: ChannelFeed) -> None:
+        """The channel is being written to anyway: a state waiting for its window goes along
+        (no write of its own; the window starts again from now)."""
+        if feed.timer is None:
+            return
+        feed.timer.cancel()
+        feed.timer = None
+        feed.last_sent = asyncio.get_running_loop().time()
+        if not any(entry[3] for entry in feed.batch):
+            feed.batch.append(STATE_ENTRY)
 
     async def refresh(self, feed: ChannelFeed) -> None:
         """Reload the video's counters (events may have been missed) and send them if newer."""

@@ -95,6 +95,7 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
             auth_timeout=settings.ws_auth_timeout,
             history_size=settings.history_size,
             presence_ttl=settings.presence_ttl,
+            write_delay_ms=settings.ws_write_delay_ms,
         ),
         node=node_name(),
         load_counts=load_counts,

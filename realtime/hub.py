@@ -46,7 +46,7 @@ import orjson
 from pubsub.bus import FENCE_PREFIX, HISTORY_PREFIX
 from pubsub.history import Position
 from pubsub.presence import Presence
-from realtime.channels import ChannelFeed, Channels, fan_out
+from realtime.channels import ChannelFeed, Channels, fan_out, flush
 from realtime.clip_feed import ClipFeed
 from realtime.close_codes import CloseCode
 from realtime.coalescing import Coalescer, LoadCounts
@@ -98,6 +98,7 @@ class HubSettings:
     auth_timeout: float
     history_size: int
     presence_ttl: float
+    write_delay_ms: int = 0
 
 
 class Hub:
@@ -120,7 +121,9 @@ class Hub:
         self.closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
-        self.channels = Channels(redis, self._on_message, self._on_reconnect)
+        self.channels = Channels(
+            redis, self._on_message, self._on_reconnect, settings.write_delay_ms / 1000
+        )
         self.coalescer = Coalescer(settings.coalesce_ms, load_counts)
         self.recovery = HistoryRecovery(redis, settings.history_size, self._spawn)
         self.presence = PresenceReporter(redis, node, settings.presence_ttl, self.channels)
@@ -212,6 +215,7 @@ class Hub:
             return  # left (or closed) while we waited
         if video is not None:
             self.presence.changed(channel)
+        flush(feed)  # what is waiting for the channel's next write: into the buffer first
         out: list[bytes] = []  # everything the socket is sent now, in one write
         seen = 0  # the socket's position: buffered events past it are new to it
         if start is not None:

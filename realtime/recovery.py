@@ -22,7 +22,7 @@ from typing import Any
 from pubsub import history
 from pubsub.history import Position
 from realtime import messages
-from realtime.channels import ChannelFeed, event_type, fan_out, send_failed
+from realtime.channels import ChannelFeed, event_type, fan_out, flush, send_failed
 from realtime.connection import Membership
 from realtime.wire import payload_of, text_frame
 from reelwire.telemetry import REALTIME
@@ -248,6 +248,7 @@ class HistoryRecovery:
         """Tell members their view of the channel may have a hole: reload it over REST."""
         logger.info("history of %s lost; members told to reload", feed.name)
         notice = messages.subscribed(None, feed.name, position.offset, position.epoch, False)
+        flush(feed)  # the events before the notice go first
         for conn, membership in feed.members.items():
             if membership.pending is None and not membership.via_feed:
                 try:

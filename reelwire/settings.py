@@ -123,6 +123,7 @@ class Settings:
     ws_queue_bytes: int = 1024 * 1024
     ws_queue_messages: int = 2000
     ws_send_buffer_bytes: int = 128 * 1024
+    ws_write_delay_ms: int = 5
     ws_max_sockets: int = 0  # 0: derived from the open-files limit (see max_sockets)
     ws_max_sockets_per_address: int = 1000
 
@@ -245,6 +246,7 @@ class Settings:
             ws_queue_bytes=reader.integer("WS_QUEUE_BYTES", 1024 * 1024, 4096, 1 << 30),
             ws_queue_messages=reader.integer("WS_QUEUE_MESSAGES", 2000, 10, 10_000_000),
             ws_send_buffer_bytes=reader.integer("WS_SEND_BUFFER_BYTES", 128 * 1024, 0, 1 << 30),
+            ws_write_delay_ms=reader.integer("WS_WRITE_DELAY_MS", 5, 0, 1000),
             ws_max_sockets=reader.integer("WS_MAX_SOCKETS", 0, 0, 10_000_000),
             ws_max_sockets_per_address=reader.integer(
                 "WS_MAX_SOCKETS_PER_ADDRESS", 1000, 0, 10_000_000

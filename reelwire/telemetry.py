@@ -48,6 +48,12 @@ ws_delivered = Counter(
     "Channel messages (events and video_update states) handed to sockets",
     registry=INSTRUMENTS,
 )
+ws_writes = Counter(
+    "reelwire_ws_channel_writes",
+    "Socket writes that carried channel messages (messages delivered / writes: how many "
+    "shared a write)",
+    registry=INSTRUMENTS,
+)
 ws_coalesced = Counter(
     "reelwire_ws_video_updates_coalesced",
     "video_update events folded into a later frame instead of sent on their own",
@@ -158,10 +164,18 @@ for _kind in ("exit", "timeout", "signal"):
 class RealtimeCounts:
     """Plain counters the realtime hot paths bump; `flush()` publishes them."""
 
-    __slots__ = ("channel_recoveries", "client_recoveries", "coalesced", "delivered", "slow")
+    __slots__ = (
+        "channel_recoveries",
+        "client_recoveries",
+        "coalesced",
+        "delivered",
+        "slow",
+        "writes",
+    )
 
     def __init__(self) -> None:
         self.delivered = 0
+        self.writes = 0
         self.coalesced = 0
         self.slow = 0
         self.client_recoveries = 0
@@ -179,6 +193,7 @@ def flush() -> None:
     process's CPU time and memory."""
     for name, counter in (
         ("delivered", ws_delivered),
+        ("writes", ws_writes),
         ("coalesced", ws_coalesced),
         ("slow", ws_slow_closes),
         ("client_recoveries", ws_recoveries.labels("client")),

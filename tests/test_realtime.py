@@ -369,3 +369,40 @@ async def test_a_peer_that_never_answers_pings_is_dropped(
         await asyncio.sleep(0.2)
     assert (await closing)[1] == 1001
     assert (await lively.call("ping"))["type"] == "pong"
+
+
+async def test_a_comment_and_the_count_it_changed_reach_each_watcher_in_one_write(
+    make_api: MakeApi, catalog: Catalog
+) -> None:
+    """The comment and the `video_update` with its new count are published a moment apart;
+    each watching socket gets both in one write (one system call on a channel of thousands),
+    a socket filtering for comments only just the comment."""
+    from reelwire.telemetry import REALTIME
+
+    api = await make_api(ws_write_delay_ms=50)  # the two publishes always fall in one window
+    owner = await api.register()
+    video = await catalog.video(owner["id"])
+    watchers = [await Socket.open(api.client) for _ in range(3)]
+    for watcher in watchers:
+        await watcher.subscribe(f"video:{video}")
+        await watcher.expect("video_update")
+    only_comments = await Socket.open(api.client)
+    await only_comments.subscribe(f"video:{video}", events=["new_comment"])
+    for watcher in watchers:  # the viewer count settled: nothing else is on its way
+        await watcher.until(lambda m: m.get("data", {}).get("viewer_count") == 4)
+    delivered, writes = REALTIME.delivered, REALTIME.writes
+
+    resp = await api.client.post(
+        f"/api/videos/{video}/comments",
+        json={"content": "first!"},
+        headers=api.auth(owner["token"]),
+    )
+    assert resp.status == 201
+    for watcher in watchers:
+        await watcher.expect("new_comment")
+        update = await watcher.expect("video_update")
+        assert update["data"]["comment_count"] == 1
+    assert (await only_comments.expect("new_comment"))["comment"]["content"] == "first!"
+    await asyncio.sleep(0.2)
+    assert not [m for m in only_comments.inbox if m["type"] != "new_comment"]
+    assert (REALTIME.delivered - delivered, REALTIME.writes - writes) == (3 * 2 + 1, 3 + 1)
