@@ -255,6 +255,9 @@ def run(args: argparse.Namespace) -> int:
     except (prepare.PrepareError, workers.WorkerFailed, limits.LimitError) as exc:
         print(f"\nreelwire loadtest: {exc}", file=sys.stderr)
         return 2
+    except aiohttp.ClientConnectionError as exc:  # before any viewer: nothing to report
+        print(f"\nreelwire loadtest: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 2
     record["slo"] = slo.evaluate(thresholds, record["summary"])
     warning = results.lag_warning(record["summary"])
     if warning:

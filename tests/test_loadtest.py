@@ -409,6 +409,22 @@ async def test_two_load_processes_add_up(server: Server, video: str, tmp_path: P
     check_shape(run, 4)
 
 
+@pytest.mark.timeout(60)
+async def test_a_server_that_is_not_there_is_one_line_and_status_2(tmp_path: Path) -> None:
+    from tests.test_serve import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "reelwire", "loadtest", "--url", url, "--viewers", "5",
+        "--duration", "1", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    stderr = err.decode(errors="replace")
+    assert process.returncode == 2 and not out, stderr
+    assert "Traceback" not in stderr
+    assert f"reelwire loadtest: cannot reach {url}" in stderr
+
+
 @pytest.mark.timeout(30)
 async def test_an_impossible_threshold_fails_the_run(
     server: Server, video: str, tmp_path: Path
