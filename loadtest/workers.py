@@ -479,7 +479,14 @@ async def _collect(
     assert process.stdout is not None
     result = None
     async for line in process.stdout:
-        message = orjson.loads(line)
+        try:
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError:  # the process died while writing
+            code = await process.wait()
+            raise WorkerFailed(
+                f"load process {index} exited with {code} in the middle of a line of "
+                f"{len(line):,} bytes"
+            ) from None
         if "sample" in message:
             on_sample(index, message["sample"])
         elif "result" in message:

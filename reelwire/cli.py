@@ -211,6 +211,10 @@ def _serve(settings: Settings, *, migrate: bool, reuse_port: bool = False) -> in
             host=resolved.host,
             port=resolved.port,
             reuse_port=reuse_port or None,
+            # Room for a reconnect storm's SYNs (aiohttp's default is 128: past it the kernel
+            # answers with SYN cookies or drops, and clients wait seconds to retry); the kernel
+            # caps it at net.core.somaxconn. Each of `--processes N` listens with its own.
+            backlog=LISTEN_BACKLOG,
             shutdown_timeout=10,
             # A connection with no request in progress (idle keep-alive, or headers that trickle
             # in) is dropped after this: a stranger cannot hold sockets open by sending slowly.
@@ -222,6 +226,7 @@ def _serve(settings: Settings, *, migrate: bool, reuse_port: bool = False) -> in
     return 0
 
 
+LISTEN_BACKLOG = 4096
 GC_THRESHOLDS = (50_000, 20, 10)  # CPython's defaults: (700, 10, 10)
 GC_TUNE_AFTER = 1.0  # seconds after start-up: listening already, every resource open
 
