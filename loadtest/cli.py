@@ -259,9 +259,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nreelwire loadtest: cannot reach {args.url}: {exc}", file=sys.stderr)
         return 2
     record["slo"] = slo.evaluate(thresholds, record["summary"])
-    warning = results.lag_warning(record["summary"])
-    if warning:
-        print(f"reelwire loadtest: warning: {warning}", file=sys.stderr)
+    for warning in (
+        results.ramp_warning(record["summary"]),
+        results.lag_warning(record["summary"]),
+    ):
+        if warning:
+            print(f"reelwire loadtest: warning: {warning}", file=sys.stderr)
     print(json.dumps({**record["summary"], "slo": record["slo"]}, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=1) + "\n")

@@ -60,6 +60,7 @@ LABELS = {
     "viewers": "Viewers asked for",
     "videos": "Videos watched",
     "connected": "Connected",
+    "live_peak": "Connected at once (peak)",
     "failed": "Failed to connect",
     "messages": "Messages received",
     "video_updates": "video_update messages",

@@ -43,6 +43,9 @@ def summary(
         "video_ids": videos[:20],
         "workers": max(1, options.workers),
         "connected": counts.get("connected", 0),
+        # the most open at once (a ramp the load processes could not keep up with ends with
+        # its last viewers connecting as the run stops: counted above, never watched together)
+        "live_peak": max((second["live"] for second in merged.seconds), default=0),
         "failed": counts.get("failed", 0),
         "messages": counts.get("messages", 0),
         "events": counts.get("events", 0),
@@ -98,6 +101,18 @@ def _loader_cpu(merged: Any, messages: int) -> dict[str, Any]:
         "cpu_percent_mean": round(100 * merged.cpu_s / seconds, 1),
         "us_per_message": round(1e6 * merged.cpu_s / messages, 1) if messages else None,
     }
+
+
+def ramp_warning(summary: dict[str, Any]) -> str | None:
+    """A line when fewer viewers were ever connected at once than connected in all."""
+    peak, connected = summary.get("live_peak", 0), summary["connected"]
+    if peak < connected:
+        return (
+            f"at most {peak:,} viewers were connected at once, though {connected:,} connected: "
+            "the load processes opened sockets slower than the ramp asked (they lacked CPU), "
+            "and the last ones connected as the run ended; use a longer --ramp"
+        )
+    return None
 
 
 def lag_warning(summary: dict[str, Any]) -> str | None:

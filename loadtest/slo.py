@@ -79,6 +79,9 @@ METRICS: dict[str, Metric] = {
         for p in ("p50", "p95", "p99", "max")
     },
     "connected": Metric(_path("connected"), "count", _VIEWERS, describe="viewers connected"),
+    "live_peak": Metric(
+        _path("live_peak"), "count", _VIEWERS, describe="viewers connected at once, at most"
+    ),
     "failed": Metric(_path("failed"), "count", _VIEWERS, describe="viewers that never connected"),
     "lost": Metric(_path("lost"), "count", _VIEWERS, describe="gaps not filled + not back"),
     "gaps_lost": Metric(_path("gaps_lost"), "count", _VIEWERS),

@@ -399,7 +399,8 @@ async def test_two_load_processes_add_up(server: Server, video: str, tmp_path: P
     summary = run["summary"]
     assert summary["workers"] == 2
     assert summary["connected"] == 31 and summary["failed"] == 0
-    assert max(e["connected"] for e in run["timeline"]) == 31
+    assert max(e["connected"] for e in run["timeline"]) == 31 == summary["live_peak"]
+    assert "connected at once" not in stderr
     assert summary["latency_ms"]["count"] == summary["events"] > 0
     actions = summary["actions"]
     assert actions["comments"] + actions["likes"] == actions["sent"] > 10, actions
