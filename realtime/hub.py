@@ -46,6 +46,7 @@ import orjson
 from pubsub.bus import FENCE_PREFIX, HISTORY_PREFIX
 from pubsub.history import Position
 from pubsub.presence import Presence
+from realtime import messages
 from realtime.channels import ChannelFeed, Channels, fan_out, flush
 from realtime.clip_feed import ClipFeed
 from realtime.close_codes import CloseCode
@@ -56,7 +57,7 @@ from realtime.presence import PresenceReporter
 from realtime.recovery import HistoryRead, HistoryRecovery, Start
 from realtime.wire import text_frame
 from reelwire.domain.context import Principal
-from reelwire.domain.errors import DomainError, ServiceUnavailable
+from reelwire.domain.errors import DomainError, NotFound, ServiceUnavailable
 from reelwire.domain.videos import Watchable
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,10 @@ class VideoWatch(Protocol):
         self, video_id: UUID, also: Callable[[Any], None]
     ) -> tuple[Watchable, list[Any]]:
         """The video's `Watchable`, and the replies to what `also` queued on the same pipeline."""
+
+
+def _nothing(_pipe: Any) -> None:
+    """No reads of the caller's own to add to the pipeline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,6 +360,23 @@ class Hub:
             self.presence.changed(channel)
         return True
 
+    async def _recheck_watchers(self, feed: ChannelFeed) -> None:
+        """The video's metadata changed (made private, deleted): the sockets whose user may not
+        watch it any more leave its channel and are told with `unsubscribed`."""
+        try:
+            access, _ = await self._videos.read(UUID(feed.name.partition(":")[2]), _nothing)
+        except Exception as exc:
+            logger.warning("checking who may still watch %s failed: %r", feed.name, exc)
+            return
+        for conn, membership in list(feed.members.items()):
+            if membership.via_feed:
+                continue
+            try:
+                access.check(conn.principal)
+            except NotFound:
+                if self.leave(conn, feed.name):
+                    conn.send(messages.unsubscribed(None, feed.name))
+
     async def follow_clips(self, conn: Connection, user_ids: Iterable[UUID]) -> None:
         """Subscribe the socket server-side to these users' clip channels (feed:clips)."""
         await self.clip_feed.follow(conn, user_ids)
@@ -377,6 +399,8 @@ class Hub:
             return
         if prefix == FENCE_PREFIX:  # the video's metadata changed: who may watch is read again
             feed.forget_access()
+            if feed.video is not None and feed.members:
+                self._spawn(self._recheck_watchers(feed))
             return
         event = orjson.loads(payload[2:])
         if feed.video is not None and event.get("type") == "video_update":

@@ -406,3 +406,37 @@ async def test_a_comment_and_the_count_it_changed_reach_each_watcher_in_one_writ
     await asyncio.sleep(0.2)
     assert not [m for m in only_comments.inbox if m["type"] != "new_comment"]
     assert (REALTIME.delivered - delivered, REALTIME.writes - writes) == (3 * 2 + 1, 3 + 1)
+
+
+async def test_sockets_watching_a_video_made_private_are_unsubscribed(
+    api: Api, catalog: Catalog
+) -> None:
+    """Made private, a video's channel keeps its owner and loses everyone else at once, each
+    told with `unsubscribed`; nothing posted afterwards reaches them."""
+    owner, fan = await api.register(), await api.register()
+    video = await catalog.video(owner["id"])
+    channel = f"video:{video}"
+    sockets = {}
+    for name, user in (("owner", owner), ("fan", fan), ("anonymous", None)):
+        headers = api.auth(user["token"]) if user else {}
+        sockets[name] = await Socket.open(api.client, headers=headers)
+        assert (await sockets[name].subscribe(channel))["type"] == "subscribed"
+    owner_headers = api.auth(owner["token"])
+
+    resp = await api.client.patch(
+        f"/api/videos/{video}", json={"visibility": "private"}, headers=owner_headers
+    )
+    assert resp.status == 200
+    for name in ("fan", "anonymous"):
+        told = await sockets[name].expect("unsubscribed")
+        assert told["channel"] == channel and told.get("id") is None
+    resp = await api.client.post(
+        f"/api/videos/{video}/comments", json={"content": "just us"}, headers=owner_headers
+    )
+    assert resp.status == 201
+    assert (await sockets["owner"].expect("new_comment"))["comment"]["content"] == "just us"
+    for name in ("fan", "anonymous"):
+        with pytest.raises(AssertionError, match="no 'new_comment' within"):
+            await sockets[name].expect("new_comment", timeout=0.5)
+        refused = await sockets[name].subscribe(channel)
+        assert refused["type"] == "error" and refused["error"]["code"] == "NOT_FOUND"
