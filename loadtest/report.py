@@ -72,6 +72,7 @@ LABELS = {
     "seconds": "Duration",
     "latency_ms": "Event latency",
     "video_update_latency_ms": "video_update latency",
+    "replay_latency_ms": "Replayed after a reconnect, latency",
     "segment_ttfb_ms": "Segment time to first byte",
     "server_closes": "Server closes, by code",
     "actions": "REST actions",
@@ -422,13 +423,16 @@ def _tiles(summary: dict[str, Any]) -> list[_Tile]:
     viewers, connected = _num(summary.get("viewers")), _num(summary.get("connected"))
     failed = _num(summary.get("failed")) or 0
     if connected is not None:
-        short = failed > 0 or (viewers is not None and connected < viewers)
+        peak = _num(summary.get("live_peak"))
+        together = peak is None or peak >= connected
+        short = failed > 0 or (viewers is not None and connected < viewers) or not together
         of = f"of {exact(viewers)} · " if viewers is not None else ""
+        at_once = "" if together else f" · at most {exact(peak)} at once"
         tiles.append(
             _Tile(
                 "Connected",
                 exact(connected),
-                f"{of}{exact(failed)} failed",
+                f"{of}{exact(failed)} failed{at_once}",
                 "bad" if short else "good",
             )
         )
@@ -491,6 +495,10 @@ def _flattened(summary: dict[str, Any]) -> list[tuple[str, str, Any]]:
 
 def _cells(percentiles: dict[str, Any], columns: list[str], key: str) -> str:
     unit = _unit_of(key)
+    if percentiles.get("count") == 0:  # nothing of the kind arrived: no figures, not zeros
+        return "".join(
+            f'<td class="num">{"0" if c == "count" else "&mdash;"}</td>' for c in columns
+        )
     return "".join(
         f'<td class="num">{esc(exact(_num(percentiles.get(c)), "" if c == "count" else unit))}</td>'
         for c in columns
@@ -571,12 +579,14 @@ def _summary_section(summary: dict[str, Any]) -> str:
 
 
 BAD_ATTRIBUTE = ' class="bad"'
+LONG_ATTRIBUTE = ' class="long"'  # ids and lists may wrap; numbers never do
 
 
 def _figures(rows: list[tuple[str, str, bool]]) -> str:
     """Name and value pairs, flowing into as many columns as fit."""
     items = "".join(
-        f"<div{BAD_ATTRIBUTE if bad else ''}><dt>{esc(label)}</dt><dd>{esc(value)}</dd></div>"
+        f"<div{BAD_ATTRIBUTE if bad else ''}><dt>{esc(label)}</dt>"
+        f"<dd{LONG_ATTRIBUTE if len(value) > 16 else ''}>{esc(value)}</dd></div>"
         for label, value, bad in rows
     )
     return f'<dl class="figures">{items}</dl>'
@@ -1049,6 +1059,7 @@ caption,h3.caption{text-align:left;font-size:14px;font-weight:600;padding:0 10px
  padding:5px 10px;border-bottom:1px solid var(--line);break-inside:avoid}
 .figures dt{color:var(--fg)}
 .figures dd{margin:0;text-align:right;font-weight:600;white-space:nowrap}
+.figures dd.long{white-space:normal;overflow-wrap:anywhere;min-width:0}
 .figures div.bad dt,.figures div.bad dd{color:var(--bad);font-weight:700}
 .options dt{font:13px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 tr.bad th,tr.bad td{color:var(--bad);font-weight:600}
