@@ -39,6 +39,8 @@ ensure_venv() {
     fi
     # Exact versions with their hashes come from the lock for these extras (runtime, test, or
     # bench, each a superset of the one before); Reelwire itself is installed without deps.
+    # --no-compile: Python compiles what is imported when it is first imported, not all of
+    # botocore and friends up front (a third of a first install's time).
     local lock
     lock="$(lock_file "$extras")"
     # Installed already from this lock, or from a lock that holds it (bench > test > plain)?
@@ -51,7 +53,7 @@ ensure_venv() {
     echo "reelwire: installing dependencies into .venv from $lock; a first install takes a minute or two (full log: $log)" >&2
     : >"$log"
     if ! pip_step "$log" "1/3 updating pip" install --upgrade pip ||
-       ! pip_step "$log" "2/3 installing the locked dependencies" install --require-hashes --no-deps -r "$lock" ||
+       ! pip_step "$log" "2/3 installing the locked dependencies" install --require-hashes --no-deps --no-compile -r "$lock" ||
        ! pip_step "$log" "3/3 installing Reelwire" install --no-deps --no-build-isolation --editable .; then
         tail -n 40 "$log" >&2
         echo "reelwire: installing into .venv failed; full log in $log" >&2

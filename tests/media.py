@@ -58,6 +58,11 @@ class Media:
     concat_as_mp4: Path
 
 
+# The "long" 1080p source: long enough that a job is still running when it is playable (a 2 s
+# first segment of every rung) and while a test kills its worker or FFmpeg.
+LONG_SECONDS = 8
+
+
 def generate(root: Path) -> Media:
     """Make every file the media tests need."""
     root.mkdir(parents=True, exist_ok=True)
@@ -81,7 +86,7 @@ def generate(root: Path) -> Media:
         portrait_silent=make_video(
             root / "portrait.mp4", size="640x360", seconds=2, audio=False, rotate=90
         ),
-        long_1080=make_video(root / "long1080.mp4", size="1920x1080", seconds=12),
+        long_1080=make_video(root / "long1080.mp4", size="1920x1080", seconds=LONG_SECONDS),
         image=image,
         audio_only=audio_only,
         text_as_mp4=text,

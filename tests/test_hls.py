@@ -17,7 +17,7 @@ from reelwire.appkeys import SERVICES
 from reelwire.settings import Settings
 from storage import videos as video_rows
 from tests.conftest import Api
-from tests.media import Media, make_video, upload, wait_for
+from tests.media import LONG_SECONDS, Media, make_video, upload, wait_for
 from transcode import hls, progressive
 from transcode.ffmpeg import ffmpeg_path, run_ffmpeg
 from transcode.ladder import ladder_command, plan_ladder, plan_storyboard
@@ -161,7 +161,9 @@ async def test_1080p_job_writes_playlists_that_match_its_segments(
     video = await wait_for(media_api, body["id"], user["token"], timeout=150)
     assert video["status"] == "ready", video
     out = Path(media_settings.home) / "media" / "videos" / body["id"] / "hls"
-    report = check_hls(out, rungs=["360p", "480p", "720p", "1080p"], duration=12, audio=True)
+    report = check_hls(
+        out, rungs=["360p", "480p", "720p", "1080p"], duration=LONG_SECONDS, audio=True
+    )
     for row in report:
         print(row["RESOLUTION"], row["BANDWIDTH"], row["measured_peak"], row["measured_avg"])
     # The rows keep the measured average (kbps, video + audio) as each rung's bitrate.

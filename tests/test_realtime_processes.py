@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import struct
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -334,7 +335,13 @@ async def test_serve_processes_runs_peers_on_one_port(
             cluster = Cluster([server], http)
             owner = await cluster.register("owner")
             video = await catalog.video(owner["id"])
+            # The kernel spreads connections over the processes listening; the second one may
+            # still be starting when the first answers /healthz, so keep connecting a while.
             sockets = [await cluster.socket(0) for _ in range(16)]
+            deadline = time.monotonic() + 20
+            while len({s.welcome["node"] for s in sockets}) < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+                sockets.append(await cluster.socket(0))
             nodes = {sock.welcome["node"] for sock in sockets}
             assert len(nodes) == 2, nodes  # the kernel spread them over both processes
             for sock in sockets:

@@ -2,7 +2,7 @@
 
 Two real `reelwire serve` processes share PostgreSQL and a Redis of their own. Under a steady
 load of likes, comments, follows, views and an upload on both processes, with rate limits on and
-two sockets watching the video, Redis is killed (SIGKILL) and started again 10 s later. A user
+two sockets watching the video, Redis is killed (SIGKILL) and started again 6 s later. A user
 must see: no write refused, every comment delivered once to both sockets in one order with
 consecutive offsets, and every counter (likes, views, followers) ending exactly where the
 accepted writes put it.
@@ -31,7 +31,7 @@ from tests.media import Media, form
 from tests.test_realtime_processes import Cluster, _free_port, server_env
 from tests.test_serve import Server
 
-OUTAGE_SECONDS = 10.0
+OUTAGE_SECONDS = 6.0
 BEFORE_SECONDS = 3.0
 AFTER_SECONDS = 4.0
 FANS = 6
