@@ -33,7 +33,7 @@ def clip_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     image = root / "story.png"
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=720x1280:duration=1", "-frames:v", "1", str(image))
     return {
-        "long": make_video(root / "watch.mp4", size="854x480", seconds=30),
+        "long": make_video(root / "watch.mp4", size="854x480", seconds=20),
         "short": make_video(root / "short.mp4", size="854x480", seconds=8),
         "image": image,
     }
@@ -139,7 +139,7 @@ async def test_a_private_upload_shows_both_progress_bars_then_plays_on_two_level
       }"""
     )
     await page.set_input_files(tid("upload-file"), str(clip_files["long"]))
-    await page.fill(tid("upload-title"), "Thirty seconds of colour")
+    await page.fill(tid("upload-title"), "Twenty seconds of colour")
     await page.fill(tid("upload-description"), "uploaded from a browser on another origin")
     # Private: the owner's player has to go through signed media URLs all the way.
     await page.select_option(tid("upload-visibility"), "private")

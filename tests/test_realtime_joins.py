@@ -220,7 +220,7 @@ async def test_a_video_made_private_mid_storm_refuses_everyone_after(
 async def test_a_reconnect_storm_after_a_restart_recovers_everything(
     tmp_path: Path, backends: Backends, reset: None, catalog: Catalog, bus: EventBus
 ) -> None:
-    """3,000 sockets on two videos; their server restarts while events keep coming; all of them
+    """2,000 sockets on two videos; their server restarts while events keep coming; all of them
     come back to another process at once with `since`, and each has every event once, in order."""
     env = server_env(backends, WS_MAX_SOCKETS_PER_ADDRESS="0", LOG_LEVEL="WARNING")
     first = Server(tmp_path / "home1", env)
@@ -240,7 +240,7 @@ async def test_a_reconnect_storm_after_a_restart_recovers_everything(
                     await bus.publish(channel, comment(channel[6:], n))
 
         await publish(3)
-        members = await gather("127.0.0.1", first.port, 3000)
+        members = await gather("127.0.0.1", first.port, 2000)
         where = {id(m): channels[n % 2] for n, m in enumerate(members)}
         asked = [m.send("subscribe", channel=where[id(m)]) for m in members]
         epochs = {}
