@@ -52,7 +52,9 @@ ensure_venv() {
     local log=".venv/install.log"
     echo "reelwire: installing dependencies into .venv from $lock; a first install takes a minute or two (full log: $log)" >&2
     : >"$log"
-    if ! pip_step "$log" "1/3 updating pip" install --upgrade pip ||
+    # A venv's own pip is new enough from 23 on (hashes, editable installs from pyproject).
+    if ! { .venv/bin/python -c 'import pip, sys; sys.exit(int(pip.__version__.split(".")[0]) < 23)' ||
+           pip_step "$log" "1/3 updating pip" install --upgrade pip; } ||
        ! pip_step "$log" "2/3 installing the locked dependencies" install --require-hashes --no-deps --no-compile -r "$lock" ||
        ! pip_step "$log" "3/3 installing Reelwire" install --no-deps --no-build-isolation --editable .; then
         tail -n 40 "$log" >&2

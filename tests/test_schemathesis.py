@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -127,12 +128,10 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
 
 
 def _case_count(output: str) -> int:
-    """From the summary line `6976 generated, 28 found 29 unique failures, 18 skipped`."""
-    for line in output.splitlines():
-        words = line.replace(",", " ").split()
-        if "generated" in words and words.index("generated") > 0:
-            return int(words[words.index("generated") - 1])
-    return 0
+    """From the summary line `6976 generated, 28 found 29 unique failures, 18 skipped` (the
+    last such line: a finding's own text may say "could not be generated")."""
+    counts = re.findall(r"(?m)^\W*(\d+) generated\b", output)
+    return int(counts[-1]) if counts else 0
 
 
 def _failure_codes(output: str) -> Counter[str]:
