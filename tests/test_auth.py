@@ -341,13 +341,16 @@ def test_our_own_tokens_are_read_without_pyjwt_and_never_more_leniently() -> Non
     from reelwire.domain.errors import Unauthorized
     from reelwire.domain.tokens import ACCESS, TokenCodec
 
-    codec = TokenCodec(
-        TEST_SECRET,
-        issuer="reelwire",
-        audience="reelwire-api",
-        access_ttl=timedelta(minutes=15),
-        refresh_ttl=timedelta(days=7),
-    )
+    def new_codec() -> TokenCodec:
+        return TokenCodec(
+            TEST_SECRET,
+            issuer="reelwire",
+            audience="reelwire-api",
+            access_ttl=timedelta(minutes=15),
+            refresh_ttl=timedelta(days=7),
+        )
+
+    codec = new_codec()
     good = codec.issue(ACCESS, uuid4(), uuid4(), {"role": "admin"}).token
     claims = _claims(good)
     now = int(time.time())
@@ -375,13 +378,7 @@ def test_our_own_tokens_are_read_without_pyjwt_and_never_more_leniently() -> Non
             for name in claims
         },
     }
-    slow = TokenCodec(
-        TEST_SECRET,
-        issuer="reelwire",
-        audience="reelwire-api",
-        access_ttl=timedelta(minutes=15),
-        refresh_ttl=timedelta(days=7),
-    )
+    slow = new_codec()
     slow._decode_ours = lambda token, token_type: None  # type: ignore[method-assign]
     fast_ones = set()
     for name, token in forged.items():

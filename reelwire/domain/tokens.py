@@ -150,14 +150,7 @@ class TokenCodec:
             article = "an" if token_type == ACCESS else "a"
             raise Unauthorized(f"Expected {article} {token_type} token") from None
         try:
-            return Claims(
-                user_id=UUID(payload["sub"]),
-                jti=UUID(payload["jti"]),
-                family=UUID(payload["fam"]),
-                token_type=token_type,
-                expires_at=datetime.fromtimestamp(payload["exp"], UTC),
-                role=str(payload.get("role", "user")),
-            )
+            return _claims(payload, token_type)
         except (ValueError, TypeError):
             raise Unauthorized("Invalid token") from None
 
@@ -197,16 +190,21 @@ class TokenCodec:
         if not isinstance(payload["sub"], str) or not isinstance(payload["fam"], str):
             return None
         try:
-            return Claims(
-                user_id=UUID(payload["sub"]),
-                jti=UUID(payload["jti"]),
-                family=UUID(payload["fam"]),
-                token_type=token_type,
-                expires_at=datetime.fromtimestamp(exp, UTC),
-                role=str(payload.get("role", "user")),
-            )
+            return _claims(payload, token_type)
         except (ValueError, TypeError, OverflowError):
             return None
+
+
+def _claims(payload: dict[str, Any], token_type: str) -> Claims:
+    """The claims of a verified token's payload (ValueError and the like when one is malformed)."""
+    return Claims(
+        user_id=UUID(payload["sub"]),
+        jti=UUID(payload["jti"]),
+        family=UUID(payload["fam"]),
+        token_type=token_type,
+        expires_at=datetime.fromtimestamp(payload["exp"], UTC),
+        role=str(payload.get("role", "user")),
+    )
 
 
 def bearer_token(authorization: str) -> str | None:
