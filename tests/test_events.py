@@ -78,7 +78,7 @@ async def test_video_events(api: Api, catalog: Catalog, listener: Listener) -> N
         f"/api/videos/{video}/comments", json={"content": "hello"}, headers=headers
     )
     comment = await resp.json()
-    counts, posted = await listener.next(), await listener.next()
+    posted, counts = await listener.next(), await listener.next()  # the comment, then its count
     assert counts["data"]["comment_count"] == 1 and counts["data"]["counts_version"] > version
     assert posted["type"] == "new_comment" and posted["comment"] == comment
 
@@ -87,7 +87,7 @@ async def test_video_events(api: Api, catalog: Catalog, listener: Listener) -> N
     assert updated["type"] == "comment_updated" and updated["comment"]["content"] == "hi"
 
     await api.client.delete(f"/api/comments/{comment['id']}", headers=headers)
-    counts, deleted = await listener.next(), await listener.next()
+    deleted, counts = await listener.next(), await listener.next()
     assert counts["data"]["comment_count"] == 0
     assert deleted == {
         "type": "comment_deleted",

@@ -43,8 +43,9 @@ async def create(
         except asyncpg.ForeignKeyViolationError:  # the video or parent went meanwhile
             raise NotFound(COMMENT_NOT_FOUND if parent_id else videos.VIDEO_NOT_FOUND) from None
     comment = present.comment(row)
-    await events.video_counts(ctx, video_id, counts)
+    # the comment first: a `video_update` counting it is then current to the comment's offset
     await events.new_comment(ctx, video_id, comment)
+    await events.video_counts(ctx, video_id, counts)
     return comment
 
 
@@ -123,8 +124,8 @@ async def delete(ctx: Services, principal: Principal, comment_id: UUID) -> dict[
         if locked is None:  # deleted meanwhile (perhaps with its parent)
             raise NotFound(COMMENT_NOT_FOUND)
         counts = await comment_rows.delete(conn, locked)
-    await events.video_counts(ctx, row["video_id"], counts)
     await events.comment_deleted(ctx, row["video_id"], comment_id, row["parent_id"])
+    await events.video_counts(ctx, row["video_id"], counts)
     return {"message": "Comment deleted"}
 
 
