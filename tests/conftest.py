@@ -6,7 +6,8 @@ wiped between tests). Apps are built by the real factory, so the real cleanup co
 
 The session ends with no process of its own left running: when it finishes, any live descendant
 of pytest, or any process whose REELWIRE_HOME, working directory or command line lies under the
-session's temporary directory, is printed and fails the run.
+session's temporary directory, is printed and fails the run (under pytest-xdist, as scripts/test
+runs it, each worker has servers, a temporary directory and this check of its own).
 """
 
 from __future__ import annotations
@@ -131,13 +132,47 @@ def _session_tmp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     request.config.stash[_SESSION_TMP] = tmp_path_factory.getbasetemp().resolve()
 
 
+_LEFTOVERS = pytest.StashKey[list[str]]()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail the run if any process this session started is still running (and name them)."""
-    if not sys.platform.startswith("linux"):
-        return
+    """Fail the run if any process this session started is still running (and name them).
+
+    Under pytest-xdist each worker looks for its own and hands what it found to the controller
+    (`pytest_testnodedown`), which reports them and fails the run.
+    """
+    found = session.config.stash.get(_LEFTOVERS, [])
     root = session.config.stash.get(_SESSION_TMP, None)
-    if root is None:
+    if root is not None and sys.platform.startswith("linux"):
+        report = _leftover_report(root)
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if report and workeroutput is not None:
+            workeroutput["leftover_processes"] = report
+        elif report:
+            found.append(report)
+    if not found:
         return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    for report in found:
+        if reporter is not None:
+            reporter.write("\n")
+            reporter.write_sep("=", "leftover processes", red=True)
+            reporter.write_line(report)
+        else:
+            print(report, file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """An xdist worker finished: keep the leftover processes it found for the report."""
+    report = getattr(node, "workeroutput", {}).get("leftover_processes")
+    if report:
+        node.config.stash.setdefault(_LEFTOVERS, []).append(f"[{node.gateway.id}] {report}")
+
+
+def _leftover_report(root: Path) -> str:
+    """Which processes of this session outlived it by LEFTOVER_GRACE_SECONDS ("" if none)."""
     deadline = time.monotonic() + LEFTOVER_GRACE_SECONDS
     while True:
         left = leftover_processes(root)
@@ -145,19 +180,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             break
         time.sleep(0.2)
     if not left:
-        return
+        return ""
     lines = [f"  pid {p.pid} (parent {p.ppid}, group {p.pgid}): {p.command[:300]}" for p in left]
-    report = "\n".join(
+    return "\n".join(
         [f"{len(left)} process(es) started by this test session are still running:", *lines]
     )
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write("\n")
-        reporter.write_sep("=", "leftover processes", red=True)
-        reporter.write_line(report)
-    else:
-        print(report, file=sys.stderr)
-    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @dataclass(frozen=True)
@@ -174,6 +201,12 @@ def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
     """Start (or point at) PostgreSQL and Redis once, and migrate."""
     root = tmp_path_factory.mktemp("backends")
     db_url, redis_url = os.environ.get("TEST_DATABASE_URL"), os.environ.get("TEST_REDIS_URL")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ... under pytest-xdist
+    if worker is not None:  # servers named for the run: a database of each worker's own
+        if db_url:
+            db_url = asyncio.run(_worker_database(db_url, worker))
+        if redis_url:
+            redis_url = _worker_redis(redis_url, worker)
     postgres = redis = None
     if not db_url:
         postgres = EmbeddedPostgres(root / "postgres", durable=False, database="reelwire_test")
@@ -191,6 +224,28 @@ def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
             redis.stop()
         if postgres is not None:
             postgres.stop()
+
+
+async def _worker_database(url: str, worker: str) -> str:
+    """`url`'s database with the worker's name after it (`reelwire_test_gw1`), created if new."""
+    name = f"{urllib.parse.urlsplit(url).path.lstrip('/') or 'postgres'}_{worker}"
+    conn = await asyncpg.connect(url)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return database_named(url, name)
+
+
+def _worker_redis(url: str, worker: str) -> str:
+    """`url` with Redis database 1 + the worker's number (worker gw0 on database 1, ...)."""
+    parts = urllib.parse.urlsplit(url)
+    db = str(1 + int(worker[2:]))
+    if parts.scheme == "unix":  # unix:///path/to/redis.sock?db=N
+        query = urllib.parse.urlencode({**dict(urllib.parse.parse_qsl(parts.query)), "db": db})
+        return f"unix://{parts.netloc}{parts.path}?{query}"
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{db}"))
 
 
 FIGURES = Path(os.environ.get("REELWIRE_ARTIFACTS", "test-artifacts")) / "figures.txt"
