@@ -12,8 +12,8 @@ with its own id. What a crash can lose: nothing when a web process dies; the pen
 most one flush interval of them) when Redis itself loses its memory without persistence.
 
 While Redis is away a view is added to PostgreSQL directly (the caller's fallback), and the
-video's live count is dropped once Redis answers, so the next view rebuilds it from PostgreSQL
-and the pending hash instead of counting those views twice or never.
+video's live count is rebuilt from PostgreSQL and the pending hash once Redis answers, instead
+of counting those views twice or never.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 LIVE_TTL_SECONDS = 7 * 86400
 COLD_ATTEMPTS = 20  # rebuilding a cold live count waits at most ~0.2 s for a flush to finish
+REBUILD_ATTEMPTS = 3  # ... and after views went to PostgreSQL directly, a few tries
 FLUSH_LOCK_MS = 30_000
 
 # KEYS: live, dirty, flushing, generation. ARGV: flushed count or '', generation read with it,
@@ -56,6 +57,18 @@ redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
 if tonumber(ARGV[5]) > 0 then
     redis.call('HINCRBY', KEYS[2], ARGV[4], ARGV[5])
 end
+return count
+"""
+
+# KEYS: live, dirty, flushing, generation. ARGV: flushed count, generation read with it, views
+# field, ttl. Sets the live count to the flushed count plus the pending views and returns it, or
+# -1 when a flush came in between (the flushed count is to be read again).
+_REBUILD = """
+if redis.call('EXISTS', KEYS[3]) == 1 or (redis.call('GET', KEYS[4]) or '0') ~= ARGV[2] then
+    return -1
+end
+local count = tonumber(ARGV[1]) + tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
+redis.call('SET', KEYS[1], count, 'EX', ARGV[4])
 return count
 """
 
@@ -120,6 +133,8 @@ class ViewCounter:
         self.redis = client
         self.outbox = outbox
         self._record = client.register_script(_RECORD)
+        self._rebuild = client.register_script(_REBUILD)
+        self._rebuilding: set[UUID] = set()  # videos whose live count is to be rebuilt
         self._begin = client.register_script(_BEGIN_FLUSH)
         self._end = client.register_script(_END_FLUSH)
         self._release = client.register_script(_RELEASE)
@@ -185,11 +200,45 @@ class ViewCounter:
         the count, or None when Redis does not know it)."""
         pipe.get(keys.live_views(video_id, self._shard(video_id)))
 
-    async def forget(self, video_id: UUID) -> None:
+    async def forget(self, video_id: UUID, flushed_count: FlushedCount) -> None:
         """Views of this video went to PostgreSQL directly: rebuild its live count from there
-        (now, or when Redis answers again)."""
-        name = keys.live_views(video_id, self._shard(video_id))
-        await self.outbox.run(lambda: self.redis.delete(name))
+        and the pending views (now, or when Redis answers again). A live count merely dropped
+        would leave readers the cached row's count, which is behind, until the next view.
+        One rebuild per video waits at a time (it reads PostgreSQL when it runs, so it counts
+        every view written before); the outbox's writes after it wait for it, so it tries a
+        few times only: when a flush keeps coming in between (or PostgreSQL fails) the count
+        is dropped, and the next view rebuilds it."""
+        if video_id in self._rebuilding:
+            return
+        self._rebuilding.add(video_id)
+        shard = self._shard(video_id)
+        group = keys.view_keys(shard)
+        names = [keys.live_views(video_id, shard), group.dirty, group.flushing, group.generation]
+
+        async def rebuild() -> None:
+            self._rebuilding.discard(video_id)  # views written from now on want another
+            for attempt in range(REBUILD_ATTEMPTS):
+                if attempt:
+                    await asyncio.sleep(0.01)
+                generation = await self.redis.get(group.generation)
+                try:
+                    flushed = await flushed_count(video_id)
+                except Exception as exc:
+                    logger.warning("rebuilding the live views of %s failed: %r", video_id, exc)
+                    break
+                if flushed is None:  # the video is gone
+                    break
+                args: list[str | int] = [
+                    flushed,
+                    int(generation or 0),
+                    f"v:{video_id}",
+                    LIVE_TTL_SECONDS,
+                ]
+                if int(await self._rebuild(keys=names, args=args)) >= 0:
+                    return
+            await self.redis.delete(names[0])
+
+        await self.outbox.run(rebuild)
 
     async def flush(self, apply: ApplyBatch) -> int:
         """Write pending views to PostgreSQL; how many views went (0 if another process is)."""

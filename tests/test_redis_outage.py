@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -274,17 +276,46 @@ async def test_a_redis_outage_under_load_refuses_no_write_and_loses_no_event(
         redis.stop()
 
 
-async def test_a_flush_cut_off_by_a_redis_crash_lets_go_of_its_batch_when_redis_is_back(
-    tmp_path: Path,
-) -> None:
-    """Redis dies between a flush writing its batch to PostgreSQL and dropping it from Redis:
-    the drop waits in the outbox, so once Redis is back the next flush runs at once instead
-    of after the lock lapses, and meanwhile a cold live count says so instead of spinning."""
+@dataclass
+class Counting:
+    """A ViewCounter over a durable Redis of its own, to kill and start again."""
+
+    redis: EmbeddedRedis
+    client: aioredis.Redis
+    outbox: Outbox
+    counter: ViewCounter
+
+    async def back(self) -> None:
+        """Start Redis again and wait (10 s at most) until the outbox has handed it what it
+        held meanwhile."""
+        self.redis.start()
+        deadline = time.monotonic() + 10
+        while self.outbox.backlog and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert self.outbox.backlog == 0
+
+
+@pytest.fixture
+async def counting(tmp_path: Path) -> AsyncIterator[Counting]:
     redis = EmbeddedRedis(tmp_path / "redis", durable=True, port=_free_port())
     redis.start()
     client = aioredis.Redis.from_url(redis.url, socket_connect_timeout=1)
     outbox = Outbox()
-    counter = ViewCounter(client, outbox)
+    try:
+        yield Counting(redis, client, outbox, ViewCounter(client, outbox))
+    finally:
+        await outbox.aclose()
+        await client.aclose()
+        redis.stop()
+
+
+async def test_a_flush_cut_off_by_a_redis_crash_lets_go_of_its_batch_when_redis_is_back(
+    counting: Counting,
+) -> None:
+    """Redis dies between a flush writing its batch to PostgreSQL and dropping it from Redis:
+    the drop waits in the outbox, so once Redis is back the next flush runs at once instead
+    of after the lock lapses, and meanwhile a cold live count says so instead of spinning."""
+    counter, client = counting.counter, counting.client
     video = uuid4()
     applied: list[ViewBatch] = []
 
@@ -293,34 +324,61 @@ async def test_a_flush_cut_off_by_a_redis_crash_lets_go_of_its_batch_when_redis_
 
     async def apply_then_crash(batch: ViewBatch) -> None:
         applied.append(batch)
-        redis.kill()
+        counting.redis.kill()
 
-    try:
-        assert await counter.record(video, 3, flushed) == 1
-        assert await counter.flush(apply_then_crash) == 1
-        assert outbox.backlog == 1  # the batch's drop, held
-        redis.start()
-        deadline = time.monotonic() + 10
-        while outbox.backlog and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert outbox.backlog == 0
-        # The lock is gone long before it would have lapsed (30 s).
-        assert not await client.exists(keys.VIEWS_FLUSHING, keys.VIEWS_FLUSH_LOCK)
-        assert await counter.record(video, 0, flushed) == 2  # 1 flushed + this one
+    assert await counter.record(video, 3, flushed) == 1
+    assert await counter.flush(apply_then_crash) == 1
+    assert counting.outbox.backlog == 1  # the batch's drop, held
+    await counting.back()
+    # The lock is gone long before it would have lapsed (30 s).
+    assert not await client.exists(keys.VIEWS_FLUSHING, keys.VIEWS_FLUSH_LOCK)
+    assert await counter.record(video, 0, flushed) == 2  # 1 flushed + this one
 
-        async def apply(batch: ViewBatch) -> None:
-            applied.append(batch)
+    async def apply(batch: ViewBatch) -> None:
+        applied.append(batch)
 
-        assert await counter.flush(apply) == 1
-        # A batch left behind that nobody may flush yet: a cold count says so at once (the
-        # view is then counted straight into PostgreSQL) instead of spinning into an error.
-        await client.hset(keys.VIEWS_FLUSHING, mapping={"_batch": str(uuid4()), "v:x": 1})
-        await client.delete(keys.live_views(video))
-        started = time.monotonic()
-        with pytest.raises(ViewCountUnsettled):
-            await counter.record(video, 0, flushed)
-        assert time.monotonic() - started < 1
-    finally:
-        await outbox.aclose()
-        await client.aclose()
-        redis.stop()
+    assert await counter.flush(apply) == 1
+    # A batch left behind that nobody may flush yet: a cold count says so at once (the
+    # view is then counted straight into PostgreSQL) instead of spinning into an error.
+    await client.hset(keys.VIEWS_FLUSHING, mapping={"_batch": str(uuid4()), "v:x": 1})
+    await client.delete(keys.live_views(video))
+    started = time.monotonic()
+    with pytest.raises(ViewCountUnsettled):
+        await counter.record(video, 0, flushed)
+    assert time.monotonic() - started < 1
+
+
+async def test_views_counted_into_postgres_meanwhile_are_in_the_live_count_once_redis_is_back(
+    counting: Counting,
+) -> None:
+    """While Redis is away, views go straight into PostgreSQL; once it answers, the video's
+    live count is rebuilt from PostgreSQL plus the views still pending in Redis. (Dropping it
+    instead left readers the cached row's count, which is behind, until somebody viewed the
+    video again: a video showed 0 views with 173 in PostgreSQL.)"""
+    counter = counting.counter
+    video = uuid4()
+    stored = {"views": 0}  # the video's row in PostgreSQL
+
+    async def flushed(_: UUID) -> int:
+        return stored["views"]
+
+    async def live() -> int | None:  # what readers add to the cached row (Redis' own copy)
+        count = await counting.client.get(keys.live_views(video))
+        return None if count is None else int(count)
+
+    assert await counter.record(video, 0, flushed) == 1
+    assert await counter.record(video, 0, flushed) == 2  # both pending in Redis
+    counting.redis.kill()
+    for _ in range(3):  # as videos.view does when Redis does not answer
+        stored["views"] += 1
+        await counter.forget(video, flushed)
+    assert counting.outbox.backlog > 0  # the rebuild waits for Redis
+    await counting.back()
+    assert await live() == 5  # 3 in PostgreSQL + 2 pending
+
+    async def apply(batch: ViewBatch) -> None:
+        stored["views"] += batch.views.get(video, 0)
+
+    assert await counter.flush(apply) == 2
+    assert stored["views"] == 5 and await live() == 5
+    assert await counter.record(video, 0, flushed) == 6

@@ -315,7 +315,7 @@ async def view(
     async def durably() -> int | None:
         async with ctx.db.acquire() as conn:
             stored = await video_rows.add_view(conn, video_id, watched)
-        await ctx.views.forget(video_id)
+        await ctx.views.forget(video_id, flushed_count)
         return stored
 
     async def live() -> int | None:
