@@ -95,6 +95,20 @@ async def api_ready_video(rig: Rig, user: dict[str, Any], path: Path, title: str
     raise AssertionError("video not ready in 90 s")
 
 
+async def watch_together(rig: Rig, video: str, pages: tuple[Any, ...], ready: str) -> None:
+    """Open the video's watch page in each of `pages` (live, with `ready` shown) and wait until
+    the last one counts every page as watching."""
+    for page in pages:
+        await page.goto(f"{rig.app_origin}/#/watch/{video}")
+        await page.wait_for_selector(f'{tid("connection-status")}[data-state="open"]')
+        await page.wait_for_selector(ready)
+    await pages[-1].wait_for_function(
+        f"() => document.querySelector('[data-testid=\"viewer-count\"]').textContent"
+        f".includes('{len(pages)}')",
+        timeout=10_000,
+    )
+
+
 async def _centre(locator: Any) -> tuple[float, float]:
     box = await locator.bounding_box()
     return box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.4
@@ -233,14 +247,7 @@ async def test_a_viewer_sees_the_uploaders_like_and_comment_within_a_second(
     await sign_in(uploader, "creator")
     viewer = await rig.page(phone=True)
     await sign_up(viewer, "watcher")
-    for page in (uploader, viewer):
-        await page.goto(f"{rig.app_origin}/#/watch/{video}")
-        await page.wait_for_selector(f'{tid("connection-status")}[data-state="open"]')
-        await page.wait_for_selector(tid("comment-form"))
-    await viewer.wait_for_function(
-        "() => document.querySelector('[data-testid=\"viewer-count\"]').textContent.includes('2')",
-        timeout=10_000,
-    )
+    await watch_together(rig, video, (uploader, viewer), tid("comment-form"))
 
     started = time.monotonic()
     await uploader.click(tid("like-button"))
@@ -276,6 +283,39 @@ async def test_a_viewer_sees_the_uploaders_like_and_comment_within_a_second(
     )
     await rig.shot(viewer, "watch-phone-live")
     await rig.shot(uploader, "watch-desktop-live")
+
+
+async def test_a_video_made_private_leaves_a_viewers_page_and_stays_on_its_owners(
+    rig: Rig, clip_files: dict[str, Path]
+) -> None:
+    owner = await api_user(rig, "retractor")
+    video = await api_ready_video(rig, owner, clip_files["short"], "Second thoughts")
+    owners_page = await rig.page()
+    await sign_in(owners_page, "retractor")
+    viewer = await rig.page()  # not signed in
+    await watch_together(rig, video, (owners_page, viewer), tid("video-player"))
+
+    async with (
+        aiohttp.ClientSession() as http,
+        http.patch(
+            f"{rig.api}/api/videos/{video}",
+            json={"visibility": "private"},
+            headers={"Authorization": f"Bearer {owner['token']}"},
+        ) as resp,
+    ):
+        assert resp.status == 200, await resp.json()
+    notice = viewer.locator(tid("page-error"))
+    await notice.wait_for(timeout=5_000)
+    assert "no longer available" in (await notice.inner_text())
+    assert await viewer.locator("video").count() == 0  # the player is gone with the page
+    await rig.shot(viewer, "watch-made-private")
+    # the owner may still watch: same page, same live channel
+    assert await owners_page.locator(tid("page-error")).count() == 0
+    await owners_page.click(tid("like-button"))
+    await owners_page.wait_for_function(
+        "() => document.querySelector('[data-testid=\"like-count\"]').textContent.trim() === '1'",
+        timeout=5_000,
+    )
 
 
 async def test_a_viewer_whose_network_drops_misses_no_comment(

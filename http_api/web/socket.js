@@ -13,7 +13,7 @@ const MAX_BACKOFF_MS = 15_000;
 class Channel {
   constructor(name) {
     this.name = name;
-    this.handlers = new Set(); // {onEvent, onReset, onSubscribed}
+    this.handlers = new Set(); // {onEvent, onReset, onSubscribed, onGone}
     this.offset = null; // last history offset seen
     this.epoch = null;
     this.subscribed = false;
@@ -85,8 +85,9 @@ export class RealtimeClient extends EventTarget {
   }
 
   /**
-   * subscribe('video:<id>', {onEvent(msg), onReset(), onSubscribed(msg)}) -> unsubscribe()
-   * onReset runs when missed events could not be recovered: reload over REST.
+   * subscribe('video:<id>', {onEvent(msg), onReset(), onSubscribed(msg), onGone(msg)}) -> unsubscribe()
+   * onReset runs when missed events could not be recovered: reload over REST. onGone runs when
+   * the server took the socket off the channel unasked (its video made private or deleted).
    */
   subscribe(name, handler) {
     let ch = this.channels.get(name);
@@ -102,7 +103,8 @@ export class RealtimeClient extends EventTarget {
       ch.handlers.delete(handler);
       if (ch.handlers.size === 0 && this.channels.get(name) === ch) {
         this.channels.delete(name);
-        if (this.state === 'open' && ch.subscribed) this.send({ type: 'unsubscribe', channel: name });
+        // with an id, so its answer is not taken for the server's unasked one (see `handle`)
+        if (this.state === 'open' && ch.subscribed) this.send({ type: 'unsubscribe', channel: name, id: String(this.nextId++) });
       }
     };
   }
@@ -273,8 +275,20 @@ export class RealtimeClient extends EventTarget {
     switch (msg.type) {
       case 'welcome':
       case 'ack':
-      case 'unsubscribed':
         return;
+      case 'unsubscribed': {
+        // Unasked (no id): the video was made private or deleted, and this socket may not watch
+        // it any more. The channel is dropped (not subscribed again on reconnect) and its
+        // handlers told.
+        const ch = msg.id == null ? this.channels.get(msg.channel) : null;
+        if (!ch) return;
+        this.channels.delete(msg.channel);
+        ch.subscribed = false;
+        for (const h of ch.handlers) {
+          try { if (h.onGone) h.onGone(msg); } catch (e) { console.warn('gone handler failed', e); }
+        }
+        return;
+      }
       case 'pong':
         clearTimeout(this.pongTimer);
         return;

@@ -495,7 +495,23 @@ export function render(root, { params }) {
       loadVideo();
       loadComments(true);
     },
+    onGone() {
+      // Made private or deleted while we watched: the server took this socket off its channel.
+      gone();
+    },
   });
+
+  function gone() {
+    if (destroyed) return;
+    destroyed = true;
+    unsubscribe();
+    if (ownerChannel) ownerChannel();
+    stopPlayer();
+    clear(page).append(h('div', { class: 'empty', testid: 'page-error' },
+      h('h1', null, 'This video is no longer available'),
+      h('p', { class: 'muted' }, 'Its owner made it private or deleted it while you were watching.'),
+      h('a', { href: '#/' }, 'Back to home')));
+  }
 
   let ownerChannel = null;
   if (me) {
