@@ -301,6 +301,13 @@ def _settle(waiter: asyncio.Future[bool], answer: bool) -> None:
         waiter.set_result(answer)
 
 
+def _cancel_requested() -> bool:
+    """Whether the running task was cancelled, even if a library swallowed the CancelledError
+    (redis-py can, when it races its own timeout): a loop checking it still ends."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 @contextlib.asynccontextmanager
 async def _watchdog(subscriber: ChannelSubscriber) -> AsyncIterator[None]:
     """PING the idle connection every 10 s; drop it when nothing came back for 25 s.
@@ -311,7 +318,7 @@ async def _watchdog(subscriber: ChannelSubscriber) -> AsyncIterator[None]:
     subscriber._last_seen = loop.time()
 
     async def ping() -> None:
-        while True:
+        while not _cancel_requested():
             await asyncio.sleep(10)
             if loop.time() - subscriber._last_seen > 25:
                 logger.warning("Redis pub/sub silent for 25 s; reconnecting")
@@ -509,7 +516,7 @@ async def _shard_watchdog(subscriber: ShardedChannelSubscriber) -> AsyncIterator
     loop = asyncio.get_running_loop()
 
     async def ping() -> None:
-        while True:
+        while not _cancel_requested():
             await asyncio.sleep(10)
             for shard in list(subscriber._shards.values()):
                 if loop.time() - shard.last_seen > 25:

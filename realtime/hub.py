@@ -63,6 +63,7 @@ from reelwire.domain.videos import Watchable
 logger = logging.getLogger(__name__)
 
 PRESENCE_TICK = 0.5
+STOP_SECONDS = 5.0  # how long stopping waits for a task before giving up on it
 SHUTDOWN_BATCH = 500
 SHUTDOWN_PAUSE = 0.05
 RECENT_SWEEP = 5.0  # how often channels drop the recent events they keep past their time
@@ -126,6 +127,7 @@ class Hub:
         self.closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self.channels = Channels(
             redis, self._on_message, self._on_reconnect, settings.write_delay_ms / 1000
         )
@@ -152,14 +154,19 @@ class Hub:
             await asyncio.sleep(SHUTDOWN_PAUSE)
 
     async def stop(self) -> None:
-        """Withdraw this process's presence and stop every task (cancelled and awaited)."""
+        """Withdraw this process's presence and stop every task.
+
+        The housekeeping tick is told to stop and ends at its next turn rather than being
+        cancelled in the middle of a Redis call: redis-py can take a cancellation that races
+        its own timeout for a timeout and retry, and the cancelled task then never ends (a
+        shutdown waited on it for good). Every wait here is bounded."""
+        self._stopping.set()
         if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+            await _ended(self._ticker, STOP_SECONDS)
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=STOP_SECONDS)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.presence.withdraw(), 2)
         await self.channels.stop()
@@ -428,8 +435,11 @@ class Hub:
         next_refresh = loop.time()
         next_sweep = loop.time() + RECENT_SWEEP
         refresh_every = self.settings.presence_ttl / 3
-        while True:
-            await asyncio.sleep(PRESENCE_TICK)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), PRESENCE_TICK)
+            if self._stopping.is_set():
+                return
             now = loop.time()
             if now >= next_sweep:
                 next_sweep = now + RECENT_SWEEP
@@ -450,3 +460,13 @@ class Hub:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+async def _ended(task: asyncio.Task[Any], timeout: float) -> None:
+    """Wait for a task that was told to stop; cancel it if it has not ended by `timeout`."""
+    _, pending = await asyncio.wait({task}, timeout=timeout)
+    if pending:
+        task.cancel()
+        await asyncio.wait({task}, timeout=timeout)
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        logger.warning("%s ended with %r", task.get_name(), task.exception())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -257,7 +258,11 @@ async def test_a_reconnect_storm_after_a_restart_recovers_everything(
         second = Server(tmp_path / "home2", env)
         # waited for off the loop: the sockets closing with 1012 need it to answer their close
         await asyncio.to_thread(second.wait_healthy)
-        assert await asyncio.to_thread(first.proc.wait, 30) == 0
+        try:
+            exited = await asyncio.to_thread(first.proc.wait, 30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"not gone 30 s after SIGTERM:\n{first.output()}") from None
+        assert exited == 0, first.output()
         back = await gather("127.0.0.1", second.port, len(members))
         asked = []
         for old, new in zip(members, back, strict=True):
