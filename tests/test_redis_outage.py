@@ -4,8 +4,9 @@ Two real `reelwire serve` processes share PostgreSQL and a Redis of their own. U
 load of likes, comments, follows, views and an upload on both processes, with rate limits on and
 two sockets watching the video, Redis is killed (SIGKILL) and started again 6 s later. A user
 must see: no write refused, every comment delivered once to both sockets in one order with
-consecutive offsets, and every counter (likes, views, followers) ending exactly where the
-accepted writes put it.
+consecutive offsets, and every counter (likes, followers) ending exactly where the accepted
+writes put it; views too, but for one whose answer the kill cut off after Redis had counted it:
+the fallback counts it into PostgreSQL as well (at least once, never lost).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Load:
         self.statuses: list[tuple[float, str, int]] = []  # (time, kind, status)
         self.comments: list[tuple[float, str]] = []  # (time posted, text)
         self.views = 0
+        self.views_in_flight = 0
         self.liked: dict[int, bool] = {}
         self.following: dict[int, bool] = {}
 
@@ -129,14 +131,18 @@ async def test_a_redis_outage_under_load_refuses_no_write_and_loses_no_event(
                         json={"action": "like" if liked else "remove"},
                     ):
                         load.liked[n] = liked
-                    if await write(
-                        n,
-                        "view",
-                        "POST",
-                        f"/api/videos/{video}/view",
-                        json={"watch_time_seconds": 3},
-                    ):
-                        load.views += 1
+                    load.views_in_flight += 1
+                    try:
+                        if await write(
+                            n,
+                            "view",
+                            "POST",
+                            f"/api/videos/{video}/view",
+                            json={"watch_time_seconds": 3},
+                        ):
+                            load.views += 1
+                    finally:
+                        load.views_in_flight -= 1
                     if step % 3 == 0:
                         text = f"fan {n} says {step}"
                         if await write(
@@ -164,6 +170,9 @@ async def test_a_redis_outage_under_load_refuses_no_write_and_loses_no_event(
             await asyncio.sleep(BEFORE_SECONDS)
             redis.kill()
             killed = time.monotonic()
+            # A view Redis counted whose answer the kill cut off is counted again into
+            # PostgreSQL (the fallback cannot tell it from one Redis never got): at most these.
+            unsure_views = load.views_in_flight
             killed_at = killed - started
             await asyncio.sleep(1)
             # An upload while Redis is down: accepted now, transcoded once it is back.
@@ -220,22 +229,23 @@ async def test_a_redis_outage_under_load_refuses_no_write_and_loses_no_event(
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 stored_views = await db.fetchval("SELECT view_count FROM videos WHERE id = $1", vid)
-                if stored_views == load.views:
+                if stored_views >= load.views:
                     break
                 await asyncio.sleep(0.2)
             row = await db.fetchrow(
                 "SELECT like_count, comment_count, view_count FROM videos WHERE id = $1", vid
             )
-            assert (row["like_count"], row["comment_count"], row["view_count"]) == (
-                likes,
-                len(posted),
+            assert (row["like_count"], row["comment_count"]) == (likes, len(posted))
+            assert load.views <= row["view_count"] <= load.views + unsure_views, (
+                row["view_count"],
                 load.views,
+                unsure_views,
             )
             for n in (0, 1):
                 async with http.get(f"{cluster.url(n)}/api/videos/{video}") as resp:
                     shown = await resp.json()
                 assert (shown["like_count"], shown["comment_count"]) == (likes, len(posted))
-                assert shown["view_count"] == load.views
+                assert load.views <= shown["view_count"] <= load.views + unsure_views, shown
                 async with http.get(f"{cluster.url(n)}/api/users/{owner['id']}") as resp:
                     profile = await resp.json()
                 assert profile["user"]["follower_count"] == followers, profile
@@ -264,7 +274,8 @@ async def test_a_redis_outage_under_load_refuses_no_write_and_loses_no_event(
                 f"{sum(refused.values())} refused; {len(posted)} comments, 0 lost, "
                 f"{len(held)} of them held meanwhile, all on both sockets {recovery:.2f} s "
                 f"after Redis was back; "
-                f"{load.views} views, {likes} likes, {followers} followers exact"
+                f"{likes} likes, {followers} followers exact; {row['view_count']} views stored "
+                f"for {load.views} accepted ({unsure_views} in flight at the kill)"
             )
     finally:
         stop.set()

@@ -5,6 +5,7 @@ bytes that arrived are kept and tuspy re-sends at most one chunk."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -85,6 +86,15 @@ async def test_a_second_process_and_a_killed_one_lose_nothing_tuspy_sent(
             async with http.post(f"{first.url}/api/auth/register", json=body) as resp:
                 token = (await resp.json())["tokens"]["access_token"]
 
+        # The chunk at 8 MiB waits until its process was killed (then it fails, and tuspy
+        # tries it again until the restarted process answers).
+        reached, killed = threading.Event(), threading.Event()
+
+        def gate(offset: int) -> None:
+            if offset == 8 * MIB and not reached.is_set():
+                reached.set()
+                killed.wait(60)
+
         def send(server: Server, stop_at: int | None, url: str | None, **options: Any) -> Any:
             with path.open("rb") as stream:
                 made = uploader(
@@ -96,6 +106,7 @@ async def test_a_second_process_and_a_killed_one_lose_nothing_tuspy_sent(
                     metadata={"filename": "v1080.mp4", "title": "moved around"},
                     **options,
                 )
+                made.gate = gate
                 made.upload(stop_at=stop_at)
                 return made
 
@@ -110,17 +121,14 @@ async def test_a_second_process_and_a_killed_one_lose_nothing_tuspy_sent(
                 send, second, None, second.url + upload_path, retries=60, retry_delay=0.5
             )
         )
-        while (
-            await db.fetchval("SELECT upload_offset FROM resumable_uploads") < 8 * MIB
-            and not rest.done()
-        ):
-            await asyncio.sleep(0.005)
+        assert await asyncio.to_thread(reached.wait, 60), "the upload never reached 8 MiB"
         killed_at = await db.fetchval("SELECT upload_offset FROM resumable_uploads")
         second.stop()
+        killed.set()
         restarted = Server(home, env, port=second.port)
         restarted.wait_healthy()
         made = await asyncio.wait_for(rest, 120)
-        assert killed_at < len(data), "the upload finished before the kill"
+        assert killed_at == 8 * MIB, killed_at  # killed with the upload two thirds done
         starts = [offset for offset, _ in made.sent]
         assert len(set(starts)) < len(starts), f"no chunk was retried: {made.sent}"
         assert resent(made, len(data) - 6 * MIB) <= MIB, made.sent

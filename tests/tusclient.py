@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -22,9 +22,12 @@ class RecordingUploader(Uploader):  # type: ignore[misc]
     """tuspy's uploader, remembering (offset, length) of every PATCH it starts."""
 
     sent: list[tuple[int, int]]
+    gate: Callable[[int], None] | None = None  # called with each PATCH's offset before it goes
 
     def _do_request(self) -> None:
         self.sent.append((self.offset, self.get_request_length()))
+        if self.gate is not None:
+            self.gate(self.offset)
         super()._do_request()
 
 
