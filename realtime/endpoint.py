@@ -124,7 +124,7 @@ class _VideoWatch:
         return self._ctx.outbox.usable
 
     async def read(
-        self, video_id: uuid.UUID, also: Callable[[Any], None]
+        self, video_id: uuid.UUID, also: Callable[[Any], None] | None = None
     ) -> tuple[videos.Watchable, list[Any]]:
         return await videos.watchable(self._ctx, video_id, also)
 

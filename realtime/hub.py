@@ -77,13 +77,9 @@ class VideoWatch(Protocol):
         own is still waiting to reach Redis)."""
 
     async def read(
-        self, video_id: UUID, also: Callable[[Any], None]
+        self, video_id: UUID, also: Callable[[Any], None] | None = None
     ) -> tuple[Watchable, list[Any]]:
         """The video's `Watchable`, and the replies to what `also` queued on the same pipeline."""
-
-
-def _nothing(_pipe: Any) -> None:
-    """No reads of the caller's own to add to the pipeline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,7 +367,7 @@ class Hub:
         """The video's metadata changed (made private, deleted): the sockets whose user may not
         watch it any more leave its channel and are told with `unsubscribed`."""
         try:
-            access, _ = await self._videos.read(UUID(feed.name.partition(":")[2]), _nothing)
+            access, _ = await self._videos.read(UUID(feed.name.partition(":")[2]))
         except Exception as exc:
             logger.warning("checking who may still watch %s failed: %r", feed.name, exc)
             return

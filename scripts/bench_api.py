@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from benchlib import free_port, mint_tokens, pinned  # noqa: E402
+from benchlib import free_port, mint_tokens, pinned, wait_listening  # noqa: E402
 
 SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"
 
@@ -296,14 +295,12 @@ def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     server = subprocess.Popen(
         pinned(0, [sys.executable, "-m", "reelwire", "serve"]), env=env, cwd=ROOT
     )
-    for _ in range(300):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return server
-        except OSError:
-            time.sleep(0.1)
-    server.kill()
-    raise RuntimeError("the server did not start listening")
+    try:
+        wait_listening(server, port, "the server", timeout=30)
+    except RuntimeError:
+        server.kill()
+        raise
+    return server
 
 
 async def cursor_of_page(url: str, page: int) -> str:

@@ -36,7 +36,6 @@ import json
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,8 +48,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_fanout import SECRET, cpu_seconds, event, pin_existing, seed, stop  # noqa: E402
-from benchlib import free_port, pinned  # noqa: E402
+from bench_fanout import SECRET, cpu_seconds, event, pin_existing, seed  # noqa: E402
+from benchlib import free_port, pinned, stop, wait_listening  # noqa: E402
 
 SETUPS = ("cluster", "single")
 
@@ -284,17 +283,12 @@ def start_server(port: int, env: dict[str, str], count_file: Path) -> subprocess
         env={**env, "PORT": str(port), "BENCH_COUNT_FILE": str(count_file)},
         cwd=ROOT,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"reelwire serve exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc
-        except OSError:
-            time.sleep(0.1)
-    stop(proc)
-    raise RuntimeError("reelwire serve did not listen")
+    try:
+        wait_listening(proc, port, "reelwire serve")
+    except RuntimeError:
+        stop(proc)
+        raise
+    return proc
 
 
 def run_load(spec: dict[str, Any]) -> dict[str, Any]:

@@ -39,8 +39,6 @@ import json
 import os
 import random
 import resource
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from benchlib import free_port, mint_tokens, pinned  # noqa: E402
+from benchlib import free_port, mint_tokens, pinned, stop, wait_listening  # noqa: E402
 
 SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -635,27 +633,9 @@ def start(
         script = f"bench_fanout_{kind}.py"
         argv = [python, str(ROOT / "scripts" / script), str(port), env["REDIS_URL"]]
     proc = subprocess.Popen(pinned(0, argv), env=env, cwd=root)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{kind} server exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                time.sleep(1.0 if processes > 1 else 0.3)  # every child listening
-                return proc
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{kind} server did not listen")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    wait_listening(proc, port, f"{kind} server")
+    time.sleep(1.0 if processes > 1 else 0.3)  # every child listening
+    return proc
 
 
 def run_load(spec: dict[str, Any]) -> dict[str, Any]:

@@ -24,19 +24,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.benchlib import free_port  # noqa: E402
+from scripts.benchlib import free_port, stop, wait_listening  # noqa: E402
 
 REELWIRE = str(Path(sys.executable).with_name("reelwire"))
 
@@ -60,28 +58,11 @@ def start_server(home: Path, port: int, processes: int) -> subprocess.Popen[byte
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"reelwire serve exited with {proc.returncode}: see {log.name}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
-                if resp.status == 200:
-                    return proc
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError("reelwire serve did not get ready in 120 s")
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    try:
+        wait_listening(proc, port, "reelwire serve", timeout=120, ready_path="/readyz")
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}: see {log.name}") from None
+    return proc
 
 
 def one_run(
@@ -222,7 +203,7 @@ def main() -> None:
                     flush=True,
                 )
         finally:
-            stop_server(server)
+            stop(server, group=True, timeout=60)
     print(json.dumps(results))
 
 
